@@ -1,0 +1,215 @@
+// Shared command-line plumbing for every step script: flags with env-var fallbacks, --help,
+// exit codes (0 ok, 1 runtime failure, 2 bad input), one-line errors, secret redaction.
+import { parseArgs } from 'node:util'
+import { $, ProcessOutput } from 'zx'
+
+/** Bad input or configuration: exit 2, nothing has been changed. */
+export class UsageError extends Error {
+  readonly exitCode = 2
+}
+
+/** Something failed at run time: exit 1. `fix` says what to do about it. */
+export class RuntimeFailure extends Error {
+  readonly exitCode = 1
+  readonly fix?: string
+  constructor(message: string, fix?: string) {
+    super(message)
+    this.fix = fix
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets never reach the terminal: every value registered here is masked in everything the
+// scripts print through `say`/`warn`/the error printer, and zx never echoes child output.
+
+const secrets = new Set<string>()
+
+export function registerSecret(value: string | undefined): void {
+  if (value && value.length >= 6) secrets.add(value)
+}
+
+export function redact(text: string): string {
+  let out = text
+  for (const s of [...secrets].sort((a, b) => b.length - a.length)) out = out.split(s).join('***')
+  return out
+}
+
+export function say(message: string): void {
+  process.stdout.write(`${redact(message)}\n`)
+}
+
+export function warn(message: string): void {
+  process.stderr.write(`${redact(message)}\n`)
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface FlagSpec {
+  type: 'string' | 'boolean'
+  /** Environment variable read when the flag is not given. */
+  env?: string
+  default?: string | boolean
+  help: string
+  short?: string
+  multiple?: boolean
+}
+
+export type FlagSpecs = Record<string, FlagSpec>
+
+type FlagValue<F extends FlagSpec> = F['type'] extends 'boolean'
+  ? boolean
+  : F['multiple'] extends true
+    ? string[]
+    : string | undefined
+
+export type Flags<S extends FlagSpecs> = { [K in keyof S]: FlagValue<S[K]> } & {
+  help: boolean
+  debug: boolean
+  _: string[]
+}
+
+const commonFlags: FlagSpecs = {
+  help: { type: 'boolean', short: 'h', help: 'show this help and exit' },
+  debug: { type: 'boolean', env: 'DEBUG_HOMELAB', help: 'print stack traces and the commands run' },
+}
+
+export interface ScriptSpec<S extends FlagSpecs> {
+  /** How the user runs it, e.g. `npx tsx scripts/up.mts`. */
+  usage: string
+  summary: string
+  flags: S
+  /** Extra paragraphs after the flag list. */
+  notes?: string
+  positionals?: boolean
+}
+
+export function helpText<S extends FlagSpecs>(spec: ScriptSpec<S>): string {
+  const all = { ...spec.flags, ...commonFlags }
+  const rows = Object.entries(all).map(([name, f]) => {
+    const left = `  --${name}${f.type === 'string' ? ' VALUE' : ''}`
+    const extras = [
+      f.env ? `env ${f.env}` : '',
+      f.default !== undefined && f.default !== false ? `default ${f.default}` : '',
+    ]
+      .filter(Boolean)
+      .join(', ')
+    return `${left.padEnd(30)} ${f.help}${extras ? ` (${extras})` : ''}`
+  })
+  return [
+    `Usage: ${spec.usage}`,
+    '',
+    spec.summary,
+    '',
+    'Options:',
+    ...rows,
+    spec.notes ? `\n${spec.notes}` : '',
+  ]
+    .join('\n')
+    .trimEnd()
+}
+
+function envBoolean(name: string, raw: string): boolean {
+  if (/^(1|true|yes|on)$/i.test(raw)) return true
+  if (/^(0|false|no|off|)$/i.test(raw)) return false
+  throw new UsageError(`${name}=${raw} is not a boolean: use 1/0, true/false or yes/no`)
+}
+
+/** Parses argv strictly (unknown flags are a UsageError), then fills gaps from the environment. */
+export function parseFlags<S extends FlagSpecs>(
+  spec: ScriptSpec<S>,
+  argv: string[] = process.argv.slice(2),
+  env: NodeJS.ProcessEnv = process.env,
+): Flags<S> {
+  const all = { ...spec.flags, ...commonFlags }
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {}
+  for (const [name, f] of Object.entries(all))
+    options[name] = { type: f.type, short: f.short, multiple: f.multiple }
+  let parsed: ReturnType<typeof parseArgs>
+  try {
+    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: true })
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message.split('\n')[0]} (see --help)`)
+  }
+  if (parsed.positionals.length > 0 && !spec.positionals && !parsed.values.help) {
+    throw new UsageError(`unexpected argument '${parsed.positionals[0]}' (see --help)`)
+  }
+  const out: Record<string, unknown> = { _: parsed.positionals }
+  for (const [name, f] of Object.entries(all)) {
+    let v: unknown = parsed.values[name]
+    if (v === undefined && f.env && env[f.env] !== undefined) {
+      const raw = env[f.env] as string
+      v = f.type === 'boolean' ? envBoolean(f.env, raw) : f.multiple ? raw.split(',').filter(Boolean) : raw
+    }
+    if (v === undefined) v = f.default ?? (f.type === 'boolean' ? false : f.multiple ? [] : undefined)
+    out[name] = v
+  }
+  return out as Flags<S>
+}
+
+function describe(err: unknown, debug: boolean): { line: string; code: number } {
+  if (err instanceof UsageError) return { line: err.message, code: 2 }
+  if (err instanceof RuntimeFailure)
+    return { line: err.fix ? `${err.message}; ${err.fix}` : err.message, code: 1 }
+  if (err instanceof ProcessOutput) {
+    const tail = (err.stderr || err.stdout).trim().split('\n').slice(-1)[0] ?? ''
+    return { line: `a command failed (exit ${err.exitCode ?? err.signal}): ${tail}`, code: 1 }
+  }
+  const e = err as Error
+  return { line: debug ? String(e?.stack ?? e) : String(e?.message ?? e), code: 1 }
+}
+
+/**
+ * Runs a step script: parses flags, prints help, runs `main`, and turns any error into one
+ * redacted line on stderr (stack trace only with --debug) and the right exit code.
+ */
+export async function runScript<S extends FlagSpecs>(
+  name: string,
+  spec: ScriptSpec<S>,
+  main: (flags: Flags<S>) => Promise<number | undefined>,
+): Promise<void> {
+  $.quiet = true
+  let debug = process.argv.includes('--debug')
+  try {
+    const flags = parseFlags(spec)
+    debug = flags.debug
+    if (flags.help) {
+      say(helpText(spec))
+      process.exitCode = 0
+      return
+    }
+    if (debug) $.verbose = true
+    const code = await main(flags)
+    process.exitCode = typeof code === 'number' ? code : 0
+  } catch (err) {
+    const { line, code } = describe(err, debug)
+    warn(`${name}: error: ${line}`)
+    if (debug && err instanceof Error && !(err instanceof ProcessOutput)) warn(redact(String(err.stack)))
+    process.exitCode = code
+  }
+}
+
+/** Asks yes/no on a TTY; without a TTY the answer is `--yes` or a UsageError. */
+export async function confirm(question: string, yes: boolean, what = 'this'): Promise<boolean> {
+  if (yes) return true
+  if (!process.stdin.isTTY)
+    throw new UsageError(`refusing to ${what} without a terminal to confirm on: pass --yes`)
+  const { createInterface } = await import('node:readline/promises')
+  const rl = createInterface({ input: process.stdin, output: process.stderr })
+  try {
+    const answer = await rl.question(`${question} [y/N] `)
+    return /^y(es)?$/i.test(answer.trim())
+  } finally {
+    rl.close()
+  }
+}
+
+/** Parses a duration such as `20m`, `90s`, `1500ms`, `2h` or a bare number of seconds into ms. */
+export function parseDuration(raw: string, name: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(raw.trim())
+  if (!m) throw new UsageError(`${name}=${raw} is not a duration: use e.g. 90s, 20m or 1h`)
+  const n = Number(m[1])
+  const unit = m[2] ?? 's'
+  const ms = n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!
+  if (ms <= 0) throw new UsageError(`${name}=${raw} must be greater than zero`)
+  return ms
+}

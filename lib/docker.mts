@@ -1,0 +1,83 @@
+// Thin wrappers around the docker CLI. Commands are built as argument arrays (never strings)
+// and run through zx's `$`, which quotes every item.
+import fs from 'node:fs'
+import path from 'node:path'
+import { $, type ProcessOutput } from 'zx'
+
+/** Fixed Compose project name, so volume names do not follow the install directory. */
+export const PROJECT_NAME = 'posthog'
+
+export const COMPOSE_FILES = ['docker-compose.yml', 'docker-compose.override.yml', 'docker-compose.local.yml']
+
+export function dockerBin(): string {
+  return process.env.DOCKER_BIN || 'docker'
+}
+
+/** `-f` arguments for the stack: upstream file, generated override, and the user's local file if present. */
+export function composeFileArgs(stackDir: string): string[] {
+  const files = COMPOSE_FILES.filter((f, i) => i < 2 || fs.existsSync(path.join(stackDir, f)))
+  return files.flatMap((f) => ['-f', path.join(stackDir, f)])
+}
+
+/** Everything before a compose subcommand: project directory, name, env file and files. */
+export function composePrefix(stackDir: string): string[] {
+  const envFile = path.join(stackDir, '.env')
+  return [
+    'compose',
+    '--project-directory',
+    stackDir,
+    '-p',
+    PROJECT_NAME,
+    ...(fs.existsSync(envFile) ? ['--env-file', envFile] : []),
+    ...composeFileArgs(stackDir),
+  ]
+}
+
+export interface RunOptions {
+  /** zx duration, e.g. '30s'; every docker call has one. */
+  timeout?: string
+  nothrow?: boolean
+  input?: string
+  cwd?: string
+}
+
+export function docker(args: string[], opts: RunOptions = {}): Promise<ProcessOutput> {
+  const p = $({
+    quiet: true,
+    nothrow: opts.nothrow ?? false,
+    timeout: (opts.timeout ?? '60s') as `${number}s`,
+    input: opts.input,
+    cwd: opts.cwd,
+  })`${dockerBin()} ${args}`
+  return p
+}
+
+export function compose(stackDir: string, args: string[], opts: RunOptions = {}): Promise<ProcessOutput> {
+  return docker([...composePrefix(stackDir), ...args], opts)
+}
+
+/** One line of `docker compose ps --format json` (Compose >= 2.21 prints one object per line). */
+export interface ComposePsEntry {
+  Name: string
+  Service: string
+  State: string
+  Status: string
+  Health: string
+  ExitCode: number
+}
+
+export function parseComposePs(stdout: string): ComposePsEntry[] {
+  const text = stdout.trim()
+  if (!text) return []
+  // Compose < 2.21 printed one JSON array; newer versions print one object per line.
+  if (text.startsWith('[')) return JSON.parse(text) as ComposePsEntry[]
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as ComposePsEntry)
+}
+
+export async function composePs(stackDir: string, opts: RunOptions = {}): Promise<ComposePsEntry[]> {
+  const out = await compose(stackDir, ['ps', '--all', '--format', 'json'], { timeout: '30s', ...opts })
+  return parseComposePs(out.stdout)
+}

@@ -1,0 +1,403 @@
+// The one place the user configures: `.env` at the project root. Loading (dotenv), validation
+// with one clear line per mistake, first-run generation of secrets written back in place, and
+// the secret guard that refuses to start on secrets that would make existing data unreadable.
+import { createHash, randomBytes } from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import dotenv from 'dotenv'
+import { parseDuration, RuntimeFailure, registerSecret, UsageError } from './cli.mts'
+import { readIfExists, writeFileAtomic } from './fsutil.mts'
+
+type Validator = (value: string) => string | undefined
+
+export interface EnvKey {
+  default: string
+  validate?: Validator
+  secret?: boolean
+}
+
+const HOSTNAME_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i
+const SERVICE_NAME = /^[a-z0-9][a-z0-9_.-]*$/
+const MEMORY = /^\d+(\.\d+)?\s*([kmgt])?(i?b)?$/i
+
+export function isHostname(v: string): boolean {
+  if (v === 'localhost') return true
+  if (v.length > 253 || !v.includes('.')) return false
+  return v.split('.').every((l) => HOSTNAME_LABEL.test(l)) && !/^\d+$/.test(v.split('.').at(-1) ?? '')
+}
+
+/** git check-ref-format rules, plus: never starts with '-', so git cannot read it as an option. */
+export function isGitRefName(v: string): boolean {
+  if (!v || v.startsWith('-') || v === '@' || v.endsWith('/') || v.endsWith('.') || v.endsWith('.lock'))
+    return false
+  if (/[\x00-\x20\x7f~^:?*[\\]/.test(v) || v.includes('..') || v.includes('@{') || v.includes('//'))
+    return false
+  return v.split('/').every((part) => part.length > 0 && !part.startsWith('.') && !part.endsWith('.lock'))
+}
+
+export function parseMemory(v: string): number {
+  const m = MEMORY.exec(v.trim())
+  if (!m) throw new UsageError(`'${v}' is not a memory size: use e.g. 512m or 1.5g`)
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[(m[2] ?? '').toLowerCase()]!
+  return Math.round(Number(m[1]) * mult)
+}
+
+const port: Validator = (v) =>
+  /^\d+$/.test(v) && +v >= 1 && +v <= 65535 ? undefined : 'must be a port number 1..65535'
+const positiveInt: Validator = (v) => (/^[1-9]\d*$/.test(v) ? undefined : 'must be a whole number above 0')
+const duration: Validator = (v) => {
+  try {
+    parseDuration(v, 'x')
+    return undefined
+  } catch {
+    return 'must be a duration such as 90s, 20m or 1h'
+  }
+}
+const optional =
+  (inner: Validator): Validator =>
+  (v) =>
+    v === '' ? undefined : inner(v)
+const url: Validator = (v) =>
+  /^(https?|file|ssh|git):\/\/\S+$|^[\w.-]+@[\w.-]+:\S+$|^\/\S*$/.test(v) ? undefined : 'must be a URL'
+const httpUrl: Validator = (v) => (/^https?:\/\/\S+$/.test(v) ? undefined : 'must be an http(s) URL')
+
+const serviceList: Validator = (v) => {
+  const bad = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '' && !SERVICE_NAME.test(s))
+  if (/,\s*,/.test(v) || bad.length)
+    return `must be service names separated by commas${bad.length ? ` ('${bad[0]}' is not one)` : ''}`
+  return undefined
+}
+const memoryList: Validator = (v) => {
+  for (const item of v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const [svc, size, ...rest] = item.split('=')
+    if (!svc || !size || rest.length || !SERVICE_NAME.test(svc.trim()) || !MEMORY.test(size.trim()))
+      return `must be service=size pairs separated by commas, e.g. clickhouse=2g,web=1.5g ('${item}' is not one)`
+  }
+  return undefined
+}
+
+export const PLACEHOLDER = /^replace-with-/i
+
+export const ENV_SPEC: Record<string, EnvKey> = {
+  DOMAIN: {
+    default: 'localhost',
+    validate: (v) => (isHostname(v) ? undefined : 'must be a hostname such as ph.example.com, or localhost'),
+  },
+  POSTHOG_SECRET: {
+    default: '',
+    secret: true,
+    validate: (v) =>
+      v.length >= 50 && !/\s/.test(v)
+        ? undefined
+        : 'must be at least 50 characters without spaces (leave it empty to generate one)',
+  },
+  ENCRYPTION_SALT_KEYS: {
+    default: '',
+    secret: true,
+    validate: (v) =>
+      /^[A-Za-z0-9_-]{32}$/.test(v)
+        ? undefined
+        : 'must be exactly 32 characters of A-Z a-z 0-9 _ - (leave it empty to generate one)',
+  },
+  POSTHOG_PROXY_HTTP_PORT: { default: '18000', validate: port },
+  POSTHOG_APP_TAG: {
+    default: 'latest',
+    validate: (v) => (isGitRefName(v) ? undefined : 'must be a tag, branch, latest or a 40-hex commit'),
+  },
+  POSTHOG_NODE_TAG: {
+    default: 'latest',
+    validate: (v) => (/^[\w][\w.-]{0,127}$/.test(v) ? undefined : 'must be a Docker image tag'),
+  },
+  REGISTRY_URL: {
+    default: 'posthog/posthog',
+    validate: (v) =>
+      /^[a-z0-9][a-z0-9._/:-]*[a-z0-9]$/.test(v)
+        ? undefined
+        : 'must be an image repository such as posthog/posthog',
+  },
+  POSTHOG_REPO_URL: { default: 'https://github.com/PostHog/posthog.git', validate: url },
+  STACK_DIR: {
+    default: 'stack',
+    validate: (v) => (v.trim() && !v.includes('\n') ? undefined : 'must be a directory path'),
+  },
+  DISABLED_SERVICES: {
+    default:
+      'temporal-ui,temporal-admin-tools,livestream,cymbal,replay-capture,cyclotron-janitor,property-defs-rs',
+    validate: serviceList,
+  },
+  MEMORY_LIMITS: { default: 'clickhouse=2g,web=1.5g,worker=1.5g,elasticsearch=512m', validate: memoryList },
+  POSTHOG_WORKER_WEB_CONCURRENCY: { default: '1', validate: positiveInt },
+  POSTHOG_CELERY_MAX_TASKS_PER_CHILD: { default: '100', validate: positiveInt },
+  POSTHOG_CELERY_MAX_MEMORY_PER_CHILD: { default: '400000', validate: positiveInt },
+  HEALTH_TIMEOUT: { default: '20m', validate: duration },
+  HEALTH_WEBHOOK_URL: { default: '', validate: optional(httpUrl), secret: true },
+  HEALTH_WEBHOOK_FORMAT: {
+    default: 'json',
+    validate: (v) => (v === 'json' || v === 'text' ? undefined : 'must be json or text'),
+  },
+  HEALTH_REMIND_HOURS: { default: '6', validate: positiveInt },
+  FRP_VERSION: {
+    default: '0.70.1',
+    validate: (v) => (/^\d+\.\d+\.\d+$/.test(v) ? undefined : 'must be a version such as 0.70.1'),
+  },
+  FRP_RELEASE_BASE_URL: { default: 'https://github.com/fatedier/frp/releases/download', validate: url },
+  FRP_SERVER_ADDR: {
+    default: '',
+    validate: optional((v) => (/^[\w.:-]+$/.test(v) ? undefined : 'must be an IP address or hostname')),
+  },
+  FRP_SERVER_PORT: { default: '7000', validate: port },
+  FRP_TOKEN: {
+    default: '',
+    secret: true,
+    validate: optional((v) =>
+      v.length >= 32 && !/\s/.test(v)
+        ? undefined
+        : 'must be at least 32 characters without spaces (leave it empty to generate one)',
+    ),
+  },
+  FRP_REMOTE_PORT: { default: '12080', validate: port },
+  CERTBOT_EMAIL: {
+    default: '',
+    validate: optional((v) =>
+      /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(v) ? undefined : 'must be an e-mail address',
+    ),
+  },
+  BACKUP_DIR: { default: 'backups', validate: (v) => (v.trim() ? undefined : 'must be a directory path') },
+  BACKUP_KEEP: { default: '7', validate: positiveInt },
+}
+
+export interface Config {
+  root: string
+  envFile: string
+  /** Every key of ENV_SPEC, after defaults, `.env` and the process environment. */
+  raw: Record<string, string>
+  domain: string
+  posthogSecret: string
+  encryptionSaltKeys: string
+  proxyPort: number
+  appTag: string
+  nodeTag: string
+  registryUrl: string
+  repoUrl: string
+  stackDir: string
+  disabledServices: string[]
+  memoryLimits: Record<string, string>
+  workerConcurrency: string
+  celeryMaxTasksPerChild: string
+  celeryMaxMemoryPerChild: string
+  healthTimeoutMs: number
+}
+
+export const list = (v: string): string[] =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+
+export function parseEnvText(text: string): Record<string, string> {
+  return dotenv.parse(text)
+}
+
+/** Merges defaults, the `.env` file and the process environment (which wins), spec keys only. */
+export function mergeEnv(
+  fileValues: Record<string, string>,
+  env: NodeJS.ProcessEnv = process.env,
+): Record<string, string> {
+  const raw: Record<string, string> = {}
+  for (const [key, spec] of Object.entries(ENV_SPEC)) raw[key] = env[key] ?? fileValues[key] ?? spec.default
+  for (const [key, value] of Object.entries(fileValues)) if (!(key in raw)) raw[key] = value
+  return raw
+}
+
+/** Every problem with the values, one message per key, naming the key and the fix. */
+export function envErrors(raw: Record<string, string>, keys = Object.keys(ENV_SPEC)): string[] {
+  const errors: string[] = []
+  for (const key of keys) {
+    const spec = ENV_SPEC[key]
+    const value = raw[key] ?? ''
+    const problem = spec?.validate?.(value)
+    if (problem) errors.push(`${key} ${problem}`)
+  }
+  return errors
+}
+
+export function toConfig(root: string, envFile: string, raw: Record<string, string>): Config {
+  const errors = envErrors(raw)
+  if (errors.length) {
+    const more =
+      errors.length > 1 ? ` (and ${errors.length - 1} more problem${errors.length > 2 ? 's' : ''})` : ''
+    throw new UsageError(`invalid ${path.relative(process.cwd(), envFile) || envFile}: ${errors[0]}${more}`)
+  }
+  for (const [key, spec] of Object.entries(ENV_SPEC)) if (spec.secret) registerSecret(raw[key])
+  const memoryLimits: Record<string, string> = {}
+  for (const item of list(raw.MEMORY_LIMITS!)) {
+    const [svc, size] = item.split('=').map((s) => s.trim())
+    memoryLimits[svc!] = size!
+  }
+  return {
+    root,
+    envFile,
+    raw,
+    domain: raw.DOMAIN!,
+    posthogSecret: raw.POSTHOG_SECRET!,
+    encryptionSaltKeys: raw.ENCRYPTION_SALT_KEYS!,
+    proxyPort: Number(raw.POSTHOG_PROXY_HTTP_PORT),
+    appTag: raw.POSTHOG_APP_TAG!,
+    nodeTag: raw.POSTHOG_NODE_TAG!,
+    registryUrl: raw.REGISTRY_URL!,
+    repoUrl: raw.POSTHOG_REPO_URL!,
+    stackDir: path.resolve(root, raw.STACK_DIR!),
+    disabledServices: list(raw.DISABLED_SERVICES!),
+    memoryLimits,
+    workerConcurrency: raw.POSTHOG_WORKER_WEB_CONCURRENCY!,
+    celeryMaxTasksPerChild: raw.POSTHOG_CELERY_MAX_TASKS_PER_CHILD!,
+    celeryMaxMemoryPerChild: raw.POSTHOG_CELERY_MAX_MEMORY_PER_CHILD!,
+    healthTimeoutMs: parseDuration(raw.HEALTH_TIMEOUT!, 'HEALTH_TIMEOUT'),
+  }
+}
+
+export interface LoadOptions {
+  root?: string
+  /** Path of the env file, default `<root>/.env` (flag --env-file / env HOMELAB_ENV_FILE). */
+  envFile?: string
+  env?: NodeJS.ProcessEnv
+}
+
+export function envFilePath(opts: LoadOptions = {}): string {
+  const root = path.resolve(opts.root ?? process.cwd())
+  return path.resolve(root, opts.envFile ?? (opts.env ?? process.env).HOMELAB_ENV_FILE ?? '.env')
+}
+
+/** Loads and validates the configuration without changing any file. */
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const root = path.resolve(opts.root ?? process.cwd())
+  const envFile = envFilePath(opts)
+  const text = readIfExists(envFile)
+  if (text === undefined)
+    throw new UsageError(`no ${envFile}: run 'npx tsx scripts/up.mts' once, or copy .env.example to .env`)
+  return toConfig(root, envFile, mergeEnv(parseEnvText(text), opts.env))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing values back in place: every other line, comment and their order is kept.
+
+const NEEDS_QUOTES = /[\s#"'`$\\]/
+
+export function formatEnvValue(value: string): string {
+  if (!NEEDS_QUOTES.test(value)) return value
+  if (!value.includes("'") && !value.includes('\n')) return `'${value}'`
+  return `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`
+}
+
+/** Returns `text` with KEY set to `value`: the existing line is edited in place, or one is appended. */
+export function setEnvValue(text: string, key: string, value: string): string {
+  const line = new RegExp(`^(\\s*(?:export\\s+)?${key}\\s*=).*$`, 'm')
+  const formatted = formatEnvValue(value)
+  if (line.test(text)) return text.replace(line, (_m, head: string) => `${head}${formatted}`)
+  return `${text}${text === '' || text.endsWith('\n') ? '' : '\n'}${key}=${formatted}\n`
+}
+
+export function isPlaceholder(value: string | undefined): boolean {
+  return value === undefined || value.trim() === '' || PLACEHOLDER.test(value.trim())
+}
+
+export const SECRET_GENERATORS: Record<string, () => string> = {
+  // 56 hex characters, as `openssl rand -hex 28` (the seed) and deploy-hobby's sha224.
+  POSTHOG_SECRET: () => randomBytes(28).toString('hex'),
+  // 32 hex characters, as `openssl rand -hex 16`.
+  ENCRYPTION_SALT_KEYS: () => randomBytes(16).toString('hex'),
+  FRP_TOKEN: () => randomBytes(24).toString('hex'),
+}
+
+export interface EnsureResult {
+  created: boolean
+  generated: string[]
+}
+
+/**
+ * Makes sure the env file exists (copied from `.env.example` when missing) and that each key
+ * in `secretKeys` holds a real secret: empty or `replace-with-...` values are generated and
+ * written back in place. A real secret is never replaced. The file ends mode 0600.
+ * Validates every other key first, so bad input changes nothing.
+ */
+export function ensureEnvFile(
+  opts: LoadOptions & { secretKeys?: string[]; overrides?: Record<string, string> } = {},
+): EnsureResult {
+  const root = path.resolve(opts.root ?? process.cwd())
+  const envFile = envFilePath(opts)
+  const secretKeys = opts.secretKeys ?? ['POSTHOG_SECRET', 'ENCRYPTION_SALT_KEYS']
+  let text = readIfExists(envFile)
+  const created = text === undefined
+  if (text === undefined) {
+    const example = readIfExists(path.join(root, '.env.example'))
+    if (example === undefined)
+      throw new RuntimeFailure(`neither ${envFile} nor .env.example exists`, 'restore .env.example from git')
+    text = example
+  }
+  for (const [key, value] of Object.entries(opts.overrides ?? {})) text = setEnvValue(text, key, value)
+  const fileValues = parseEnvText(text)
+  const merged = mergeEnv(fileValues, opts.env)
+  const toGenerate = secretKeys.filter((k) => isPlaceholder(merged[k]))
+  const otherErrors = envErrors(
+    merged,
+    Object.keys(ENV_SPEC).filter((k) => !toGenerate.includes(k)),
+  )
+  if (otherErrors.length) throw new UsageError(`invalid ${envFile}: ${otherErrors[0]}`)
+  for (const key of toGenerate) {
+    const gen = SECRET_GENERATORS[key]
+    if (!gen) throw new UsageError(`${key} is empty and cannot be generated: set it in ${envFile}`)
+    const value = gen()
+    registerSecret(value)
+    text = setEnvValue(text, key, value)
+  }
+  writeFileAtomic(envFile, text, { mode: 0o600 })
+  return { created, generated: toGenerate }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secret guard: a changed POSTHOG_SECRET or ENCRYPTION_SALT_KEYS makes existing data unreadable.
+
+export const GUARDED_SECRETS = ['POSTHOG_SECRET', 'ENCRYPTION_SALT_KEYS'] as const
+
+export function fingerprint(value: string): string {
+  return createHash('sha256').update(value).digest('hex')
+}
+
+export function fingerprintFile(stackDir: string): string {
+  return path.join(stackDir, 'secrets.sha256.json')
+}
+
+export function secretFingerprints(cfg: Config): Record<string, string> {
+  return Object.fromEntries(GUARDED_SECRETS.map((k) => [k, fingerprint(cfg.raw[k] ?? '')]))
+}
+
+/** Keys whose secret differs from the fingerprint recorded after the first healthy start. */
+export function changedSecrets(cfg: Config): string[] {
+  const text = readIfExists(fingerprintFile(cfg.stackDir))
+  if (text === undefined) return []
+  const recorded = JSON.parse(text) as Record<string, string>
+  const now = secretFingerprints(cfg)
+  return GUARDED_SECRETS.filter((k) => recorded[k] !== undefined && recorded[k] !== now[k])
+}
+
+export function assertSecretsUnchanged(cfg: Config, accept: boolean): void {
+  const changed = changedSecrets(cfg)
+  if (changed.length === 0 || accept) return
+  throw new UsageError(
+    `${changed.join(' and ')} differ from the ones this stack was first started with; existing data would become unreadable. ` +
+      `Put the original values back in ${cfg.envFile}, or pass --accept-new-secrets if you really mean to change them`,
+  )
+}
+
+export function recordSecretFingerprints(cfg: Config): void {
+  fs.mkdirSync(cfg.stackDir, { recursive: true })
+  writeFileAtomic(fingerprintFile(cfg.stackDir), `${JSON.stringify(secretFingerprints(cfg), null, 2)}\n`, {
+    mode: 0o600,
+  })
+}

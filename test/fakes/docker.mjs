@@ -1,0 +1,328 @@
+// Scenario-driven stand-in for the `docker` CLI (the one thing faked in this project's tests).
+//
+// Environment:
+//   FAKE_DOCKER_SCENARIO  JSON scenario file (below); missing = a healthy daemon with no services
+//   FAKE_DOCKER_LOG       every call is appended here as one JSON line {argv, cwd, time}
+//   FAKE_DOCKER_STATE     where mutable state (service states, rule counters) is kept;
+//                         default: "<scenario>.state.json"
+//
+// Scenario (all keys optional):
+//   daemon: false                 -> `docker info` fails like a stopped daemon
+//   composeVersion: "2.29.7" | null (null: no compose plugin)
+//   memTotal (bytes), ncpu, dockerRootDir, serverVersion
+//   services: { name: { state, health, exitCode, restartCount, oomKilled, image } }
+//   startOnUp: true               -> `compose up -d [svc...]` marks those services running/healthy
+//   logs: { service: ["line", ...] }
+//   stats: { service: { mem: "1.2GiB", limit: "2GiB" } }
+//   rules: [ { match: "<regex on the normalised argv>", stdout, stderr, exitCode, times, delayMs,
+//              setState: { service: {...} } } ]   first matching rule with times left wins
+//
+// Normalised argv: compose's global flags (-f, -p, --project-directory, --env-file, ...) are
+// dropped, so `docker compose -p posthog -f a.yml up -d web` is matched as "compose up -d web".
+import fs from 'node:fs'
+
+const argv = process.argv.slice(2)
+const scenarioFile = process.env.FAKE_DOCKER_SCENARIO
+const scenario = scenarioFile && fs.existsSync(scenarioFile) ? JSON.parse(fs.readFileSync(scenarioFile, 'utf8')) : {}
+const stateFile = process.env.FAKE_DOCKER_STATE || (scenarioFile ? `${scenarioFile}.state.json` : undefined)
+const PROJECT = 'posthog'
+
+if (process.env.FAKE_DOCKER_LOG) {
+  fs.appendFileSync(process.env.FAKE_DOCKER_LOG, `${JSON.stringify({ argv, cwd: process.cwd(), time: Date.now() })}\n`)
+}
+
+function loadState() {
+  const fresh = { services: structuredClone(scenario.services ?? {}), ruleUses: {} }
+  if (!stateFile || !fs.existsSync(stateFile)) return fresh
+  return { ...fresh, ...JSON.parse(fs.readFileSync(stateFile, 'utf8')) }
+}
+const state = loadState()
+function saveState() {
+  if (stateFile) fs.writeFileSync(stateFile, JSON.stringify(state))
+}
+
+function out(text) {
+  if (text) process.stdout.write(text.endsWith('\n') ? text : `${text}\n`)
+}
+function fail(text, code = 1) {
+  process.stderr.write(text.endsWith('\n') ? text : `${text}\n`)
+  process.exit(code)
+}
+
+// ---- normalise compose argv -----------------------------------------------------------------
+const GLOBAL_WITH_VALUE = new Set(['-f', '--file', '-p', '--project-name', '--project-directory', '--env-file', '--profile', '--ansi', '--progress', '--parallel'])
+function normalise(args) {
+  if (args[0] !== 'compose') return args
+  const rest = []
+  let i = 1
+  while (i < args.length) {
+    const a = args[i]
+    if (GLOBAL_WITH_VALUE.has(a)) i += 2
+    else if ([...GLOBAL_WITH_VALUE].some((g) => a.startsWith(`${g}=`))) i += 1
+    else break
+  }
+  rest.push(...args.slice(i))
+  return ['compose', ...rest]
+}
+const norm = normalise(argv)
+const joined = norm.join(' ')
+
+// ---- scenario rules first -------------------------------------------------------------------
+for (const [index, rule] of (scenario.rules ?? []).entries()) {
+  if (!new RegExp(rule.match).test(joined)) continue
+  const used = state.ruleUses[index] ?? 0
+  if (rule.times !== undefined && used >= rule.times) continue
+  state.ruleUses[index] = used + 1
+  for (const [svc, patch] of Object.entries(rule.setState ?? {})) state.services[svc] = { ...(state.services[svc] ?? {}), ...patch }
+  saveState()
+  if (rule.delayMs) await new Promise((r) => setTimeout(r, rule.delayMs))
+  if (rule.stdout) out(rule.stdout)
+  if (rule.stderr) process.stderr.write(rule.stderr.endsWith('\n') ? rule.stderr : `${rule.stderr}\n`)
+  process.exit(rule.exitCode ?? 0)
+}
+
+const DAEMON_DOWN = 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?'
+function needDaemon() {
+  if (scenario.daemon === false) fail(DAEMON_DOWN)
+}
+
+function serviceNames() {
+  return Object.keys(state.services)
+}
+function svc(name) {
+  return { state: 'running', health: '', exitCode: 0, restartCount: 0, oomKilled: false, ...(state.services[name] ?? {}) }
+}
+function containerName(name) {
+  return `${PROJECT}-${name}-1`
+}
+
+function statusText(s) {
+  if (s.state === 'running') return `Up 5 minutes${s.health ? ` (${s.health})` : ''}`
+  if (s.state === 'restarting') return `Restarting (${s.exitCode}) 3 seconds ago`
+  if (s.state === 'exited') return `Exited (${s.exitCode}) 2 minutes ago`
+  return s.state
+}
+
+// `docker compose ps --format json` (Compose >= 2.21: one JSON object per line), e.g.
+// {"Command":"\"/compose/start\"","CreatedAt":"2024-05-01 10:00:00 +0000 UTC","ExitCode":0,"Health":"",
+//  "ID":"3f2a...","Image":"posthog/posthog:latest","Labels":"com.docker.compose.project=posthog,...",
+//  "LocalVolumes":"0","Mounts":"","Name":"posthog-web-1","Names":"posthog-web-1","Networks":"posthog_default",
+//  "Ports":"","Project":"posthog","Publishers":[],"RunningFor":"5 minutes ago","Service":"web","Size":"0B",
+//  "State":"running","Status":"Up 5 minutes"}
+function psLine(name) {
+  const s = svc(name)
+  return JSON.stringify({
+    Command: '"/docker-entrypoint.sh"',
+    CreatedAt: '2026-11-25 10:00:00 +0000 UTC',
+    ExitCode: s.exitCode,
+    Health: s.health ?? '',
+    ID: Buffer.from(name).toString('hex').padEnd(64, '0').slice(0, 64),
+    Image: s.image ?? `${name}:latest`,
+    Labels: `com.docker.compose.project=${PROJECT},com.docker.compose.service=${name}`,
+    LocalVolumes: '0',
+    Mounts: '',
+    Name: containerName(name),
+    Names: containerName(name),
+    Networks: `${PROJECT}_default`,
+    Ports: '',
+    Project: PROJECT,
+    Publishers: [],
+    RunningFor: '5 minutes ago',
+    Service: name,
+    Size: '0B',
+    State: s.state,
+    Status: statusText(s),
+  })
+}
+
+// `docker inspect <container>`: a JSON array, abridged to the fields the toolkit reads.
+function inspectOne(container) {
+  const name = serviceNames().find((n) => containerName(n) === container || n === container)
+  if (!name) return undefined
+  const s = svc(name)
+  return {
+    Id: Buffer.from(name).toString('hex').padEnd(64, '0').slice(0, 64),
+    Name: `/${containerName(name)}`,
+    RestartCount: s.restartCount,
+    State: {
+      Status: s.state,
+      Running: s.state === 'running',
+      Paused: false,
+      Restarting: s.state === 'restarting',
+      OOMKilled: !!s.oomKilled,
+      Dead: false,
+      Pid: s.state === 'running' ? 4242 : 0,
+      ExitCode: s.exitCode,
+      Error: '',
+      StartedAt: '2026-11-25T10:00:00.000000000Z',
+      FinishedAt: '0001-01-01T00:00:00Z',
+      ...(s.health ? { Health: { Status: s.health, FailingStreak: s.health === 'unhealthy' ? 3 : 0, Log: [] } } : {}),
+    },
+    Config: { Image: s.image ?? `${name}:latest`, Labels: { 'com.docker.compose.project': PROJECT, 'com.docker.compose.service': name } },
+  }
+}
+
+function selectedServices(args) {
+  const names = args.filter((a) => !a.startsWith('-'))
+  return names.length ? names : serviceNames()
+}
+
+const [cmd, ...rest] = norm
+
+switch (cmd) {
+  case undefined:
+    fail('Usage:  docker [OPTIONS] COMMAND')
+    break
+  case '--version':
+  case 'version':
+    out('Docker version 28.2.2, build e6534b4')
+    break
+  case 'info': {
+    needDaemon()
+    // `docker info --format '{{json .}}'` (abridged: the fields the toolkit reads).
+    const info = {
+      ID: 'fake',
+      Containers: serviceNames().length,
+      NCPU: scenario.ncpu ?? 8,
+      MemTotal: scenario.memTotal ?? 16 * 1024 ** 3,
+      DockerRootDir: scenario.dockerRootDir ?? '/var/lib/docker',
+      ServerVersion: scenario.serverVersion ?? '28.2.2',
+      OperatingSystem: scenario.operatingSystem ?? 'Docker Desktop',
+      OSType: 'linux',
+      Architecture: 'aarch64',
+    }
+    const fmt = rest[rest.indexOf('--format') + 1] ?? rest.find((a) => a.startsWith('--format='))?.slice(9)
+    if (rest.includes('--format') || fmt) {
+      if (/json/.test(fmt ?? '')) out(JSON.stringify(info))
+      else out(String(fmt).replace(/\{\{\s*\.(\w+)\s*\}\}/g, (_m, k) => String(info[k] ?? '')))
+    } else out(`Server:\n Containers: ${info.Containers}\n Server Version: ${info.ServerVersion}\n CPUs: ${info.NCPU}\n Total Memory: ${(info.MemTotal / 1024 ** 3).toFixed(2)}GiB`)
+    break
+  }
+  case 'compose': {
+    const [sub, ...args] = rest
+    if (scenario.composeVersion === null) fail("docker: 'compose' is not a docker command.\nSee 'docker --help'")
+    const version = scenario.composeVersion ?? '2.29.7'
+    if (sub === 'version') {
+      out(args.includes('--short') ? version : `Docker Compose version v${version}`)
+      break
+    }
+    needDaemon()
+    switch (sub) {
+      case 'ps': {
+        const names = selectedServices(args.filter((a, i) => args[i - 1] !== '--format' && args[i - 1] !== '--filter'))
+        const visible = names.filter((n) => args.includes('-a') || args.includes('--all') || svc(n).state === 'running' || svc(n).state === 'restarting')
+        if (args.includes('--services')) out(visible.join('\n'))
+        else if (args.includes('json')) out(visible.map(psLine).join('\n'))
+        else out(['NAME  IMAGE  SERVICE  STATUS', ...visible.map((n) => `${containerName(n)}  ${svc(n).image ?? n}  ${n}  ${statusText(svc(n))}`)].join('\n'))
+        break
+      }
+      case 'up':
+      case 'start':
+      case 'restart': {
+        if (scenario.startOnUp !== false) {
+          const names = selectedServices(args.filter((a, i) => !['--timeout', '-t', '--wait-timeout', '--pull'].includes(args[i - 1])))
+          for (const n of names) state.services[n] = { ...svc(n), state: 'running', exitCode: 0, health: svc(n).health ? 'healthy' : '' }
+          saveState()
+        }
+        break
+      }
+      case 'stop':
+      case 'down':
+      case 'kill': {
+        const names = sub === 'down' ? serviceNames() : selectedServices(args)
+        for (const n of names) state.services[n] = { ...svc(n), state: 'exited', exitCode: 0, health: svc(n).health ? 'unhealthy' : '' }
+        saveState()
+        break
+      }
+      case 'pull':
+      case 'create':
+      case 'rm':
+        break
+      case 'config': {
+        if (args.includes('--services')) out(serviceNames().join('\n'))
+        else if (args.includes('--volumes')) out((scenario.volumes ?? ['postgres-data', 'clickhouse-data']).join('\n'))
+        else if (!args.includes('-q') && !args.includes('--quiet')) out(JSON.stringify({ name: PROJECT, services: state.services }))
+        break
+      }
+      case 'logs': {
+        // `docker compose logs --no-color [--tail N] [--since D] [svc]`: "<service>-<n>  | <line>".
+        const tailIdx = args.indexOf('--tail')
+        const tail = tailIdx >= 0 ? Number(args[tailIdx + 1]) : Number.POSITIVE_INFINITY
+        const names = args.filter((a, i) => !a.startsWith('-') && !['--tail', '--since', '--until', '-n'].includes(args[i - 1]))
+        const logs = scenario.logs ?? {}
+        const chosen = names.length ? names : Object.keys(logs)
+        const width = Math.max(0, ...chosen.map((n) => `${n}-1`.length))
+        const noPrefix = args.includes('--no-log-prefix')
+        for (const n of chosen) {
+          const lines = logs[n] ?? []
+          const shown = Number.isFinite(tail) ? lines.slice(-tail) : lines
+          for (const l of shown) out(noPrefix ? l : `${`${n}-1`.padEnd(width)}  | ${l}`)
+        }
+        break
+      }
+      case 'exec':
+      case 'run': {
+        const exec = scenario.exec ?? {}
+        const svcName = args.find((a, i) => !a.startsWith('-') && !['-e', '--env', '-u', '--user', '-w', '--workdir'].includes(args[i - 1]))
+        const handler = exec[svcName]
+        if (handler) {
+          if (handler.stdout) out(handler.stdout)
+          if (handler.stderr) process.stderr.write(`${handler.stderr}\n`)
+          process.exit(handler.exitCode ?? 0)
+        }
+        if (svcName && svc(svcName).state !== 'running' && sub === 'exec') fail(`service "${svcName}" is not running`)
+        break
+      }
+      default:
+        fail(`unknown docker command: "compose ${sub}"`)
+    }
+    break
+  }
+  case 'inspect': {
+    needDaemon()
+    const targets = rest.filter((a, i) => !a.startsWith('-') && rest[i - 1] !== '--format' && rest[i - 1] !== '-f')
+    const found = targets.map(inspectOne)
+    if (found.some((f) => !f)) {
+      out('[]')
+      fail(`Error: No such object: ${targets[found.findIndex((f) => !f)]}`)
+    }
+    out(JSON.stringify(found, null, 4))
+    break
+  }
+  case 'stats': {
+    needDaemon()
+    // `docker stats --no-stream --format '{{json .}}'`: one object per running container, e.g.
+    // {"BlockIO":"0B / 0B","CPUPerc":"0.50%","Container":"3f2a","ID":"3f2a","MemPerc":"75.00%",
+    //  "MemUsage":"1.125GiB / 1.5GiB","Name":"posthog-web-1","NetIO":"1kB / 2kB","PIDs":"12"}
+    const stats = scenario.stats ?? {}
+    const lines = serviceNames()
+      .filter((n) => svc(n).state === 'running')
+      .map((n) => {
+        const s = stats[n] ?? { mem: '100MiB', limit: '15.6GiB' }
+        return JSON.stringify({
+          BlockIO: '0B / 0B',
+          CPUPerc: s.cpu ?? '0.50%',
+          Container: containerName(n),
+          ID: Buffer.from(n).toString('hex').slice(0, 12),
+          MemPerc: s.perc ?? '1.00%',
+          MemUsage: `${s.mem} / ${s.limit}`,
+          Name: containerName(n),
+          NetIO: '1kB / 2kB',
+          PIDs: '12',
+        })
+      })
+    out(lines.join('\n'))
+    break
+  }
+  case 'volume': {
+    needDaemon()
+    if (rest[0] === 'ls') out((scenario.volumes ?? ['postgres-data', 'clickhouse-data']).map((v) => `${PROJECT}_${v}`).join('\n'))
+    break
+  }
+  case 'system': {
+    needDaemon()
+    break
+  }
+  default:
+    fail(`docker: '${cmd}' is not a docker command.`)
+}

@@ -1,0 +1,116 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { UsageError } from '../../lib/cli.mts'
+import {
+  assertSecretsUnchanged,
+  ensureEnvFile,
+  envErrors,
+  isGitRefName,
+  isHostname,
+  loadConfig,
+  mergeEnv,
+  recordSecretFingerprints,
+  setEnvValue,
+} from '../../lib/env.mts'
+
+const example = fs.readFileSync(path.resolve(process.cwd(), '.env.example'), 'utf8')
+
+function scratch(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'env-test-'))
+  fs.writeFileSync(path.join(dir, '.env.example'), example)
+  return dir
+}
+
+describe('validation', () => {
+  it('accepts the defaults with real secrets', () => {
+    const raw = mergeEnv({ POSTHOG_SECRET: 'a'.repeat(56), ENCRYPTION_SALT_KEYS: 'b'.repeat(32) }, {})
+    expect(envErrors(raw)).toEqual([])
+  })
+  it.each([
+    ['DOMAIN', 'not a host!'],
+    ['DOMAIN', '-bad.example.com'],
+    ['POSTHOG_PROXY_HTTP_PORT', '0'],
+    ['POSTHOG_PROXY_HTTP_PORT', '65536'],
+    ['ENCRYPTION_SALT_KEYS', 'short'],
+    ['ENCRYPTION_SALT_KEYS', `${'a'.repeat(31)}!`],
+    ['POSTHOG_SECRET', 'x'.repeat(49)],
+    ['POSTHOG_APP_TAG', '--upload-pack=evil'],
+    ['POSTHOG_APP_TAG', 'a..b'],
+    ['DISABLED_SERVICES', 'web,,worker'],
+    ['MEMORY_LIMITS', 'clickhouse=lots'],
+    ['HEALTH_TIMEOUT', 'soon'],
+  ])('rejects %s=%s naming the key', (key, value) => {
+    const raw = mergeEnv(
+      { POSTHOG_SECRET: 'a'.repeat(56), ENCRYPTION_SALT_KEYS: 'b'.repeat(32), [key]: value },
+      {},
+    )
+    const errors = envErrors(raw)
+    expect(errors).toHaveLength(1)
+    expect(errors[0]).toMatch(new RegExp(`^${key} `))
+  })
+  it('knows hostnames and git refs', () => {
+    expect(isHostname('ph.example.com')).toBe(true)
+    expect(isHostname('localhost')).toBe(true)
+    expect(isHostname('example')).toBe(false)
+    expect(isGitRefName('release-1.43.0')).toBe(true)
+    expect(isGitRefName('0123456789abcdef0123456789abcdef01234567')).toBe(true)
+    expect(isGitRefName('-x')).toBe(false)
+    expect(isGitRefName('a b')).toBe(false)
+  })
+})
+
+describe('ensureEnvFile', () => {
+  it('creates .env from the example with generated secrets, mode 0600, every line kept', () => {
+    const dir = scratch()
+    const res = ensureEnvFile({ root: dir, env: {} })
+    expect(res).toEqual({ created: true, generated: ['POSTHOG_SECRET', 'ENCRYPTION_SALT_KEYS'] })
+    const text = fs.readFileSync(path.join(dir, '.env'), 'utf8')
+    expect(fs.statSync(path.join(dir, '.env')).mode & 0o777).toBe(0o600)
+    expect(text).toMatch(/^POSTHOG_SECRET=[0-9a-f]{56}$/m)
+    expect(text).toMatch(/^ENCRYPTION_SALT_KEYS=[0-9a-f]{32}$/m)
+    const strip = (t: string) =>
+      t.split('\n').filter((l) => !/^(POSTHOG_SECRET|ENCRYPTION_SALT_KEYS)=/.test(l))
+    expect(strip(text)).toEqual(strip(example))
+  })
+  it('never replaces a real secret and keeps comments and order', () => {
+    const dir = scratch()
+    const mine = `# mine\nDOMAIN=ph.example.com\nPOSTHOG_SECRET=${'s'.repeat(60)}\n# keep me\nENCRYPTION_SALT_KEYS=\nEXTRA=1\n`
+    fs.writeFileSync(path.join(dir, '.env'), mine, { mode: 0o644 })
+    const res = ensureEnvFile({ root: dir, env: {} })
+    expect(res.generated).toEqual(['ENCRYPTION_SALT_KEYS'])
+    const text = fs.readFileSync(path.join(dir, '.env'), 'utf8')
+    expect(text).toContain(`POSTHOG_SECRET=${'s'.repeat(60)}\n# keep me\nENCRYPTION_SALT_KEYS=`)
+    expect(text.startsWith('# mine\nDOMAIN=ph.example.com\n')).toBe(true)
+    expect(text.endsWith('EXTRA=1\n')).toBe(true)
+    expect(fs.statSync(path.join(dir, '.env')).mode & 0o777).toBe(0o600)
+    const again = ensureEnvFile({ root: dir, env: {} })
+    expect(again.generated).toEqual([])
+    expect(fs.readFileSync(path.join(dir, '.env'), 'utf8')).toBe(text)
+  })
+  it('changes nothing when another key is invalid', () => {
+    const dir = scratch()
+    fs.writeFileSync(path.join(dir, '.env'), 'DOMAIN=bad domain\nPOSTHOG_SECRET=\n')
+    expect(() => ensureEnvFile({ root: dir, env: {} })).toThrow(UsageError)
+    expect(fs.readFileSync(path.join(dir, '.env'), 'utf8')).toBe('DOMAIN=bad domain\nPOSTHOG_SECRET=\n')
+  })
+  it('setEnvValue edits in place or appends', () => {
+    expect(setEnvValue('A=1\nB=2\n', 'A', 'x')).toBe('A=x\nB=2\n')
+    expect(setEnvValue('export A=1\n', 'A', 'x y')).toBe("export A='x y'\n")
+    expect(setEnvValue('A=1', 'C', '3')).toBe('A=1\nC=3\n')
+  })
+})
+
+describe('secret guard', () => {
+  it('refuses changed secrets unless accepted', () => {
+    const dir = scratch()
+    ensureEnvFile({ root: dir, env: {} })
+    const cfg = loadConfig({ root: dir, env: {} })
+    recordSecretFingerprints(cfg)
+    expect(() => assertSecretsUnchanged(cfg, false)).not.toThrow()
+    const changed = { ...cfg, raw: { ...cfg.raw, POSTHOG_SECRET: 'z'.repeat(56) } }
+    expect(() => assertSecretsUnchanged(changed, false)).toThrow(/POSTHOG_SECRET differ/)
+    expect(() => assertSecretsUnchanged(changed, true)).not.toThrow()
+  })
+})
