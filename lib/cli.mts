@@ -123,12 +123,16 @@ export function parseFlags<S extends FlagSpecs>(
   const all = { ...spec.flags, ...commonFlags }
   const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {}
   for (const [name, f] of Object.entries(all))
-    options[name] = { type: f.type, short: f.short, multiple: f.multiple }
+    options[name] = {
+      type: f.type,
+      ...(f.short ? { short: f.short } : {}),
+      ...(f.multiple ? { multiple: true } : {}),
+    }
   let parsed: ReturnType<typeof parseArgs>
   try {
     parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: true })
   } catch (e) {
-    throw new UsageError(`${(e as Error).message.split('\n')[0]} (see --help)`)
+    throw new UsageError(`${(e as Error).message.split(/\.\s|\n/)[0]} (see --help)`)
   }
   if (parsed.positionals.length > 0 && !spec.positionals && !parsed.values.help) {
     throw new UsageError(`unexpected argument '${parsed.positionals[0]}' (see --help)`)
