@@ -18,7 +18,7 @@ export interface EnvKey {
 
 const HOSTNAME_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i
 const SERVICE_NAME = /^[a-z0-9][a-z0-9_.-]*$/
-const MEMORY = /^\d+(\.\d+)?\s*([kmgt])?(i?b)?$/i
+const MEMORY = /^(\d+(?:\.\d+)?)\s*([kmgt])?(i?b)?$/i
 
 export function isHostname(v: string): boolean {
   if (v === 'localhost') return true
