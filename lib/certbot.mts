@@ -1,0 +1,171 @@
+// Pure pieces of remote/certbot.mts: certbot's command lines, the nginx deploy hook, reading a
+// certificate's expiry, and turning certbot's multi-line failure into one line.
+import { X509Certificate } from 'node:crypto'
+import path from 'node:path'
+
+export const STAGING_SERVER = 'https://acme-staging-v02.api.letsencrypt.org/directory'
+/** certbot before 4.0 (Debian 12 ships 2.1.0) renews when fewer than 30 days are left. */
+export const RENEW_BEFORE_DAYS = 30
+
+export interface CertbotPaths {
+  configDir: string
+  workDir: string
+  logsDir: string
+  nginxServerRoot: string
+  /** Set only when not the default 80 / 443 (tests). */
+  http01Port?: number
+  httpsPort?: number
+}
+
+export interface IssueOptions extends CertbotPaths {
+  domain: string
+  email: string
+  /** ACME directory URL; undefined = Let's Encrypt (or staging with `staging`). */
+  acmeServer?: string
+  staging?: boolean
+}
+
+function commonArgs(p: CertbotPaths): string[] {
+  return [
+    '--config-dir',
+    p.configDir,
+    '--work-dir',
+    p.workDir,
+    '--logs-dir',
+    p.logsDir,
+    '--nginx-server-root',
+    p.nginxServerRoot,
+    ...(p.http01Port ? ['--http-01-port', String(p.http01Port)] : []),
+    ...(p.httpsPort ? ['--https-port', String(p.httpsPort)] : []),
+  ]
+}
+
+function serverArgs(o: { acmeServer?: string; staging?: boolean }): string[] {
+  if (o.acmeServer) return ['--server', o.acmeServer]
+  return o.staging ? ['--staging'] : []
+}
+
+/** `certbot --nginx ...`: issues (or keeps) the certificate and installs it with the redirect. */
+export function issueArgs(o: IssueOptions): string[] {
+  return [
+    '--nginx',
+    '-d',
+    o.domain,
+    '--non-interactive',
+    '--agree-tos',
+    '-m',
+    o.email,
+    '--no-eff-email',
+    '--redirect',
+    '--keep-until-expiring',
+    ...serverArgs(o),
+    ...commonArgs(o),
+  ]
+}
+
+/**
+ * `certbot renew --dry-run` for this certificate against the SAME server: without `--server` a
+ * dry run goes to Let's Encrypt staging whatever the renewal file says (reference §7).
+ */
+export function renewDryRunArgs(o: IssueOptions): string[] {
+  const server = o.acmeServer ?? (o.staging ? STAGING_SERVER : undefined)
+  return [
+    'renew',
+    '--dry-run',
+    '--cert-name',
+    o.domain,
+    '--non-interactive',
+    ...(server ? ['--server', server] : []),
+    ...commonArgs(o),
+  ]
+}
+
+export function certFile(configDir: string, domain: string): string {
+  return path.join(configDir, 'live', domain, 'cert.pem')
+}
+
+export const DEPLOY_HOOK_NAME = '50-posthog-homelab-reload-nginx'
+
+export function deployHookPath(configDir: string): string {
+  return path.join(configDir, 'renewal-hooks', 'deploy', DEPLOY_HOOK_NAME)
+}
+
+/** POSIX shell single-quoting; the path must not hold a newline. */
+function shellQuote(value: string): string {
+  if (/[\n\r\0]/.test(value)) throw new Error('a hook path cannot contain a newline')
+  return `'${value.replace(/'/g, `'\\''`)}'`
+}
+
+/**
+ * The deploy hook certbot runs after every issued or renewed certificate: test nginx's
+ * configuration, then reload it, so a broken config never takes the site down.
+ */
+export function buildDeployHook(nginxServerRoot: string, nginxBin = 'nginx'): string {
+  const custom = path.resolve(nginxServerRoot) !== '/etc/nginx'
+  const nginx = [
+    shellQuote(nginxBin),
+    ...(custom ? ['-c', shellQuote(path.join(nginxServerRoot, 'nginx.conf'))] : []),
+  ]
+  const cmd = nginx.join(' ')
+  const reload = custom
+    ? `${cmd} -s reload`
+    : `if [ -d /run/systemd/system ]; then systemctl reload nginx; else ${cmd} -s reload; fi`
+  return [
+    '#!/bin/sh',
+    '# Installed by posthog-homelab (remote/certbot.mts). certbot runs it after each new or renewed',
+    '# certificate (RENEWED_LINEAGE, RENEWED_DOMAINS): test the nginx config, then reload nginx.',
+    'set -e',
+    `${cmd} -t -q`,
+    reload,
+    '',
+  ].join('\n')
+}
+
+export interface CertInfo {
+  notAfter: Date
+  daysLeft: number
+  names: string[]
+  issuer: string
+}
+
+export function readCertInfo(pem: string | Buffer, now = new Date()): CertInfo {
+  const cert = new X509Certificate(pem)
+  const notAfter = new Date(cert.validTo)
+  const names = (cert.subjectAltName ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.startsWith('DNS:'))
+    .map((s) => s.slice(4).toLowerCase())
+  return {
+    notAfter,
+    daysLeft: Math.floor((notAfter.getTime() - now.getTime()) / 86_400_000),
+    names,
+    issuer: cert.issuer.replace(/\n/g, ', '),
+  }
+}
+
+/** True when the certificate covers `domain` and certbot would not renew it yet. */
+export function isCertCurrent(info: CertInfo, domain: string): boolean {
+  return info.names.includes(domain.toLowerCase()) && info.daysLeft > RENEW_BEFORE_DAYS
+}
+
+/**
+ * One line from certbot's failure output: the CA's `Detail:` when validation failed, otherwise
+ * the first line that says what went wrong.
+ */
+export function certbotReason(output: string): string {
+  const lines = output
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+  const detail = lines.find((l) => l.startsWith('Detail:'))
+  if (detail) {
+    const type = lines.find((l) => l.startsWith('Type:'))
+    return `${type ? `${type.slice(5).trim()}: ` : ''}${detail.slice(7).trim()}`
+  }
+  const noise =
+    /^(Saving debug log|Ask for help|See the logfile|Requesting a certificate|Account registered|Plugins selected|- - -|Some challenges have failed|Certbot failed to authenticate|The Certificate Authority reported|Hint:)/
+  const useful = lines.filter((l) => !noise.test(l))
+  const error = useful.find((l) => /error|could not|failed|unable|not found|invalid|refused/i.test(l))
+  return (error ?? useful.at(-1) ?? 'certbot failed').replace(/^An unexpected error occurred:\s*/, '')
+}
