@@ -13,6 +13,7 @@
 //   services: { name: { state, health, exitCode, restartCount, oomKilled, image } }
 //   startOnUp: true               -> `compose up -d [svc...]` marks those services running/healthy
 //   logs: { service: ["line", ...] }
+//   pgForward: { host, port, binDir }  -> `compose exec -T db pg_dump|pg_restore|psql` run for real
 //   stats: { service: { mem: "1.2GiB", limit: "2GiB" } }
 //   rules: [ { match: "<regex on the normalised argv>", stdout, stderr, exitCode, times, delayMs,
 //              setState: { service: {...} } } ]   first matching rule with times left wins
@@ -167,6 +168,27 @@ function selectedServices(args) {
   return names.length ? names : serviceNames()
 }
 
+// `compose exec -T db pg_dump|pg_restore|psql ...` runs the real PostgreSQL client against the
+// test's own server (scenario `pgForward: { host, port, binDir }`; host may be a socket dir),
+// with stdin and stdout passed straight through, as `exec -T` does.
+async function forwardToPostgres([bin, ...binArgs]) {
+  if (!['pg_dump', 'pg_restore', 'psql', 'pg_isready'].includes(bin)) return
+  const { spawn } = await import('node:child_process')
+  const { host, port, binDir } = scenario.pgForward
+  const child = spawn(binDir ? `${binDir}/${bin}` : bin, binArgs, {
+    stdio: 'inherit',
+    env: { ...process.env, PGHOST: String(host), PGPORT: String(port) },
+  })
+  const code = await new Promise((resolve) => {
+    child.on('error', (e) => {
+      process.stderr.write(`OCI runtime exec failed: ${e.message}\n`)
+      resolve(126)
+    })
+    child.on('exit', (c, signal) => resolve(c ?? (signal ? 137 : 1)))
+  })
+  process.exit(code)
+}
+
 const [cmd, ...rest] = norm
 
 switch (cmd) {
@@ -271,6 +293,7 @@ switch (cmd) {
           process.exit(handler.exitCode ?? 0)
         }
         if (svcName && svc(svcName).state !== 'running' && sub === 'exec') fail(`service "${svcName}" is not running`)
+        if (scenario.pgForward && svcName === 'db') await forwardToPostgres(args.slice(args.indexOf(svcName) + 1))
         break
       }
       default:

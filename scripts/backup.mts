@@ -1,0 +1,42 @@
+// Backs up what cannot be regenerated: .env and PostgreSQL (and ClickHouse with --clickhouse)
+// into BACKUP_DIR/<timestamp>/ with a manifest, then keeps the newest BACKUP_KEEP backups.
+import { backupSettings, displayPath, formatBytes, takeBackup } from '../lib/backup.mts'
+import { runScript, say } from '../lib/cli.mts'
+import { loadConfig } from '../lib/env.mts'
+import { acquireLock } from '../lib/lock.mts'
+import { stackLockDir } from '../lib/upgrade.mts'
+
+const spec = {
+  usage: 'npx tsx scripts/backup.mts [--clickhouse]',
+  summary:
+    'Backs up .env and the PostgreSQL database (pg_dump, custom format) into BACKUP_DIR/<timestamp>/ with a manifest of sizes and SHA-256 sums, then removes all but the newest BACKUP_KEEP backups.',
+  flags: {
+    clickhouse: {
+      type: 'boolean' as const,
+      env: 'BACKUP_CLICKHOUSE',
+      help: "also run ClickHouse's native BACKUP (large; needs the /backups mount, see README)",
+    },
+    'env-file': {
+      type: 'string' as const,
+      env: 'HOMELAB_ENV_FILE',
+      help: 'configuration file',
+      default: '.env',
+    },
+  },
+  notes: 'Restore with: npx tsx scripts/restore.mts --from <timestamp>',
+}
+
+await runScript('backup', spec, async (flags) => {
+  const cfg = loadConfig({ envFile: flags['env-file'] })
+  const release = acquireLock(stackLockDir(cfg))
+  try {
+    const { keep } = backupSettings(cfg)
+    const result = await takeBackup(cfg, { clickhouse: flags.clickhouse, log: say })
+    const total = result.manifest.files.reduce((n, f) => n + f.size, 0)
+    say(`backup written: ${displayPath(result.dir)} (${formatBytes(total)})`)
+    if (result.removed.length) say(`removed old backups (keeping ${keep}): ${result.removed.join(', ')}`)
+    return 0
+  } finally {
+    release()
+  }
+})

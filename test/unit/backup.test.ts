@@ -1,0 +1,155 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import {
+  applyRetention,
+  BACKUP_NAME,
+  type BackupManifest,
+  buildManifest,
+  clickhouseBackupQuery,
+  describeFiles,
+  MANIFEST,
+  newBackupName,
+  PG_DUMP_FILE,
+  readManifest,
+  resolveBackup,
+  retentionVictims,
+  verifyBackup,
+} from '../../lib/backup.mts'
+import { mergeEnv, toConfig } from '../../lib/env.mts'
+
+function scratch(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'backup-unit-'))
+}
+
+function config(root: string) {
+  const raw = mergeEnv(
+    { POSTHOG_SECRET: 's'.repeat(56), ENCRYPTION_SALT_KEYS: 'k'.repeat(32), POSTHOG_APP_TAG: 'v1' },
+    {},
+  )
+  return toConfig(root, path.join(root, '.env'), raw)
+}
+
+async function fakeBackup(backupDir: string, name: string, createdAt: string): Promise<string> {
+  const dir = path.join(backupDir, name)
+  fs.mkdirSync(dir, { recursive: true })
+  fs.writeFileSync(path.join(dir, PG_DUMP_FILE), `dump of ${name}`)
+  fs.writeFileSync(path.join(dir, '.env'), 'X=1\n')
+  const m = buildManifest({
+    cfg: config(backupDir),
+    files: await describeFiles(dir),
+    createdAt: new Date(createdAt),
+  })
+  fs.writeFileSync(path.join(dir, MANIFEST), JSON.stringify(m))
+  return dir
+}
+
+describe('naming', () => {
+  it('names folders by UTC time and never reuses one', () => {
+    const dir = scratch()
+    const at = new Date('2026-11-25T16:34:11.500Z')
+    const first = newBackupName(dir, at)
+    expect(first).toBe('20261125T163411Z')
+    fs.mkdirSync(path.join(dir, first))
+    expect(newBackupName(dir, at)).toBe('20261125T163411Z-2')
+    expect(BACKUP_NAME.test('20261125T163411Z-2')).toBe(true)
+  })
+})
+
+describe('manifest', () => {
+  it('records sizes, hashes, tag, version and secret fingerprints (never the secrets)', async () => {
+    const root = scratch()
+    fs.writeFileSync(path.join(root, 'package.json'), JSON.stringify({ version: '9.8.7' }))
+    fs.writeFileSync(path.join(root, PG_DUMP_FILE), 'abc')
+    const cfg = config(root)
+    const m = buildManifest({
+      cfg,
+      files: await describeFiles(root),
+      createdAt: new Date(0),
+      posthogCommit: 'c'.repeat(40),
+    })
+    expect(m.toolkitVersion).toBe('9.8.7')
+    expect(m.posthogTag).toBe('v1')
+    expect(m.posthogCommit).toBe('c'.repeat(40))
+    const dump = m.files.find((f) => f.name === PG_DUMP_FILE)!
+    expect(dump.size).toBe(3)
+    expect(dump.sha256).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad')
+    expect(Object.keys(m.secretFingerprints)).toEqual(['POSTHOG_SECRET', 'ENCRYPTION_SALT_KEYS'])
+    expect(JSON.stringify(m)).not.toContain('s'.repeat(56))
+    expect(JSON.stringify(m)).not.toContain('k'.repeat(32))
+  })
+
+  it('verification catches a changed, truncated or missing file', async () => {
+    const dir = await fakeBackup(scratch(), '20260101T000000Z', '2026-01-01T00:00:00Z')
+    expect(await verifyBackup(dir)).toEqual([])
+    fs.writeFileSync(path.join(dir, PG_DUMP_FILE), 'dump of 20260101T000000X')
+    expect((await verifyBackup(dir))[0]).toMatch(/does not match its SHA-256/)
+    fs.writeFileSync(path.join(dir, PG_DUMP_FILE), 'short')
+    expect((await verifyBackup(dir))[0]).toMatch(/wrong size/)
+    fs.rmSync(path.join(dir, PG_DUMP_FILE))
+    expect((await verifyBackup(dir))[0]).toMatch(/missing/)
+    fs.writeFileSync(path.join(dir, MANIFEST), '{"not":"ours"}')
+    expect(readManifest(dir)).toBeUndefined()
+    expect((await verifyBackup(dir))[0]).toMatch(/not a backup manifest/)
+  })
+})
+
+describe('retention', () => {
+  const entry = (name: string, createdAt: string) => ({ name, manifest: { createdAt } as BackupManifest })
+
+  it('picks all but the newest N by creation time', () => {
+    const entries = [
+      entry('c', '2026-01-03'),
+      entry('a', '2026-01-01'),
+      entry('b', '2026-01-02'),
+      entry('d', '2026-01-04'),
+    ]
+    expect(retentionVictims(entries, 2)).toEqual(['a', 'b'])
+    expect(retentionVictims(entries, 4)).toEqual([])
+    expect(retentionVictims(entries, 1)).toEqual(['a', 'b', 'c'])
+  })
+
+  it('keeps exactly the newest N and never touches folders without a valid manifest', async () => {
+    const dir = scratch()
+    for (let day = 1; day <= 9; day++)
+      await fakeBackup(dir, `2026010${day}T000000Z`, `2026-01-0${day}T00:00:00Z`)
+    fs.mkdirSync(path.join(dir, 'my-notes'))
+    fs.mkdirSync(path.join(dir, '20250101T000000Z')) // looks like ours, but has no manifest
+    fs.writeFileSync(path.join(dir, 'README.txt'), 'mine')
+    const removed = applyRetention(dir, 7)
+    expect(removed).toEqual(['20260101T000000Z', '20260102T000000Z'])
+    expect(fs.readdirSync(dir).sort()).toEqual([
+      '20250101T000000Z',
+      '20260103T000000Z',
+      '20260104T000000Z',
+      '20260105T000000Z',
+      '20260106T000000Z',
+      '20260107T000000Z',
+      '20260108T000000Z',
+      '20260109T000000Z',
+      'README.txt',
+      'my-notes',
+    ])
+  })
+
+  it('resolves --from by name, by path, or the newest', async () => {
+    const dir = scratch()
+    const older = await fakeBackup(dir, '20260101T000000Z', '2026-01-01T00:00:00Z')
+    const newer = await fakeBackup(dir, '20260102T000000Z', '2026-01-02T00:00:00Z')
+    expect(resolveBackup(dir, undefined)).toBe(newer)
+    expect(resolveBackup(dir, '20260101T000000Z')).toBe(older)
+    expect(resolveBackup(dir, older)).toBe(older)
+    expect(() => resolveBackup(dir, 'nope')).toThrow(/no backup at 'nope'/)
+    expect(() => resolveBackup(scratch(), undefined)).toThrow(/no backup in/)
+  })
+})
+
+describe('clickhouse', () => {
+  it('builds the BACKUP query only for our folder names', () => {
+    expect(clickhouseBackupQuery('20260101T000000Z')).toBe(
+      "BACKUP DATABASE posthog TO File('/backups/20260101T000000Z/')",
+    )
+    expect(() => clickhouseBackupQuery("x'); DROP")).toThrow()
+  })
+})
