@@ -1,0 +1,254 @@
+// Pure builders for the services that keep frp running: systemd units (frpc on a Linux home box,
+// frps on the VPS) and a LaunchDaemon for frpc on macOS (starts at boot, before any login).
+import fs from 'node:fs'
+import { $ } from 'zx'
+import { RuntimeFailure, UsageError } from './cli.mts'
+import { writeFileAtomic } from './fsutil.mts'
+import { xmlEscape } from './schedule.mts'
+
+export const FRPC_LAUNCHD_LABEL = 'dev.posthog-homelab.frpc'
+
+export interface SystemdUnit {
+  description: string
+  /** Absolute executable path + arguments. */
+  execStart: string[]
+  /** `<bin> verify -c <file>` before every start: a broken file never replaces a running tunnel. */
+  execStartPre?: string[]
+  user?: string
+  /** Directories the service may write (everything else is read-only with ProtectSystem=strict). */
+  readWritePaths: string[]
+}
+
+const UNSAFE = /[\n\r\0]/
+
+/** One systemd command-line word: quoted when needed, `%` and `$` escaped (systemd.service "COMMAND LINES"). */
+export function systemdWord(word: string): string {
+  if (UNSAFE.test(word)) throw new Error(`'${word}' cannot appear in a systemd unit`)
+  const escaped = word.replace(/%/g, '%%').replace(/\$/g, '$$$$')
+  return /^[\w/.:@+=,%$-]+$/.test(escaped)
+    ? escaped
+    : `"${escaped.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`
+}
+
+function commandLine(argv: string[]): string {
+  if (!argv[0]?.startsWith('/'))
+    throw new Error(`systemd needs an absolute executable path, got '${argv[0]}'`)
+  return argv.map(systemdWord).join(' ')
+}
+
+function singleLine(v: string): string {
+  if (UNSAFE.test(v)) throw new Error(`'${v}' cannot appear in a systemd unit`)
+  return v
+}
+
+export function buildSystemdUnit(u: SystemdUnit): string {
+  const service = [
+    'Type=simple',
+    ...(u.user ? [`User=${singleLine(u.user)}`, `Group=${singleLine(u.user)}`] : []),
+    ...(u.execStartPre ? [`ExecStartPre=${commandLine(u.execStartPre)}`] : []),
+    `ExecStart=${commandLine(u.execStart)}`,
+    'Restart=on-failure',
+    'RestartSec=5s',
+    'LimitNOFILE=1048576',
+    'NoNewPrivileges=yes',
+    'ProtectSystem=strict',
+    'ProtectHome=yes',
+    'PrivateTmp=yes',
+    ...u.readWritePaths.map((p) => `ReadWritePaths=${systemdWord(p)}`),
+  ]
+  return [
+    '# Written by posthog-homelab; re-running the setup script rewrites it (the old file is kept as .bak-*).',
+    '[Unit]',
+    `Description=${singleLine(u.description)}`,
+    'After=network-online.target',
+    'Wants=network-online.target',
+    '',
+    '[Service]',
+    ...service,
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+    '',
+  ].join('\n')
+}
+
+export interface FrpUnitOptions {
+  binPath: string
+  configFile: string
+  logDir: string
+  /** frps runs as a dedicated system user; frpc as root (it reads a root-only token file). */
+  user?: string
+}
+
+export function frpsUnit(o: FrpUnitOptions): string {
+  return buildSystemdUnit({
+    description: 'frp server: the VPS end of the posthog-homelab tunnel',
+    execStartPre: [o.binPath, 'verify', '-c', o.configFile],
+    execStart: [o.binPath, '-c', o.configFile],
+    user: o.user ?? 'frps',
+    readWritePaths: [o.logDir],
+  })
+}
+
+export function frpcUnit(o: FrpUnitOptions): string {
+  return buildSystemdUnit({
+    description: 'frp client: the home end of the posthog-homelab tunnel',
+    execStartPre: [o.binPath, 'verify', '-c', o.configFile],
+    execStart: [o.binPath, '-c', o.configFile],
+    user: o.user,
+    readWritePaths: [o.logDir],
+  })
+}
+
+export interface LaunchDaemon {
+  label: string
+  programArguments: string[]
+  stdoutPath: string
+  stderrPath: string
+}
+
+const str = (v: string) => `<string>${xmlEscape(v)}</string>`
+const key = (k: string) => `<key>${xmlEscape(k)}</key>`
+
+/**
+ * A LaunchDaemon property list (/Library/LaunchDaemons, root, starts at boot without a login):
+ * RunAtLoad, KeepAlive (launchd restarts frpc whenever it exits), ThrottleInterval 10 s.
+ */
+export function buildLaunchDaemonPlist(d: LaunchDaemon): string {
+  const body = [
+    key('Label'),
+    str(d.label),
+    key('ProgramArguments'),
+    '<array>',
+    ...d.programArguments.map((a) => `  ${str(a)}`),
+    '</array>',
+    key('RunAtLoad'),
+    '<true/>',
+    key('KeepAlive'),
+    '<true/>',
+    key('ThrottleInterval'),
+    '<integer>10</integer>',
+    key('StandardOutPath'),
+    str(d.stdoutPath),
+    key('StandardErrorPath'),
+    str(d.stderrPath),
+  ]
+  return [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    '<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">',
+    '<plist version="1.0">',
+    '<dict>',
+    ...body.map((l) => `  ${l}`),
+    '</dict>',
+    '</plist>',
+    '',
+  ].join('\n')
+}
+
+export function frpcLaunchDaemon(o: { binPath: string; configFile: string; logDir: string }): string {
+  return buildLaunchDaemonPlist({
+    label: FRPC_LAUNCHD_LABEL,
+    programArguments: [o.binPath, '-c', o.configFile],
+    stdoutPath: `${o.logDir}/frpc.stdout.log`,
+    stderrPath: `${o.logDir}/frpc.stdout.log`,
+  })
+}
+
+/** The commands that (re)load each kind of service, for running or for printing when absent. */
+export function systemdCommands(unitName: string, changed: boolean): string[][] {
+  return [
+    ...(changed ? [['systemctl', 'daemon-reload']] : []),
+    ['systemctl', 'enable', unitName],
+    ['systemctl', 'restart', unitName],
+  ]
+}
+
+export function launchdCommands(label: string, plistPath: string, loaded: boolean): string[][] {
+  return [
+    ...(loaded ? [['launchctl', 'bootout', `system/${label}`]] : []),
+    ['launchctl', 'bootstrap', 'system', plistPath],
+    ['launchctl', 'enable', `system/${label}`],
+  ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Applying a service (thin I/O): write the file, then (re)load it only when something changed.
+
+export type ServiceManager = 'systemd' | 'launchd' | 'none'
+
+export function detectServiceManager(
+  choice: string,
+  platform: string = process.platform,
+  systemdRunDir = '/run/systemd/system',
+): ServiceManager {
+  if (choice === 'systemd' || choice === 'launchd' || choice === 'none') return choice
+  if (choice !== 'auto')
+    throw new UsageError(`--service-manager ${choice} is not one of auto, systemd, launchd, none`)
+  if (platform === 'darwin') return 'launchd'
+  return fs.existsSync(systemdRunDir) ? 'systemd' : 'none'
+}
+
+export interface ApplyServiceOptions {
+  manager: ServiceManager
+  /** What kind of file `file` is (on `none` it decides which commands are printed). */
+  kind: 'systemd' | 'launchd'
+  /** `frpc.service` / `frps.service`, or the launchd label. */
+  name: string
+  file: string
+  content: string
+  /** The binary, its config or secrets changed: a running service must restart. */
+  restart: boolean
+  say: (line: string) => void
+}
+
+const show = (argv: string[]) => argv.join(' ')
+
+async function run(argv: string[]): Promise<void> {
+  const [bin, ...args] = argv
+  const r = await $({ quiet: true, nothrow: true, timeout: '60s' })`${bin} ${args}`
+  if (r.exitCode !== 0)
+    throw new RuntimeFailure(
+      `'${show(argv)}' failed: ${(r.stderr || r.stdout).trim().split('\n').at(-1) ?? `exit ${r.exitCode}`}`,
+      'see the service log, fix the cause and re-run',
+    )
+}
+
+async function succeeds(argv: string[]): Promise<boolean> {
+  const [bin, ...args] = argv
+  const r = await $({ quiet: true, nothrow: true, timeout: '30s' })`${bin} ${args}`
+  return r.exitCode === 0
+}
+
+/** Writes the unit/plist (previous one kept as a backup) and starts or restarts the service when needed. */
+export async function applyService(
+  o: ApplyServiceOptions,
+): Promise<'started' | 'restarted' | 'unchanged' | 'printed'> {
+  const written = writeFileAtomic(o.file, o.content, { mode: 0o644, backup: true })
+  if (written !== 'unchanged') o.say(`${o.file} ${written}`)
+  const changed = written !== 'unchanged'
+  if (o.manager === 'none') {
+    const cmds = o.kind === 'systemd' ? systemdCommands(o.name, true) : launchdCommands(o.name, o.file, false)
+    o.say(
+      `no ${o.kind === 'systemd' ? 'systemd' : 'launchd'} running here; to start the service run: ${cmds.map(show).join(' && ')}`,
+    )
+    return 'printed'
+  }
+  if (o.manager === 'systemd') {
+    const active = await succeeds(['systemctl', 'is-active', '--quiet', o.name])
+    const enabled = await succeeds(['systemctl', 'is-enabled', '--quiet', o.name])
+    if (active && enabled && !changed && !o.restart) return 'unchanged'
+    for (const cmd of systemdCommands(o.name, changed)) await run(cmd)
+    o.say(`${o.name} ${active ? 'restarted' : 'started'} (systemctl status ${o.name})`)
+    return active ? 'restarted' : 'started'
+  }
+  const loaded = await succeeds(['launchctl', 'print', `system/${o.name}`])
+  if (loaded && !changed) {
+    if (!o.restart) return 'unchanged'
+    await run(['launchctl', 'kickstart', '-k', `system/${o.name}`])
+    o.say(`${o.name} restarted (launchctl print system/${o.name})`)
+    return 'restarted'
+  }
+  for (const cmd of launchdCommands(o.name, o.file, loaded)) await run(cmd)
+  o.say(`${o.name} ${loaded ? 'reloaded' : 'started'} (launchctl print system/${o.name})`)
+  return loaded ? 'restarted' : 'started'
+}

@@ -1,0 +1,78 @@
+// Fake frp releases for tests: a real tar.gz laid out like frp's
+// (frp_<ver>_<os>_<arch>/{frpc,frps,LICENSE}) whose binaries run the frp stand-in, plus
+// frp_sha256_checksums.txt, served over HTTP on 127.0.0.1 (FRP_RELEASE_BASE_URL = `baseUrl`).
+import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import fs from 'node:fs'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { assetName, releaseDirName } from '../../lib/release.mts'
+import { FAKE_FRP } from './frp.ts'
+
+export interface FakeRelease {
+  baseUrl: string
+  /** Request paths served so far. */
+  requests: string[]
+  close: () => Promise<void>
+}
+
+/** A stand-in binary for the archive: a bash script that runs frp.mjs as `role`, reporting `version`. */
+export function standInBinary(role: 'frpc' | 'frps', version: string): string {
+  return [
+    '#!/usr/bin/env bash',
+    `# frp ${role} stand-in (test/fakes/frp.mjs), version ${version}`,
+    `FAKE_FRP_VERSION=${version} exec node ${FAKE_FRP} ${role} "$@"`,
+    '',
+  ].join('\n')
+}
+
+/** Writes <root>/v<ver>/<asset> and the checksum file; `corrupt` lists a wrong checksum. */
+export function buildRelease(root: string, version: string, opts: { corrupt?: boolean } = {}): string {
+  const dir = path.join(root, `v${version}`)
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'frp-fake-release-'))
+  const top = releaseDirName(version)
+  fs.mkdirSync(path.join(work, top), { recursive: true })
+  for (const role of ['frpc', 'frps'] as const)
+    fs.writeFileSync(path.join(work, top, role), standInBinary(role, version), { mode: 0o755 })
+  fs.writeFileSync(path.join(work, top, 'LICENSE'), 'Apache-2.0 (stand-in)\n')
+  fs.mkdirSync(dir, { recursive: true })
+  const asset = assetName(version)
+  execFileSync('tar', ['-czf', path.join(dir, asset), '-C', work, top], { timeout: 20_000 })
+  fs.rmSync(work, { recursive: true, force: true })
+  const sum = createHash('sha256')
+    .update(fs.readFileSync(path.join(dir, asset)))
+    .digest('hex')
+  const listed = opts.corrupt ? sum.replace(/^./, (c) => (c === '0' ? '1' : '0')) : sum
+  fs.writeFileSync(
+    path.join(dir, 'frp_sha256_checksums.txt'),
+    `${'a'.repeat(64)}  frp_${version}_windows_amd64.zip\n${listed}  ${asset}\n`,
+  )
+  return dir
+}
+
+export function serveDir(root: string): Promise<FakeRelease> {
+  const requests: string[] = []
+  const server = http.createServer((req, res) => {
+    const url = decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/')
+    requests.push(url)
+    const file = path.join(root, path.normalize(url))
+    if (!file.startsWith(root) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
+      res.writeHead(404).end('Not Found')
+      return
+    }
+    const body = fs.readFileSync(file)
+    res.writeHead(200, { 'content-length': body.length }).end(body)
+  })
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo
+      resolve({
+        baseUrl: `http://127.0.0.1:${port}`,
+        requests,
+        close: () => new Promise<void>((r) => server.close(() => r())),
+      })
+    })
+  })
+}
