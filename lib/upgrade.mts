@@ -4,13 +4,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import YAML from 'yaml'
-import type { Config } from './env.mts'
 import { readIfExists, writeFileAtomic } from './fsutil.mts'
-
-/** The lock `up`, `backup`, `restore` and `upgrade` share, so they never overlap. */
-export function stackLockDir(cfg: Pick<Config, 'stackDir'>): string {
-  return path.join(cfg.stackDir, '.lock')
-}
 
 // ---------------------------------------------------------------------------------------------
 // Compose files

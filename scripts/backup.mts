@@ -4,7 +4,7 @@ import { backupSettings, displayPath, formatBytes, takeBackup } from '../lib/bac
 import { runScript, say } from '../lib/cli.mts'
 import { loadConfig } from '../lib/env.mts'
 import { acquireLock } from '../lib/lock.mts'
-import { stackLockDir } from '../lib/upgrade.mts'
+import { stackLockDir } from '../lib/startup.mts'
 
 const spec = {
   usage: 'npx tsx scripts/backup.mts [--clickhouse]',

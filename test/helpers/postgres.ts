@@ -76,6 +76,8 @@ export function startPostgres(): TestPostgres {
       {
         timeout: 30_000,
         encoding: 'utf8',
+        env: { ...process.env, PGOPTIONS: '-c client_min_messages=warning' },
+        stdio: ['ignore', 'pipe', 'pipe'],
       },
     )
   execFileSync(path.join(binDir, 'createdb'), ['-h', dir, '-p', String(port), '-U', 'posthog', 'posthog'], {

@@ -1,0 +1,142 @@
+// Restores a backup taken by scripts/backup.mts: checks the manifest (every SHA-256) and the
+// secrets' fingerprints, stops everything that writes to the database, pg_restore's the dump,
+// and brings the stack back with the ordered start (web's migrations first), waiting for health.
+import path from 'node:path'
+import {
+  type BackupManifest,
+  backupSettings,
+  displayPath,
+  PG_DUMP_FILE,
+  readManifest,
+  resolveBackup,
+  restorePostgres,
+  verifyBackup,
+} from '../lib/backup.mts'
+import { confirm, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
+import { compose } from '../lib/docker.mts'
+import { type Config, GUARDED_SECRETS, loadConfig, secretFingerprints } from '../lib/env.mts'
+import { formatElapsed } from '../lib/health.mts'
+import { acquireLock } from '../lib/lock.mts'
+import { describeStuckServices, stackLockDir, startStack } from '../lib/startup.mts'
+
+const spec = {
+  usage: 'npx tsx scripts/restore.mts [--from <timestamp|dir>] [--yes]',
+  summary:
+    "Restores PostgreSQL from a backup (default: the newest in BACKUP_DIR) after checking its manifest; stops every service but db first, then starts the stack in order and waits for /_health. The backup's .env is not copied over yours.",
+  flags: {
+    from: {
+      type: 'string' as const,
+      help: 'backup folder name (e.g. 20261125T163411Z) or path; default the newest',
+    },
+    yes: {
+      type: 'boolean' as const,
+      short: 'y',
+      help: 'do not ask for confirmation (needed without a terminal)',
+    },
+    'accept-different-secrets': {
+      type: 'boolean' as const,
+      help: 'restore although the backup was taken with other POSTHOG_SECRET / ENCRYPTION_SALT_KEYS values',
+    },
+    'env-file': {
+      type: 'string' as const,
+      env: 'HOMELAB_ENV_FILE',
+      help: 'configuration file',
+      default: '.env',
+    },
+  },
+  notes:
+    'Everything written to PostHog since the backup is lost. ClickHouse (events) is not restored by this script; see README "Backups and upgrades".',
+}
+
+/** Guarded secrets whose fingerprint differs between the backup and the current .env. */
+function differentSecrets(manifest: BackupManifest, cfg: Config): string[] {
+  const now = secretFingerprints(cfg)
+  return GUARDED_SECRETS.filter(
+    (k) => manifest.secretFingerprints[k] !== undefined && manifest.secretFingerprints[k] !== now[k],
+  )
+}
+
+async function enabledServices(cfg: Config): Promise<string[]> {
+  const out = await compose(cfg.stackDir, ['config', '--services'], { timeout: '60s' })
+  return out.stdout
+    .split('\n')
+    .map((s) => s.trim())
+    .filter((s) => s && !cfg.disabledServices.includes(s))
+}
+
+async function waitForDb(cfg: Config, timeoutMs = 120_000): Promise<void> {
+  const started = Date.now()
+  for (;;) {
+    const out = await compose(cfg.stackDir, ['exec', '-T', 'db', 'pg_isready', '-U', 'posthog'], {
+      timeout: '20s',
+      nothrow: true,
+    })
+    if (out.ok) return
+    if (Date.now() - started > timeoutMs)
+      throw new RuntimeFailure(
+        `the db service did not accept connections within ${formatElapsed(timeoutMs)}`,
+        "look at 'docker compose logs db'",
+      )
+    await new Promise((r) => setTimeout(r, 1000))
+  }
+}
+
+await runScript('restore', spec, async (flags) => {
+  const cfg = loadConfig({ envFile: flags['env-file'] })
+  const { backupDir } = backupSettings(cfg)
+  const dir = resolveBackup(backupDir, flags.from)
+  const problems = await verifyBackup(dir)
+  if (problems.length)
+    throw new RuntimeFailure(
+      `backup ${displayPath(dir)} is damaged: ${problems.join('; ')}`,
+      'pick another one with --from (nothing was changed)',
+    )
+  const manifest = readManifest(dir)!
+  const different = differentSecrets(manifest, cfg)
+  if (different.length && !flags['accept-different-secrets'])
+    throw new UsageError(
+      `backup ${path.basename(dir)} was taken with a different ${different.join(' and ')}; data restored under the current values would be unreadable. ` +
+        `Put the backup's values (in ${displayPath(path.join(dir, '.env'))}) into ${cfg.envFile}, or pass --accept-different-secrets`,
+    )
+  say(
+    `backup ${path.basename(dir)}: PostHog ${manifest.posthogTag}, taken ${manifest.createdAt}, manifest verified`,
+  )
+  if (manifest.posthogTag !== cfg.appTag)
+    warn(
+      `note: the backup is from PostHog ${manifest.posthogTag}, this stack runs ${cfg.appTag}; web migrates the restored schema forward when it starts`,
+    )
+  const ok = await confirm(
+    `Replace the current PostHog database with backup ${path.basename(dir)}? Everything written since then is lost.`,
+    flags.yes,
+    'restore over the current database',
+  )
+  if (!ok) {
+    say('restore cancelled; nothing was changed')
+    return 1
+  }
+
+  const release = acquireLock(stackLockDir(cfg))
+  try {
+    const enabled = await enabledServices(cfg)
+    const writers = enabled.filter((s) => s !== 'db')
+    say(`stopping everything that writes to the database (${writers.length} services)`)
+    if (writers.length) await compose(cfg.stackDir, ['stop', ...writers], { timeout: '10m' })
+    await compose(cfg.stackDir, ['up', '-d', 'db'], { timeout: '10m' })
+    await waitForDb(cfg)
+    say(`restoring PostgreSQL from ${PG_DUMP_FILE} (pg_restore --clean --if-exists) ...`)
+    await restorePostgres(cfg.stackDir, path.join(dir, PG_DUMP_FILE))
+    say('database restored; starting the stack in order')
+    const result = await startStack(cfg, { enabledServices: enabled, log: say })
+    if (!result.ok) {
+      for (const line of await describeStuckServices(cfg, result.expected)) warn(line)
+      throw new RuntimeFailure(
+        `the database is restored but PostHog did not become healthy within ${formatElapsed(result.timeoutMs)} (${result.phase === 'migrations' ? "web's migrations" : '/_health'})`,
+        "see the services listed above, then run 'npx tsx scripts/up.mts'",
+      )
+    }
+    say(`restored backup ${path.basename(dir)}; PostHog is healthy (${formatElapsed(result.elapsedMs)})`)
+    return 0
+  } finally {
+    release()
+  }
+})
