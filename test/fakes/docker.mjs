@@ -253,6 +253,8 @@ switch (cmd) {
       case 'kill': {
         const names = sub === 'down' ? serviceNames() : selectedServices(args)
         for (const n of names) state.services[n] = { ...svc(n), state: 'exited', exitCode: 0, health: svc(n).health ? 'unhealthy' : '' }
+        // `docker compose down -v|--volumes` also removes the project's named volumes.
+        if (sub === 'down' && (args.includes('-v') || args.includes('--volumes'))) state.volumesRemoved = true
         saveState()
         break
       }
@@ -339,7 +341,9 @@ switch (cmd) {
   }
   case 'volume': {
     needDaemon()
-    if (rest[0] === 'ls') out((scenario.volumes ?? ['postgres-data', 'clickhouse-data']).map((v) => `${PROJECT}_${v}`).join('\n'))
+    // `docker volume ls --quiet --filter label=com.docker.compose.project=posthog`: one name a line.
+    if (rest[0] === 'ls' && !state.volumesRemoved)
+      out((scenario.volumes ?? ['postgres-data', 'clickhouse-data']).map((v) => `${PROJECT}_${v}`).join('\n'))
     break
   }
   case 'system': {

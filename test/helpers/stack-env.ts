@@ -1,0 +1,217 @@
+// Black-box harness for up/down: a scratch project directory (its own .env.example, optional
+// .env, STACK_DIR inside), the fake docker first on PATH with a scenario, a local HTTP server
+// standing in for Caddy's /_health, and a runner that spawns a script with a timeout.
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+
+export const ROOT = process.cwd()
+export const FAKES = path.resolve(ROOT, 'test/fakes')
+const TSX = path.resolve(ROOT, 'node_modules/tsx/dist/loader.mjs')
+
+export const SECRET = 'c0ffee12'.repeat(7) // 56 hex characters
+export const SALT = '5a1t5a1t'.repeat(4) // 32 characters
+
+export interface Project {
+  dir: string
+  envFile: string
+  stackDir: string
+  scenarioFile: string
+  logFile: string
+  /** Environment for the script: fake docker on PATH, scenario, log. */
+  env: Record<string, string>
+  scenario(s: object): void
+  /** Every docker call so far, normalised like the fake does (compose globals dropped). */
+  calls(): string[][]
+  cleanup(): void
+}
+
+export function makeProject(opts: { withEnv?: Record<string, string> | false } = {}): Project {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stack-e2e-'))
+  fs.copyFileSync(path.join(ROOT, '.env.example'), path.join(dir, '.env.example'))
+  const envFile = path.join(dir, '.env')
+  if (opts.withEnv !== false) {
+    const values = { POSTHOG_SECRET: SECRET, ENCRYPTION_SALT_KEYS: SALT, ...(opts.withEnv ?? {}) }
+    fs.writeFileSync(
+      envFile,
+      Object.entries(values)
+        .map(([k, v]) => `${k}=${v}\n`)
+        .join(''),
+      { mode: 0o600 },
+    )
+  }
+  const scenarioFile = path.join(dir, 'scenario.json')
+  const logFile = path.join(dir, 'docker-calls.jsonl')
+  fs.writeFileSync(scenarioFile, '{}')
+  const project: Project = {
+    dir,
+    envFile,
+    stackDir: path.join(dir, 'stack'),
+    scenarioFile,
+    logFile,
+    env: {
+      PATH: `${FAKES}:${process.env.PATH}`,
+      FAKE_DOCKER_SCENARIO: scenarioFile,
+      FAKE_DOCKER_LOG: logFile,
+    },
+    scenario(s) {
+      fs.writeFileSync(scenarioFile, JSON.stringify(s))
+      fs.rmSync(`${scenarioFile}.state.json`, { force: true })
+    },
+    calls() {
+      if (!fs.existsSync(logFile)) return []
+      return fs
+        .readFileSync(logFile, 'utf8')
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => normalise((JSON.parse(l) as { argv: string[] }).argv))
+    },
+    cleanup() {
+      fs.rmSync(dir, { recursive: true, force: true })
+    },
+  }
+  return project
+}
+
+const GLOBAL_WITH_VALUE = new Set([
+  '-f',
+  '--file',
+  '-p',
+  '--project-name',
+  '--project-directory',
+  '--env-file',
+])
+function normalise(argv: string[]): string[] {
+  if (argv[0] !== 'compose') return argv
+  let i = 1
+  while (i < argv.length && GLOBAL_WITH_VALUE.has(argv[i]!)) i += 2
+  return ['compose', ...argv.slice(i)]
+}
+
+export interface RunResult {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+export interface Running {
+  pid: number
+  done: Promise<RunResult>
+  kill(): void
+}
+
+/** Spawns `node --import tsx scripts/<name>.mts` in the project directory (never throws). */
+export function startScript(
+  name: string,
+  args: string[],
+  project: Project,
+  extraEnv: Record<string, string> = {},
+  timeoutMs = 60_000,
+): Running {
+  const child = spawn(
+    process.execPath,
+    ['--import', TSX, path.join(ROOT, 'scripts', `${name}.mts`), ...args],
+    {
+      cwd: project.dir,
+      env: { HOME: process.env.HOME ?? '/root', ...project.env, ...extraEnv },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString()
+  })
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString()
+  })
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+  const done = new Promise<RunResult>((resolve) => {
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
+  })
+  return { pid: child.pid!, done, kill: () => child.kill('SIGTERM') }
+}
+
+export function runScript(
+  name: string,
+  args: string[],
+  project: Project,
+  extraEnv: Record<string, string> = {},
+  timeoutMs = 60_000,
+): Promise<RunResult> {
+  return startScript(name, args, project, extraEnv, timeoutMs).done
+}
+
+/** Fails when any secret value of the project's .env (or the fixed ones) shows in the output. */
+export function secretsIn(res: RunResult, project: Project): string[] {
+  const values = [SECRET, SALT]
+  if (fs.existsSync(project.envFile)) {
+    const text = fs.readFileSync(project.envFile, 'utf8')
+    for (const key of ['POSTHOG_SECRET', 'ENCRYPTION_SALT_KEYS']) {
+      const m = new RegExp(`^${key}=(.*)$`, 'm').exec(text)
+      if (m?.[1] && m[1].length >= 6) values.push(m[1])
+    }
+  }
+  const output = res.stdout + res.stderr
+  return values.filter((v) => output.includes(v))
+}
+
+// ---- a stand-in for Caddy's /_health -----------------------------------------------------------
+
+export type HealthMode = (ctx: { webStarted: boolean; allStarted: boolean; sinceWeb: number }) => {
+  status: number
+  body: string
+}
+
+/** PostHog's usual first start: 502 until web runs, a few 503 while it migrates, then 200 ok. */
+export const usualStart: HealthMode = ({ webStarted, sinceWeb }) => {
+  if (!webStarted) return { status: 502, body: '' }
+  if (sinceWeb < 3) return { status: 503, body: 'Migrations are not up to date' }
+  return { status: 200, body: 'ok' }
+}
+
+export interface HealthServer {
+  port: number
+  /** Time of the first answer past migrations (not 502/503). */
+  firstReadyAt(): number | undefined
+  /** Whether `up -d` of everything had run before web's first answer past migrations. */
+  allStartedBeforeReady(): boolean
+  close(): Promise<void>
+}
+
+/** Answers /_health according to `mode`, reading the fake docker's call log to know what runs. */
+export async function healthServer(project: Project, mode: HealthMode): Promise<HealthServer> {
+  let sinceWeb = 0
+  let readyAt: number | undefined
+  let allBeforeReady = false
+  const server = http.createServer((_req, res) => {
+    const calls = project.calls().map((c) => c.join(' '))
+    const webStarted = calls.some((c) => /^compose up -d .*\bweb\b/.test(c))
+    const allStarted = calls.some((c) => c === 'compose up -d --no-build')
+    const answer = mode({ webStarted, allStarted, sinceWeb })
+    if (webStarted) sinceWeb++
+    if (answer.status < 500 && readyAt === undefined) {
+      readyAt = Date.now()
+      allBeforeReady = allStarted
+    }
+    res.writeHead(answer.status, { 'content-type': 'text/plain' })
+    res.end(answer.body)
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return {
+    port: (server.address() as AddressInfo).port,
+    firstReadyAt: () => readyAt,
+    allStartedBeforeReady: () => allBeforeReady,
+    close: async () => {
+      server.closeAllConnections()
+      await new Promise((r) => server.close(r))
+    },
+  }
+}
