@@ -1,0 +1,233 @@
+// The outside view, from cron on the VPS: https://DOMAIN/_health through the tunnel, the
+// certificate's remaining days, and that frps and nginx run. Same output, exit codes, state file
+// and change-only notifications as the home health check (lib/monitor.mts). Runs bundled
+// (dist/remote/watch.mjs) with plain node 18+; needs no STACK_DIR and no docker.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { $ } from 'zx'
+import { parseDuration, registerSecret, runScript, say, UsageError, warn } from '../lib/cli.mts'
+import { envErrors, isHostname, parseEnvText, setEnvValue } from '../lib/env.mts'
+import { readIfExists, writeFileAtomic } from '../lib/fsutil.mts'
+import { acquireLock } from '../lib/lock.mts'
+import {
+  aggregate,
+  bounded,
+  type CheckResult,
+  checkHealthUrl,
+  EXIT_CODE,
+  formatReport,
+  formatReportJson,
+  loadState,
+  notifyIfDue,
+  readCaFile,
+  recordResult,
+  rotateLog,
+  saveState,
+  type WebhookFormat,
+} from '../lib/monitor.mts'
+import { applyCronEntry, cronCommand, cronSchedule, parseEvery } from '../lib/schedule.mts'
+
+const home = () => path.join(os.homedir(), '.posthog-watch')
+
+const spec = {
+  usage: 'node watch.mjs --domain ph.example.com [options]   (or: npx tsx remote/watch.mts)',
+  summary:
+    'Checks PostHog from the VPS: https://DOMAIN/_health, its certificate, and that frps and nginx run.\n' +
+    'Prints `POSTHOG OK|WARNING|CRITICAL|UNKNOWN - ...` and exits 0/1/2/3. --install adds its crontab entry.',
+  flags: {
+    domain: { type: 'string', env: 'DOMAIN', help: 'public hostname PostHog is served at' },
+    url: { type: 'string', env: 'WATCH_URL', help: 'URL to check (default https://DOMAIN/_health)' },
+    'ca-file': { type: 'string', env: 'WATCH_CA_FILE', help: 'extra CA certificate (PEM) to trust' },
+    services: {
+      type: 'string',
+      env: 'WATCH_SERVICES',
+      default: 'frps,nginx',
+      help: 'systemd units (or process names) that must run',
+    },
+    'state-file': { type: 'string', env: 'WATCH_STATE_FILE', help: 'default ~/.posthog-watch/state.json' },
+    'env-file': {
+      type: 'string',
+      env: 'WATCH_ENV_FILE',
+      help: 'settings file (DOMAIN, HEALTH_WEBHOOK_URL, ...) (default ~/.posthog-watch/watch.env)',
+    },
+    timeout: { type: 'string', env: 'WATCH_TIMEOUT', default: '20s', help: 'bound for the whole run' },
+    json: { type: 'boolean', help: 'print the report as JSON' },
+    install: { type: 'boolean', help: 'save the settings to --env-file and add the crontab entry' },
+    uninstall: { type: 'boolean', help: 'remove the crontab entry' },
+    every: { type: 'string', default: '5m', help: 'how often cron runs it (with --install)' },
+    'log-file': {
+      type: 'string',
+      help: 'where cron appends the output (default ~/.posthog-watch/watch.log)',
+    },
+    'rotate-log': { type: 'string', help: 'move this log to FILE.1 when larger than --log-max-mb' },
+    'log-max-mb': { type: 'string', default: '5', help: 'size cap for --rotate-log' },
+  },
+  notes:
+    'Notifications: HEALTH_WEBHOOK_URL, HEALTH_WEBHOOK_FORMAT (json|text) and HEALTH_REMIND_HOURS come from\n' +
+    'the environment or the settings file (never from the command line: the URL may hold a token).',
+} as const
+
+type Flags = Record<string, unknown>
+const SETTINGS_KEYS = ['DOMAIN', 'WATCH_URL', 'WATCH_CA_FILE', 'WATCH_SERVICES', 'HEALTH_WEBHOOK_URL']
+const NOTIFY_DEFAULTS: Record<string, string> = {
+  HEALTH_WEBHOOK_URL: '',
+  HEALTH_WEBHOOK_FORMAT: 'json',
+  HEALTH_REMIND_HOURS: '6',
+}
+
+/** Settings: flags, then the environment, then the settings file, then defaults. */
+function resolveSettings(flags: Flags) {
+  const envFile = path.resolve(String(flags['env-file'] ?? path.join(home(), 'watch.env')))
+  const fileText = readIfExists(envFile)
+  if (flags['env-file'] && fileText === undefined && !flags.install)
+    throw new UsageError(`no settings file ${envFile}: run with --install first, or drop --env-file`)
+  const file = fileText ? parseEnvText(fileText) : {}
+  const pick = (flag: string, key: string) => (flags[flag] as string | undefined) ?? file[key]
+  const notify: Record<string, string> = {}
+  for (const [k, d] of Object.entries(NOTIFY_DEFAULTS)) notify[k] = process.env[k] ?? file[k] ?? d
+  const problems = envErrors(notify, Object.keys(NOTIFY_DEFAULTS))
+  if (problems.length) throw new UsageError(problems[0]!)
+  registerSecret(notify.HEALTH_WEBHOOK_URL)
+  const domain = pick('domain', 'DOMAIN')
+  if (domain !== undefined && (!isHostname(domain) || domain === 'localhost'))
+    throw new UsageError(`--domain=${domain} must be the public hostname, such as ph.example.com`)
+  const url = pick('url', 'WATCH_URL') ?? (domain ? `https://${domain}/_health` : undefined)
+  if (!url) throw new UsageError('no --domain (or DOMAIN) given: say which site to watch')
+  if (!/^https?:\/\/\S+$/.test(url)) throw new UsageError(`--url=${url} must be an http(s) URL`)
+  const services = String(
+    flags.services === 'frps,nginx' ? (file.WATCH_SERVICES ?? flags.services) : flags.services,
+  )
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+  for (const s of services)
+    if (!/^[\w@.-]+$/.test(s)) throw new UsageError(`--services: '${s}' is not a unit or process name`)
+  return {
+    envFile,
+    domain,
+    url,
+    caFile: pick('ca-file', 'WATCH_CA_FILE'),
+    services,
+    notify,
+    stateFile: path.resolve(String(flags['state-file'] ?? path.join(home(), 'state.json'))),
+    runMs: parseDuration(String(flags.timeout), '--timeout'),
+  }
+}
+
+type Settings = ReturnType<typeof resolveSettings>
+
+/** `systemctl is-active UNIT`, or `pgrep -x NAME` where there is no systemd. */
+async function serviceRunning(name: string, timeoutMs: number): Promise<CheckResult> {
+  const timeout = `${Math.max(1, Math.round(timeoutMs / 1000))}s` as `${number}s`
+  const sc = await $({ quiet: true, nothrow: true, timeout })`systemctl is-active ${name}`
+  const state = sc.stdout.trim()
+  if (sc.exitCode !== 127 && state !== '' && !/System has not been booted with systemd/.test(sc.stderr)) {
+    if (sc.ok && state === 'active') return { name, status: 'OK', summary: 'active' }
+    return { name, status: 'CRITICAL', summary: `${state || 'not active'}: systemctl status ${name}` }
+  }
+  const pg = await $({ quiet: true, nothrow: true, timeout })`pgrep -x ${name}`
+  if (pg.ok) return { name, status: 'OK', summary: 'running' }
+  if (pg.exitCode === 1) return { name, status: 'CRITICAL', summary: 'not running' }
+  return { name, status: 'UNKNOWN', summary: 'neither systemctl nor pgrep could tell' }
+}
+
+async function check(s: Settings, flags: Flags): Promise<number> {
+  const print = (text: string) => process.stdout.write(`${text}\n`)
+  let release: () => void
+  try {
+    release = acquireLock(`${s.stateFile}.lock`)
+  } catch (e) {
+    const report = aggregate('POSTHOG', [
+      {
+        name: 'lock',
+        status: 'UNKNOWN',
+        summary: `another watch run is still running: ${(e as Error).message}`,
+      },
+    ])
+    print(flags.json ? formatReportJson(report) : formatReport(report))
+    return EXIT_CODE.UNKNOWN
+  }
+  try {
+    const deadline = Date.now() + s.runMs
+    const callMs = () => Math.max(500, Math.min(10_000, deadline - Date.now()))
+    const ca = readCaFile(s.caFile)
+    const state = loadState(s.stateFile)
+    const groups = await Promise.all([
+      bounded('public', deadline, () => checkHealthUrl('public', s.url, { timeoutMs: callMs(), ca })),
+      ...s.services.map((svc) => bounded(svc, deadline, async () => [await serviceRunning(svc, callMs())])),
+    ])
+    const report = aggregate('POSTHOG', groups.flat())
+    const notice = await notifyIfDue(state, report, {
+      url: s.notify.HEALTH_WEBHOOK_URL || undefined,
+      format: s.notify.HEALTH_WEBHOOK_FORMAT as WebhookFormat,
+      remindHours: Number(s.notify.HEALTH_REMIND_HOURS),
+      timeoutMs: 5000,
+      ca,
+    })
+    recordResult(state, report)
+    saveState(s.stateFile, state)
+    print(flags.json ? formatReportJson(report) : formatReport(report))
+    if (notice) warn(`watch: ${notice}`)
+    return EXIT_CODE[report.status]
+  } finally {
+    release()
+  }
+}
+
+/** Saves the settings (0600: the webhook URL may hold a token) and sets the crontab entry. */
+async function install(s: Settings, flags: Flags): Promise<number> {
+  const minutes = parseEvery(String(flags.every))
+  let text =
+    readIfExists(s.envFile) ?? '# posthog-homelab remote/watch.mts settings (read by its cron entry)\n'
+  const values: Record<string, string | undefined> = {
+    DOMAIN: s.domain,
+    WATCH_URL: flags.url as string | undefined,
+    WATCH_CA_FILE: s.caFile ? path.resolve(s.caFile) : undefined,
+    WATCH_SERVICES: s.services.join(','),
+    ...Object.fromEntries(
+      Object.keys(NOTIFY_DEFAULTS).map((k) => [k, process.env[k] !== undefined ? s.notify[k] : undefined]),
+    ),
+  }
+  for (const [k, v] of Object.entries(values))
+    if (v !== undefined && (SETTINGS_KEYS.includes(k) || k in NOTIFY_DEFAULTS)) text = setEnvValue(text, k, v)
+  const written = writeFileAtomic(s.envFile, text, { mode: 0o600 })
+  const log = path.resolve(String(flags['log-file'] ?? path.join(home(), 'watch.log')))
+  fs.mkdirSync(path.dirname(log), { recursive: true })
+  const script = path.resolve(process.argv[1]!)
+  const argv = [
+    process.execPath,
+    ...process.execArgv,
+    script,
+    '--env-file',
+    s.envFile,
+    '--state-file',
+    s.stateFile,
+  ]
+  const entry = `${cronSchedule(minutes)} ${cronCommand(process.cwd(), [...argv, '--rotate-log', log], log)}`
+  const { change, backup } = await applyCronEntry('watch', entry)
+  say(`settings ${s.envFile}: ${written}`)
+  say(
+    `crontab entry 'posthog-homelab:watch': ${change}${backup ? ` (previous crontab saved to ${backup})` : ''}`,
+  )
+  say(`every ${minutes} min, output appended to ${log}`)
+  return 0
+}
+
+async function main(flags: Flags): Promise<number> {
+  const maxMb = Number(flags['log-max-mb'])
+  if (!(maxMb > 0)) throw new UsageError(`--log-max-mb=${flags['log-max-mb']} must be a number above 0`)
+  if (flags.install && flags.uninstall) throw new UsageError('--install and --uninstall exclude each other')
+  if (flags.uninstall) {
+    const { change, backup } = await applyCronEntry('watch', undefined)
+    say(
+      `crontab entry 'posthog-homelab:watch': ${change}${backup ? ` (previous crontab saved to ${backup})` : ''}`,
+    )
+    return 0
+  }
+  if (flags['rotate-log']) rotateLog(String(flags['rotate-log']), maxMb * 1024 * 1024)
+  const s = resolveSettings(flags)
+  return flags.install ? install(s, flags) : check(s, flags)
+}
+
+await runScript('watch', spec, (flags) => main(flags as unknown as Flags))

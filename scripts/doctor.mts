@@ -1,0 +1,59 @@
+// One command that explains what is wrong: pre-flight, container states, memory and recent logs
+// against the catalog of known failures (lib/catalog.mts). --fix applies the safe fixes in order
+// and checks again. Exit 0 when nothing is found, 1 when something is.
+import { runScript, say, UsageError } from '../lib/cli.mts'
+import { analyse, applyFixes, formatFindings, planFixes } from '../lib/doctor.mts'
+import { loadConfig } from '../lib/env.mts'
+
+const spec = {
+  usage: 'npx tsx scripts/doctor.mts [--fix] [options]',
+  summary:
+    'Explains what is wrong with the stack: pre-flight checks, container states, memory per service and in\n' +
+    'total, and recent logs matched against known failure signatures, each with the command that fixes it.',
+  flags: {
+    fix: { type: 'boolean', help: 'apply the fixes marked safe (migrations, restarts), then check again' },
+    since: { type: 'string', env: 'DOCTOR_SINCE', default: '1h', help: 'how far back to read logs' },
+    tail: { type: 'string', env: 'DOCTOR_TAIL', default: '300', help: 'log lines per service' },
+    'log-file': {
+      type: 'string',
+      multiple: true,
+      env: 'DOCTOR_LOG_FILES',
+      help: 'also scan this log (frpc, nginx error.log, certbot); repeatable, env: comma-separated',
+    },
+    json: { type: 'boolean', help: 'print the findings as JSON' },
+    'env-file': { type: 'string', env: 'HOMELAB_ENV_FILE', help: 'configuration file (default .env)' },
+  },
+} as const
+
+async function main(flags: Record<string, unknown>): Promise<number> {
+  const tail = Number(flags.tail)
+  if (!Number.isInteger(tail) || tail < 1)
+    throw new UsageError(`--tail=${flags.tail} must be a whole number above 0`)
+  if (!/^(\d+(s|m|h)|\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)?)$/.test(String(flags.since)))
+    throw new UsageError(`--since=${flags.since} must be a duration such as 30m or 2h, or an RFC 3339 time`)
+  const cfg = loadConfig({ envFile: flags['env-file'] as string | undefined })
+  const opts = { since: String(flags.since), tail, logFiles: flags['log-file'] as string[] }
+  const findings = await analyse(cfg, opts)
+  if (!flags.fix || findings.length === 0) {
+    say(flags.json ? JSON.stringify(findings, null, 2) : formatFindings(findings))
+    return findings.length ? 1 : 0
+  }
+  say(formatFindings(findings))
+  const steps = planFixes(findings)
+  if (steps.length === 0) {
+    say('\nnone of these has a fix doctor may apply by itself: follow the fix lines above')
+    return 1
+  }
+  say('')
+  const fixStarted = new Date().toISOString()
+  await applyFixes(cfg, steps, say)
+  // Check again, reading only the logs written since the fixes began.
+  const after = await analyse(cfg, { ...opts, since: fixStarted, preflight: false })
+  say(
+    `\nafter the fixes: ${after.length === 0 ? 'nothing wrong found' : formatFindings(after).replace(/^doctor: /, '')}`,
+  )
+  if (flags.json) say(JSON.stringify(after, null, 2))
+  return after.length ? 1 : 0
+}
+
+await runScript('doctor', spec, (flags) => main(flags as unknown as Record<string, unknown>))
