@@ -1,0 +1,196 @@
+// Home side of the tunnel: installs frpc at the pinned FRP_VERSION (checksum-verified), writes
+// frpc.toml from .env (FRP_TOKEN generated when empty, never printed), checks it with
+// `frpc verify -c`, and installs a service that starts at boot (LaunchDaemon / systemd unit).
+import fs from 'node:fs'
+import path from 'node:path'
+import { $ } from 'zx'
+import { type FlagSpecs, type Flags, RuntimeFailure, runScript, say, UsageError } from '../lib/cli.mts'
+import { ensureEnvFile, isHostname, loadConfig } from '../lib/env.mts'
+import { frpcToml } from '../lib/frp.mts'
+import {
+  applyService,
+  detectServiceManager,
+  FRPC_LAUNCHD_LABEL,
+  frpcLaunchDaemon,
+  frpcUnit,
+} from '../lib/frp-service.mts'
+import { writeFileAtomic } from '../lib/fsutil.mts'
+import { installFrp } from '../lib/release.mts'
+
+const mac = process.platform === 'darwin'
+
+const spec = {
+  usage: 'npx tsx scripts/frpc-setup.mts [--frps-ca FILE] [options]',
+  summary:
+    'Installs frpc (FRP_VERSION, SHA-256 checked), writes frpc.toml from .env (FRP_SERVER_ADDR, FRP_TOKEN,\n' +
+    'POSTHOG_PROXY_HTTP_PORT, FRP_REMOTE_PORT) and a service that starts frpc at boot. FRP_TOKEN is generated\n' +
+    'into .env when empty and never printed. Safe to re-run: what is already right is left alone.',
+  flags: {
+    'server-addr': { type: 'string', help: 'VPS address (overrides FRP_SERVER_ADDR in .env)' },
+    'frps-ca': {
+      type: 'string',
+      env: 'FRPS_CA_FILE',
+      help: 'CA file printed by frps-setup: frpc then checks it talks to your VPS',
+    },
+    'server-name': {
+      type: 'string',
+      env: 'FRPS_SERVER_NAME',
+      help: "name on frps' certificate (default: DOMAIN from .env)",
+    },
+    'install-dir': {
+      type: 'string',
+      env: 'FRP_INSTALL_DIR',
+      default: '/usr/local/bin',
+      help: 'where frpc goes',
+    },
+    'config-dir': {
+      type: 'string',
+      env: 'FRP_CONFIG_DIR',
+      default: mac ? '/usr/local/etc/frp' : '/etc/frp',
+      help: 'where frpc.toml goes',
+    },
+    'log-dir': {
+      type: 'string',
+      env: 'FRP_LOG_DIR',
+      default: mac ? '/usr/local/var/log/frp' : '/var/log/frp',
+      help: "frpc's log directory",
+    },
+    'systemd-dir': {
+      type: 'string',
+      env: 'SYSTEMD_UNIT_DIR',
+      default: '/etc/systemd/system',
+      help: 'where frpc.service goes (Linux)',
+    },
+    'launchd-dir': {
+      type: 'string',
+      env: 'LAUNCHD_DAEMON_DIR',
+      default: '/Library/LaunchDaemons',
+      help: 'where the LaunchDaemon plist goes (macOS)',
+    },
+    'service-manager': {
+      type: 'string',
+      env: 'FRP_SERVICE_MANAGER',
+      default: 'auto',
+      help: 'auto, systemd, launchd, or none (only print the commands)',
+    },
+  } satisfies FlagSpecs,
+  notes:
+    'Needs root for the default paths (sudo -E npx tsx scripts/frpc-setup.mts). Run frps-setup on the VPS with\n' +
+    'the same FRP_TOKEN; pass the CA file it prints with --frps-ca to pin the VPS identity.\n' +
+    'Exit codes: 0 ok, 1 download/verify/service failed, 2 bad input.',
+}
+
+type CliFlags = Flags<typeof spec.flags>
+
+function readCa(file: string): string {
+  let text: string
+  try {
+    text = fs.readFileSync(file, 'utf8')
+  } catch {
+    throw new UsageError(
+      `--frps-ca ${file} cannot be read: copy ca.crt from the VPS (frps-setup printed its path)`,
+    )
+  }
+  if (!/-----BEGIN CERTIFICATE-----/.test(text))
+    throw new UsageError(`--frps-ca ${file} is not a PEM certificate: use the ca.crt that frps-setup printed`)
+  return text
+}
+
+async function verifyConfig(frpcBin: string, dir: string, text: string): Promise<void> {
+  const tmp = path.join(dir, `.frpc.toml.verify-${process.pid}`)
+  fs.writeFileSync(tmp, text, { mode: 0o600 })
+  try {
+    const r = await $({ quiet: true, nothrow: true, timeout: '30s' })`${frpcBin} ${['verify', '-c', tmp]}`
+    if (r.exitCode !== 0)
+      throw new RuntimeFailure(
+        `frpc verify rejected the new frpc.toml: ${(r.stdout + r.stderr).trim().split('\n').at(-1)}; the installed file was left as it was`,
+        'check FRP_VERSION (frp 0.52 or later reads TOML) and report this as a bug',
+      )
+  } finally {
+    fs.rmSync(tmp, { force: true })
+  }
+}
+
+async function main(flags: CliFlags): Promise<number> {
+  const manager = detectServiceManager(flags['service-manager'] as string)
+  const caSource = flags['frps-ca']
+  const ca = caSource ? readCa(caSource) : undefined
+  // A first run before `up` also fills in PostHog's secrets, exactly as `up` would.
+  const ensured = ensureEnvFile({ secretKeys: ['POSTHOG_SECRET', 'ENCRYPTION_SALT_KEYS', 'FRP_TOKEN'] })
+  const cfg = loadConfig()
+  const raw = cfg.raw
+  const serverAddr = flags['server-addr'] ?? raw.FRP_SERVER_ADDR ?? ''
+  if (!serverAddr)
+    throw new UsageError(
+      `FRP_SERVER_ADDR is empty: set it in ${cfg.envFile} to the VPS address, or pass --server-addr`,
+    )
+  if (!/^[\w.:-]+$/.test(serverAddr))
+    throw new UsageError(`--server-addr ${serverAddr} is not an IP address or hostname`)
+  const serverName = flags['server-name'] ?? raw.DOMAIN ?? ''
+  if (ca && (!isHostname(serverName) || serverName === 'localhost'))
+    throw new UsageError(
+      `--frps-ca needs the name on frps' certificate: set DOMAIN in ${cfg.envFile} (the domain given to frps-setup) or pass --server-name`,
+    )
+  if (ensured.generated.length) say(`generated ${ensured.generated.join(', ')} in ${cfg.envFile} (not shown)`)
+  if (ensured.generated.includes('FRP_TOKEN'))
+    say('frps on the VPS needs the same FRP_TOKEN: see the README, "The tunnel (frp)"')
+
+  const installDir = path.resolve(flags['install-dir'] as string)
+  const configDir = path.resolve(flags['config-dir'] as string)
+  const logDir = path.resolve(flags['log-dir'] as string)
+  const configFile = path.join(configDir, 'frpc.toml')
+  const caFile = path.join(configDir, 'frps-ca.crt')
+
+  const bin = await installFrp({
+    version: raw.FRP_VERSION!,
+    baseUrl: raw.FRP_RELEASE_BASE_URL!,
+    installDir,
+    binaries: ['frpc'],
+    say,
+  })
+  const frpcBin = bin.paths.frpc!
+  say(
+    bin.result === 'installed'
+      ? `installed frpc ${raw.FRP_VERSION} at ${frpcBin}`
+      : `frpc ${raw.FRP_VERSION} already installed`,
+  )
+
+  fs.mkdirSync(configDir, { recursive: true, mode: 0o755 })
+  fs.mkdirSync(logDir, { recursive: true, mode: 0o755 })
+  const text = frpcToml({
+    serverAddr,
+    serverPort: Number(raw.FRP_SERVER_PORT),
+    token: raw.FRP_TOKEN!,
+    localPort: Number(raw.POSTHOG_PROXY_HTTP_PORT),
+    remotePort: Number(raw.FRP_REMOTE_PORT),
+    logFile: path.join(logDir, 'frpc.log'),
+    ...(ca ? { trustedCaFile: caFile, serverName } : {}),
+  })
+  await verifyConfig(frpcBin, configDir, text)
+  const caResult = ca ? writeFileAtomic(caFile, ca, { mode: 0o644, backup: true }) : 'unchanged'
+  if (caResult !== 'unchanged') say(`frps CA ${caResult}: ${caFile} (frpc checks the VPS is ${serverName})`)
+  const configResult = writeFileAtomic(configFile, text, { mode: 0o600, backup: true })
+  say(configResult === 'unchanged' ? `${configFile} is up to date` : `${configFile} ${configResult}`)
+  if (!ca) say('tip: pass --frps-ca FILE (printed by frps-setup) so frpc checks it talks to your VPS')
+
+  const restart = bin.result === 'installed' || configResult !== 'unchanged' || caResult !== 'unchanged'
+  const launchd = manager === 'launchd' || (manager === 'none' && mac)
+  const service = await applyService({
+    manager,
+    kind: launchd ? 'launchd' : 'systemd',
+    name: launchd ? FRPC_LAUNCHD_LABEL : 'frpc.service',
+    file: launchd
+      ? path.join(path.resolve(flags['launchd-dir'] as string), `${FRPC_LAUNCHD_LABEL}.plist`)
+      : path.join(path.resolve(flags['systemd-dir'] as string), 'frpc.service'),
+    content: launchd
+      ? frpcLaunchDaemon({ binPath: frpcBin, configFile, logDir })
+      : frpcUnit({ binPath: frpcBin, configFile, logDir }),
+    restart,
+    say,
+  })
+  if (service === 'unchanged') say('frpc service is running and up to date')
+  say(`frpc logs: ${path.join(logDir, 'frpc.log')}`)
+  return 0
+}
+
+await runScript('frpc-setup', spec, main)
