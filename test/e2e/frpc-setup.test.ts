@@ -1,42 +1,12 @@
 // scripts/frpc-setup.mts as a black box in a scratch root, with frp releases served on 127.0.0.1.
-import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { parse } from 'smol-toml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ensureTunnelIdentity } from '../../lib/tunnel-identity.mts'
+import { runStep } from '../helpers/frp.ts'
 import { buildRelease, type FakeRelease, serveDir } from '../helpers/frp-release.ts'
-
-export interface Run {
-  code: number | null
-  out: string
-}
-
-/** Runs a step script from the project root with the given environment (async: the release server lives here). */
-export function runStep(
-  script: string,
-  args: string[],
-  env: Record<string, string>,
-  input?: string,
-): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-      timeout: 60_000,
-    })
-    let out = ''
-    child.stdout.on('data', (d) => {
-      out += d
-    })
-    child.stderr.on('data', (d) => {
-      out += d
-    })
-    child.stdin.end(input ?? '')
-    child.on('close', (code) => resolve({ code, out }))
-  })
-}
 
 let releases: FakeRelease
 let releaseRoot: string

@@ -107,3 +107,33 @@ function decodeV6(hex: string): string {
   if (hex === '00000000000000000000000001000000') return '[::1]'
   return `[${hex}]`
 }
+
+export interface Run {
+  code: number | null
+  out: string
+}
+
+/** Runs a step script (`node --import tsx`) from the project root with the given environment (async: the release server lives here). */
+export function runStep(
+  script: string,
+  args: string[],
+  env: Record<string, string>,
+  input?: string,
+): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      timeout: 60_000,
+    })
+    let out = ''
+    child.stdout.on('data', (d) => {
+      out += d
+    })
+    child.stderr.on('data', (d) => {
+      out += d
+    })
+    child.stdin.end(input ?? '')
+    child.on('close', (code) => resolve({ code, out }))
+  })
+}
