@@ -16,7 +16,9 @@
 //   pgForward: { host, port, binDir }  -> `compose exec -T db pg_dump|pg_restore|psql` run for real
 //   stats: { service: { mem: "1.2GiB", limit: "2GiB" } }
 //   rules: [ { match: "<regex on the normalised argv>", stdout, stderr, exitCode, times, delayMs,
-//              setState: { service: {...} } } ]   first matching rule with times left wins
+//              setState: { service: {...} }, setLogs: { service: ["line", ...] } } ]
+//                                first matching rule with times left wins; setLogs replaces the
+//                                service's log lines from then on (e.g. clean logs after a fix)
 //
 // Normalised argv: compose's global flags (-f, -p, --project-directory, --env-file, ...) are
 // dropped, so `docker compose -p posthog -f a.yml up -d web` is matched as "compose up -d web".
@@ -75,6 +77,7 @@ for (const [index, rule] of (scenario.rules ?? []).entries()) {
   if (rule.times !== undefined && used >= rule.times) continue
   state.ruleUses[index] = used + 1
   for (const [svc, patch] of Object.entries(rule.setState ?? {})) state.services[svc] = { ...(state.services[svc] ?? {}), ...patch }
+  if (rule.setLogs) state.logs = { ...(state.logs ?? {}), ...rule.setLogs }
   saveState()
   if (rule.delayMs) await new Promise((r) => setTimeout(r, rule.delayMs))
   if (rule.stdout) out(rule.stdout)
@@ -273,7 +276,7 @@ switch (cmd) {
         const tailIdx = args.indexOf('--tail')
         const tail = tailIdx >= 0 ? Number(args[tailIdx + 1]) : Number.POSITIVE_INFINITY
         const names = args.filter((a, i) => !a.startsWith('-') && !['--tail', '--since', '--until', '-n'].includes(args[i - 1]))
-        const logs = scenario.logs ?? {}
+        const logs = { ...(scenario.logs ?? {}), ...(state.logs ?? {}) }
         const chosen = names.length ? names : Object.keys(logs)
         const width = Math.max(0, ...chosen.map((n) => `${n}-1`.length))
         const noPrefix = args.includes('--no-log-prefix')
