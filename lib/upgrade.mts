@@ -138,8 +138,8 @@ export const UPGRADES_LOG = 'upgrades.log'
 
 /** In order. Up to `pulled` the live STACK_DIR and .env are untouched. */
 export const STEPS = [
-  'backup',
   'staging',
+  'backup',
   'pulled',
   'switching',
   'migrating',

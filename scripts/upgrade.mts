@@ -1,0 +1,512 @@
+// upgrade --to TAG: backup, prepare the target's files in a staging dir, pull (a failure changes
+// nothing), switch the live files and .env's tag, stop the node/ingestion services, start web
+// alone until its migrations are done, start everything, wait for health. A failure after the
+// pull puts the previous files and tag back and starts the previous version. A journal makes a
+// kill -9 at any point recoverable: the next run finishes the upgrade or rolls it back.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { checkoutCommit, displayPath, takeBackup } from '../lib/backup.mts'
+import { type Flags, parseDuration, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
+import { compose } from '../lib/docker.mts'
+import { type Config, isGitRefName, loadConfig, parseEnvText, setEnvValue } from '../lib/env.mts'
+import { readIfExists, writeFileAtomic } from '../lib/fsutil.mts'
+import { describeProbe, formatElapsed, healthUrl, isHealthy, pollHealth } from '../lib/health.mts'
+import { acquireLock } from '../lib/lock.mts'
+import { type PrepareResult, prepareStack } from '../lib/prepare.mts'
+import {
+  describeStuckServices,
+  stackLockDir,
+  startEverything,
+  startStack,
+  startWebAlone,
+  waitForHealthy,
+  waitForMigrations,
+} from '../lib/startup.mts'
+import {
+  appendUpgradeLog,
+  clearJournal,
+  composeImages,
+  composeServiceNames,
+  formatPlan,
+  hasSnapshot,
+  readJournal,
+  recoveryFor,
+  restoreSnapshot,
+  SNAPSHOT_DIR,
+  STAGING_DIR,
+  serviceDiff,
+  servicesToStop,
+  takeSnapshot,
+  type UpgradeJournal,
+  type UpgradePlan,
+  type UpgradeStep,
+  writeJournal,
+} from '../lib/upgrade.mts'
+
+const spec = {
+  usage: 'npx tsx scripts/upgrade.mts --to TAG [--dry-run] [--force]',
+  summary:
+    'Upgrades PostHog to TAG: backup, new compose files, image pull, web alone until its migrations are done, ' +
+    'then everything; rolls back to the current version by itself when the new one does not come up healthy.',
+  flags: {
+    to: { type: 'string' as const, help: 'target PostHog version: a tag, branch, latest or a 40-hex commit' },
+    'dry-run': {
+      type: 'boolean' as const,
+      help: 'print the plan (tags, services added/removed, images) and change nothing',
+    },
+    force: { type: 'boolean' as const, help: 'upgrade although PostHog is not healthy now' },
+    rollback: {
+      type: 'boolean' as const,
+      help: 'after an interrupted upgrade: roll it back instead of finishing it',
+    },
+    timeout: {
+      type: 'string' as const,
+      help: "how long to wait for web's migrations and for health, e.g. 20m (default HEALTH_TIMEOUT)",
+    },
+    'min-free-disk': {
+      type: 'string' as const,
+      env: 'HOMELAB_MIN_FREE_DISK_GB',
+      help: 'free GB needed on STACK_DIR and BACKUP_DIR',
+      default: '5',
+    },
+    'retry-backoff': {
+      type: 'string' as const,
+      env: 'HOMELAB_RETRY_BACKOFF',
+      help: 'wait before retrying a failed pull or compose up (n-th retry waits n times this)',
+      default: '5s',
+    },
+    'no-geoip': { type: 'boolean' as const, env: 'NO_GEOIP', help: 'skip the GeoLite2 download' },
+    'env-file': {
+      type: 'string' as const,
+      env: 'HOMELAB_ENV_FILE',
+      help: 'configuration file',
+      default: '.env',
+    },
+  },
+  notes:
+    'Every upgrade appends a line to STACK_DIR/upgrades.log. If an upgrade is interrupted (crash, kill), run ' +
+    'upgrade again: it finishes the upgrade, or rolls it back with --rollback.\n' +
+    'Exit codes: 0 upgraded (or plan printed), 1 failed (rolled back when possible; the message says where the ' +
+    'backup is), 2 bad input.',
+}
+
+type UpgradeFlags = Flags<typeof spec.flags>
+
+interface Context {
+  cfg: Config
+  flags: UpgradeFlags
+  timeoutMs: number
+  retryBackoffMs: number
+}
+
+/** Thrown by a step after the switch: it names the step, and triggers the rollback. */
+class StepFailure extends Error {
+  readonly step: string
+  constructor(step: string, message: string) {
+    super(message)
+    this.step = step
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small I/O helpers
+
+function withTag(cfg: Config, tag: string, stackDir = cfg.stackDir): Config {
+  return {
+    ...cfg,
+    appTag: tag,
+    stackDir,
+    raw: { ...cfg.raw, POSTHOG_APP_TAG: tag, STACK_DIR: stackDir },
+  }
+}
+
+/** Sets POSTHOG_APP_TAG in the user's .env in place; every other line stays as it is. */
+function writeEnvTag(cfg: Config, tag: string): void {
+  const text = fs.readFileSync(cfg.envFile, 'utf8')
+  writeFileAtomic(cfg.envFile, setEnvValue(text, 'POSTHOG_APP_TAG', tag), { mode: 0o600 })
+}
+
+function reload(cfg: Config): Config {
+  return loadConfig({ root: cfg.root, envFile: cfg.envFile })
+}
+
+function freeBytes(dir: string): number {
+  let probe = path.resolve(dir)
+  while (!fs.existsSync(probe) && path.dirname(probe) !== probe) probe = path.dirname(probe)
+  const st = fs.statfsSync(probe)
+  return st.bavail * st.bsize
+}
+
+const GiB = 1024 ** 3
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const quiet = () => {}
+
+function journalFor(
+  ctx: Context,
+  base: Omit<UpgradeJournal, 'step' | 'version'>,
+  step: UpgradeStep,
+): UpgradeJournal {
+  const j: UpgradeJournal = { version: 1, ...base, step }
+  writeJournal(ctx.cfg.stackDir, j)
+  return j
+}
+
+function cleanup(stackDir: string): void {
+  fs.rmSync(path.join(stackDir, STAGING_DIR), { recursive: true, force: true })
+  fs.rmSync(path.join(stackDir, SNAPSHOT_DIR), { recursive: true, force: true })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pre-flight and plan
+
+async function preflight(ctx: Context, to: string): Promise<string[]> {
+  const { cfg, flags } = ctx
+  const problems: string[] = []
+  if (!/^\d+(\.\d+)?$/.test(flags['min-free-disk'] ?? ''))
+    throw new UsageError(`--min-free-disk=${flags['min-free-disk']} must be a number of GB`)
+  const need = Number(flags['min-free-disk']) * GiB
+  const backupDir = path.resolve(cfg.root, cfg.raw.BACKUP_DIR ?? 'backups')
+  for (const dir of new Set([cfg.stackDir, backupDir])) {
+    const free = freeBytes(dir)
+    if (free < need)
+      problems.push(
+        `only ${(free / GiB).toFixed(1)} GB free for ${displayPath(dir)}, ${flags['min-free-disk']} GB needed; free some disk (docker system prune) or lower --min-free-disk`,
+      )
+  }
+  if (to === cfg.appTag)
+    throw new UsageError(`PostHog is already at ${to} (POSTHOG_APP_TAG in ${cfg.envFile})`)
+  const now = await pollHealth({ url: healthUrl(cfg.proxyPort), timeoutMs: 5000 })
+  if (!isHealthy(now.last))
+    problems.push(
+      `PostHog is not healthy now (/_health: ${describeProbe(now.last)}); fix it first (npx tsx scripts/up.mts), or pass --force`,
+    )
+  return problems
+}
+
+function readStackFile(dir: string, name: string): string | undefined {
+  return readIfExists(path.join(dir, name))
+}
+
+function buildPlan(
+  cfg: Config,
+  to: string,
+  staging: string,
+  prepared: PrepareResult,
+  fromCommit?: string,
+): UpgradePlan {
+  const liveCompose = readStackFile(cfg.stackDir, 'docker-compose.yml')
+  const newCompose = readStackFile(staging, 'docker-compose.yml')
+  const newBase = readStackFile(staging, 'docker-compose.base.yml')
+  const stagingEnv = parseEnvText(readStackFile(staging, '.env') ?? '')
+  const env = { ...cfg.raw, ...stagingEnv, POSTHOG_APP_TAG: to }
+  return {
+    from: cfg.appTag,
+    to,
+    fromCommit,
+    toCommit: prepared.commit,
+    ...serviceDiff(composeServiceNames(liveCompose), composeServiceNames(newCompose)),
+    images: composeImages(newCompose, newBase, env, prepared.disabledServices),
+    stop: servicesToStop(newCompose, newBase).filter((s) => prepared.enabledServices.includes(s)),
+  }
+}
+
+async function stage(cfg: Config, to: string, staging: string): Promise<PrepareResult> {
+  fs.rmSync(staging, { recursive: true, force: true })
+  try {
+    return await prepareStack(withTag(cfg, to, staging), { geoip: false, log: quiet })
+  } catch (e) {
+    fs.rmSync(staging, { recursive: true, force: true })
+    if (e instanceof UsageError || e instanceof RuntimeFailure)
+      throw new RuntimeFailure(`could not prepare PostHog ${to}: ${e.message}`, 'nothing was changed')
+    throw e
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The steps after the switch (shared by a fresh upgrade and a resumed one)
+
+async function pull(ctx: Context, staging: string, services: string[]): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const out = await compose(staging, ['pull', ...services], { timeout: '60m', nothrow: true })
+    if (out.ok) return
+    const why =
+      `${out.stderr}\n${out.stdout}`.trim().split('\n').filter(Boolean).at(-1) ?? `exit ${out.exitCode}`
+    if (attempt >= 3) throw new Error(why)
+    say(`image pull failed (${why}); retry ${attempt} of 2 shortly`)
+    await sleep(ctx.retryBackoffMs * attempt)
+  }
+}
+
+async function switchAndMigrate(ctx: Context, j: UpgradeJournal): Promise<void> {
+  const base = { from: j.from, to: j.to, fromCommit: j.fromCommit, backup: j.backup, startedAt: j.startedAt }
+  journalFor(ctx, base, 'switching')
+  writeEnvTag(ctx.cfg, j.to)
+  const cfg = reload(ctx.cfg)
+  let prepared: PrepareResult
+  try {
+    prepared = await prepareStack(cfg, { geoip: !ctx.flags['no-geoip'], log: quiet })
+  } catch (e) {
+    throw new StepFailure('prepare', (e as Error).message)
+  }
+  const startOpts = {
+    enabledServices: prepared.enabledServices,
+    log: say,
+    retryBackoffMs: ctx.retryBackoffMs,
+  }
+
+  journalFor(ctx, base, 'migrating')
+  const compose_ = readStackFile(cfg.stackDir, 'docker-compose.yml')
+  const stop = servicesToStop(compose_, readStackFile(cfg.stackDir, 'docker-compose.base.yml')).filter((s) =>
+    prepared.enabledServices.includes(s),
+  )
+  say(`stopping the node, ingestion and worker services while web migrates: ${stop.join(', ') || 'none'}`)
+  if (stop.length) {
+    const out = await compose(cfg.stackDir, ['stop', ...stop], { timeout: '10m', nothrow: true })
+    if (!out.ok)
+      throw new StepFailure('stop', out.stderr.trim().split('\n').at(-1) ?? 'docker compose stop failed')
+  }
+  const started = Date.now()
+  try {
+    await startWebAlone(cfg, startOpts)
+  } catch (e) {
+    throw new StepFailure('start web', (e as Error).message)
+  }
+  const migrated = await waitForMigrations(cfg, { ...startOpts, timeoutMs: ctx.timeoutMs })
+  if (!migrated.ok)
+    throw new StepFailure(
+      'migrations',
+      `web's migrations did not finish within ${formatElapsed(ctx.timeoutMs)} (last /_health: ${describeProbe(migrated.last)})`,
+    )
+  say(`web is up on ${j.to} after ${formatElapsed(migrated.elapsedMs)} (migrations done)`)
+
+  journalFor(ctx, base, 'starting')
+  try {
+    await startEverything(cfg, startOpts)
+  } catch (e) {
+    throw new StepFailure('start everything', (e as Error).message)
+  }
+  const left = Math.max(1000, ctx.timeoutMs - (Date.now() - started))
+  const healthy = await waitForHealthy(cfg, { ...startOpts, timeoutMs: left })
+  if (!healthy.ok) {
+    for (const line of await describeStuckServices(cfg, prepared.enabledServices)) warn(line)
+    throw new StepFailure(
+      'health',
+      `PostHog ${j.to} did not become healthy within ${formatElapsed(ctx.timeoutMs)} (last /_health: ${describeProbe(healthy.last)})`,
+    )
+  }
+}
+
+function succeed(ctx: Context, j: UpgradeJournal, note = ''): number {
+  cleanup(ctx.cfg.stackDir)
+  appendUpgradeLog(ctx.cfg.stackDir, {
+    time: new Date(),
+    from: j.from,
+    to: j.to,
+    result: 'ok',
+    detail: note || undefined,
+  })
+  clearJournal(ctx.cfg.stackDir)
+  say(
+    `PostHog upgraded ${j.from} -> ${j.to} and healthy${note ? ` (${note})` : ''}; backup: ${j.backup ? displayPath(j.backup) : 'none'}`,
+  )
+  return 0
+}
+
+/** Puts the previous files and tag back, starts the previous version and waits for health; always throws. */
+async function rollback(ctx: Context, j: UpgradeJournal, failure: string): Promise<never> {
+  const where = `backup: ${j.backup ? displayPath(j.backup) : 'none'}`
+  journalFor(ctx, { ...j, failure }, 'rolling-back')
+  warn(`upgrade: ${failure}; rolling back to ${j.from}`)
+  writeEnvTag(ctx.cfg, j.from)
+  const cfg = reload(ctx.cfg)
+  let enabled: string[] | undefined
+  try {
+    enabled = (await prepareStack(cfg, { geoip: false, log: quiet })).enabledServices
+  } catch (e) {
+    warn(
+      `could not move the PostHog checkout back to ${j.from} (${(e as Error).message}); using the saved files`,
+    )
+  }
+  if (hasSnapshot(cfg.stackDir)) restoreSnapshot(cfg.stackDir)
+  if (!enabled) {
+    const out = await compose(cfg.stackDir, ['config', '--services'], { timeout: '60s', nothrow: true })
+    enabled = out.stdout.split('\n').filter((s) => s && !cfg.disabledServices.includes(s))
+  }
+  const result = await startStack(cfg, {
+    enabledServices: enabled,
+    log: say,
+    healthTimeoutMs: ctx.timeoutMs,
+    retryBackoffMs: ctx.retryBackoffMs,
+  }).catch((e: Error) => ({ ok: false as const, error: e.message }))
+  if (!result.ok) {
+    appendUpgradeLog(cfg.stackDir, {
+      time: new Date(),
+      from: j.from,
+      to: j.to,
+      result: 'failed',
+      detail: failure,
+    })
+    throw new RuntimeFailure(
+      `upgrade to ${j.to} failed (${failure}) and the previous version ${j.from} did not come back healthy either`,
+      `restore the database with 'npx tsx scripts/restore.mts --from ${j.backup ? path.basename(j.backup) : '<backup>'}' (${where}), or run upgrade again to retry the rollback`,
+    )
+  }
+  cleanup(cfg.stackDir)
+  appendUpgradeLog(cfg.stackDir, {
+    time: new Date(),
+    from: j.from,
+    to: j.to,
+    result: 'rolled-back',
+    detail: failure,
+  })
+  clearJournal(cfg.stackDir)
+  throw new RuntimeFailure(
+    `upgrade to ${j.to} failed (${failure}); rolled back to ${j.from}, which is healthy again`,
+    `${where}; history in ${displayPath(path.join(cfg.stackDir, 'upgrades.log'))}`,
+  )
+}
+
+async function afterSwitch(ctx: Context, j: UpgradeJournal, note = ''): Promise<number> {
+  try {
+    await switchAndMigrate(ctx, j)
+  } catch (e) {
+    const failure = e instanceof StepFailure ? `${e.step} failed: ${e.message}` : (e as Error).message
+    return rollback(ctx, j, failure)
+  }
+  return succeed(ctx, j, note)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry points: a journal left by an interrupted run, or a fresh upgrade
+
+async function recover(ctx: Context, j: UpgradeJournal): Promise<number | undefined> {
+  const action = recoveryFor(j, ctx.flags.rollback)
+  const to = ctx.flags.to
+  if (to && to !== j.to && action !== 'discard')
+    throw new UsageError(
+      `an upgrade ${j.from} -> ${j.to} was interrupted (step ${j.step}): run upgrade without --to to finish it, or with --rollback`,
+    )
+  say(`found an interrupted upgrade ${j.from} -> ${j.to} (step ${j.step})`)
+  if (action === 'discard') {
+    cleanup(ctx.cfg.stackDir)
+    appendUpgradeLog(ctx.cfg.stackDir, {
+      time: new Date(),
+      from: j.from,
+      to: j.to,
+      result: 'discarded',
+      detail: `interrupted at ${j.step}, before anything live changed`,
+    })
+    clearJournal(ctx.cfg.stackDir)
+    say('it stopped before anything live changed; its leftovers are removed')
+    return to ? undefined : 0
+  }
+  if (action === 'rollback') return rollback(ctx, j, j.failure ?? `interrupted at ${j.step}`)
+  say(`finishing it (pass --rollback to roll it back instead)`)
+  return afterSwitch(ctx, j, `resumed after an interruption at ${j.step}`)
+}
+
+async function upgrade(ctx: Context, to: string): Promise<number> {
+  const { cfg, flags } = ctx
+  if (!isGitRefName(to)) throw new UsageError(`--to ${to} is not a tag, branch or commit`)
+  const problems = await preflight(ctx, to)
+  const blocking = problems.filter((p) => !(flags.force && p.startsWith('PostHog is not healthy')))
+  if (flags['dry-run']) {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'posthog-upgrade-plan-'))
+    try {
+      const prepared = await stage(cfg, to, path.join(tmp, 'stack'))
+      say(
+        formatPlan(buildPlan(cfg, to, path.join(tmp, 'stack'), prepared, await checkoutCommit(cfg.stackDir))),
+      )
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true })
+    }
+    for (const p of problems) warn(`pre-flight: ${p}`)
+    say('dry run: nothing was changed')
+    return 0
+  }
+  if (blocking.length) {
+    for (const p of blocking.slice(1)) warn(`upgrade: pre-flight: ${p}`)
+    throw new RuntimeFailure(`pre-flight: ${blocking[0]}`)
+  }
+  for (const p of problems) warn(`pre-flight (forced): ${p}`)
+
+  const base = {
+    from: cfg.appTag,
+    to,
+    fromCommit: await checkoutCommit(cfg.stackDir),
+    startedAt: new Date().toISOString(),
+  }
+  const staging = path.join(cfg.stackDir, STAGING_DIR)
+  journalFor(ctx, base, 'staging')
+  const prepared = await stage(cfg, to, staging).catch((e: Error) => {
+    clearJournal(cfg.stackDir)
+    throw e
+  })
+  say(formatPlan(buildPlan(cfg, to, staging, prepared, base.fromCommit)))
+
+  journalFor(ctx, base, 'backup')
+  say('backing up before anything changes')
+  let backup: string
+  try {
+    backup = (await takeBackup(cfg, { log: say })).dir
+  } catch (e) {
+    cleanup(cfg.stackDir)
+    clearJournal(cfg.stackDir)
+    appendUpgradeLog(cfg.stackDir, {
+      time: new Date(),
+      from: base.from,
+      to,
+      result: 'failed',
+      detail: `backup failed: ${(e as Error).message}`,
+    })
+    throw e
+  }
+  say(`backup written: ${displayPath(backup)}`)
+
+  say(`pulling the images of ${prepared.enabledServices.length} services`)
+  try {
+    await pull(ctx, staging, prepared.enabledServices)
+  } catch (e) {
+    cleanup(cfg.stackDir)
+    appendUpgradeLog(cfg.stackDir, {
+      time: new Date(),
+      from: base.from,
+      to,
+      result: 'failed',
+      detail: `pull failed: ${(e as Error).message}`,
+    })
+    clearJournal(cfg.stackDir)
+    throw new RuntimeFailure(
+      `pulling the images of PostHog ${to} failed: ${(e as Error).message}; nothing was changed`,
+      `check the network and run upgrade again (backup: ${displayPath(backup)})`,
+    )
+  }
+  const pulled = journalFor(ctx, { ...base, backup }, 'pulled')
+  takeSnapshot(cfg.stackDir, cfg.envFile)
+  say(`switching the live files and POSTHOG_APP_TAG to ${to}`)
+  return afterSwitch(ctx, pulled)
+}
+
+await runScript('upgrade', spec, async (flags) => {
+  const cfg = loadConfig({ envFile: flags['env-file'] })
+  const ctx: Context = {
+    cfg,
+    flags,
+    timeoutMs: flags.timeout ? parseDuration(flags.timeout, '--timeout') : cfg.healthTimeoutMs,
+    retryBackoffMs: parseDuration(flags['retry-backoff'] ?? '5s', '--retry-backoff'),
+  }
+  if (flags['dry-run'] && flags.rollback) throw new UsageError('--dry-run and --rollback do not go together')
+  const release = flags['dry-run'] ? () => {} : acquireLock(stackLockDir(cfg))
+  try {
+    const journal = readJournal(cfg.stackDir)
+    if (journal && !flags['dry-run']) {
+      const done = await recover(ctx, journal)
+      if (done !== undefined) return done
+    } else if (flags.rollback) throw new UsageError('there is no interrupted upgrade to roll back')
+    if (!flags.to) throw new UsageError('--to TAG is required (see --help)')
+    return await upgrade({ ...ctx, cfg: reload(cfg) }, flags.to)
+  } finally {
+    release()
+  }
+})
