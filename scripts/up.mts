@@ -117,10 +117,9 @@ async function preflight(input: PreflightInput, minFreeDisk: string | undefined,
 }
 
 async function reportTimeout(cfg: Config, result: Extract<StartResult, { ok: false }>): Promise<void> {
-  const what = result.phase === 'migrations' ? "web's migrations" : 'PostHog'
-  warn(
-    `up: ${what} did not become healthy within ${formatElapsed(result.timeoutMs)} (last /_health: ${describeProbe(result.last)})`,
-  )
+  const what =
+    result.phase === 'migrations' ? 'web did not finish its migrations' : 'PostHog did not become healthy'
+  warn(`up: ${what} within ${formatElapsed(result.timeoutMs)} (last /_health: ${describeProbe(result.last)})`)
   for (const line of await describeStuckServices(cfg, result.expected)) warn(line)
   // DIAGNOSIS CALL SITE (helper C / lead): run lib/doctor.mts `analyse(cfg, ...)` here and print
   // `formatFindings(...)` through warn(), so the timeout report ends with likely causes and fixes.

@@ -1,0 +1,267 @@
+// up as a black box: the fake docker on PATH, a local HTTP server standing in for Caddy's
+// /_health on POSTHOG_PROXY_HTTP_PORT, and prepare fetching from a PostHog-like repository served
+// over real smart HTTP (test/helpers/fixture-repo.ts).
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { makePosthogRepo, type RepoServer, serveRepo } from '../helpers/fixture-repo.ts'
+import {
+  type HealthServer,
+  healthServer,
+  makeProject,
+  type Project,
+  ROOT,
+  runScript,
+  SECRET,
+  secretsIn,
+  startScript,
+  usualStart,
+} from '../helpers/stack-env.ts'
+
+const STORES = [
+  'db',
+  'redis7',
+  'valkey',
+  'clickhouse',
+  'zookeeper',
+  'kafka',
+  'objectstorage',
+  'seaweedfs',
+  'elasticsearch',
+]
+const SERVICES = [...STORES, 'web', 'proxy', 'worker', 'plugins', 'kafka-init']
+const GiB = 1024 ** 3
+
+let repoDir: string
+let repo: RepoServer
+let project: Project | undefined
+let health: HealthServer | undefined
+
+beforeAll(async () => {
+  repoDir = fs.mkdtempSync(path.join(os.tmpdir(), 'up-repo-'))
+  makePosthogRepo(path.join(repoDir, 'posthog.git'), { commits: 3, unrelatedFiles: 20 })
+  repo = await serveRepo(path.join(repoDir, 'posthog.git'))
+})
+afterAll(async () => {
+  await repo?.close()
+  fs.rmSync(repoDir, { recursive: true, force: true })
+})
+afterEach(async () => {
+  await health?.close()
+  health = undefined
+  project?.cleanup()
+  project = undefined
+})
+
+function stackScenario(extra: object = {}) {
+  return {
+    services: Object.fromEntries(SERVICES.map((s) => [s, { state: 'created' }])),
+    logs: { web: ['Operations to perform:', 'Running migrations:', 'Applying posthog.0999_example... OK'] },
+    ...extra,
+  }
+}
+
+/** A project whose .env (or environment, without .env) points at the served repo and a health stand-in. */
+async function setup(opts: { withEnv?: boolean; scenario?: object; mode?: typeof usualStart } = {}) {
+  const p = makeProject({ withEnv: opts.withEnv === false ? false : {} })
+  project = p
+  health = await healthServer(p, opts.mode ?? usualStart)
+  p.env.POSTHOG_REPO_URL = repo.url
+  p.env.POSTHOG_PROXY_HTTP_PORT = String(health.port)
+  p.env.HOMELAB_RETRY_BACKOFF = '10ms'
+  p.scenario(opts.scenario ?? stackScenario())
+  return p
+}
+
+const ups = (p: Project) =>
+  p
+    .calls()
+    .filter((c) => c[0] === 'compose' && c[1] === 'up')
+    .map((c) => c.slice(3).join(' '))
+
+const oneLine = (text: string) => text.trim().split('\n').length === 1
+
+const prepareReady = !fs
+  .readFileSync(path.join(ROOT, 'lib/prepare.mts'), 'utf8')
+  .includes('not implemented yet')
+
+describe('up: pre-flight failures exit 1 with one line and a fix, and touch nothing', () => {
+  const cases: [string, (p: Project) => void, RegExp][] = [
+    [
+      'no docker CLI',
+      (p) => {
+        p.env.DOCKER_BIN = path.join(p.dir, 'no-such-docker')
+      },
+      /docker command .* not found.*fix: install Docker Desktop/,
+    ],
+    [
+      'daemon down',
+      (p) => p.scenario({ daemon: false }),
+      /daemon does not answer: Cannot connect.*fix: start Docker/,
+    ],
+    [
+      'Compose 2.20',
+      (p) => p.scenario({ composeVersion: '2.20.2' }),
+      /Compose 2\.20\.2 is too old.*fix: update/,
+    ],
+    [
+      'too little memory',
+      (p) => p.scenario({ memTotal: 4 * GiB }),
+      /Docker can use 4\.0 GiB.*needs about 7\.\d GiB.*fix: raise Docker Desktop's memory limit/,
+    ],
+    [
+      'low disk',
+      (p) => {
+        p.env.HOMELAB_MIN_FREE_DISK_GB = '100000000'
+      },
+      /GiB free on the filesystem of .*fix: free at least/,
+    ],
+  ]
+  it.each(cases)('%s', async (_name, arrange, expected) => {
+    const p = await setup({ withEnv: false })
+    arrange(p)
+    const res = await runScript('up', ['--no-geoip'], p)
+    expect(res.code, res.stderr).toBe(1)
+    expect(oneLine(res.stderr), res.stderr).toBe(true)
+    expect(res.stderr).toMatch(expected)
+    expect(fs.existsSync(p.envFile)).toBe(false)
+    expect(fs.existsSync(p.stackDir)).toBe(false)
+    expect(ups(p)).toEqual([])
+    expect(secretsIn(res, p)).toEqual([])
+  })
+
+  it('reports every failed check, one line each', async () => {
+    const p = await setup({ withEnv: false })
+    p.scenario({ daemon: false, composeVersion: '2.20.2' })
+    p.env.HOMELAB_MIN_FREE_DISK_GB = '100000000'
+    const res = await runScript('up', ['--no-geoip'], p)
+    expect(res.code).toBe(1)
+    expect(res.stderr.trim().split('\n')).toHaveLength(3)
+    expect(fs.existsSync(p.envFile)).toBe(false)
+  })
+
+  it('bad .env values exit 2 with one line before anything else', async () => {
+    const p = await setup()
+    fs.appendFileSync(p.envFile, 'POSTHOG_PROXY_HTTP_PORT=70000\n')
+    delete p.env.POSTHOG_PROXY_HTTP_PORT
+    const res = await runScript('up', ['--no-geoip'], p)
+    expect(res.code).toBe(2)
+    expect(oneLine(res.stderr)).toBe(true)
+    expect(res.stderr).toMatch(/POSTHOG_PROXY_HTTP_PORT must be a port number/)
+    expect(p.calls()).toEqual([])
+  })
+})
+
+describe.skipIf(!prepareReady)('up: the ordered start', () => {
+  it('creates .env (0600), starts data stores, then web alone until migrated, then everything; records fingerprints', async () => {
+    const p = await setup({ withEnv: false })
+    const res = await runScript('up', ['--no-geoip'], p)
+    expect(res.code, res.stderr).toBe(0)
+    expect(fs.statSync(p.envFile).mode & 0o777).toBe(0o600)
+    expect(fs.readFileSync(p.envFile, 'utf8')).toMatch(/^POSTHOG_SECRET=[0-9a-f]{56}$/m)
+    expect(ups(p)).toEqual([STORES.join(' '), '--no-deps web proxy', '--no-build'])
+    expect(health!.firstReadyAt()).toBeDefined()
+    expect(health!.allStartedBeforeReady()).toBe(false)
+    expect(res.stdout).toMatch(/created \.env \(mode 0600\)/)
+    expect(res.stdout).toMatch(/PostHog is healthy: http:\/\/127\.0\.0\.1:\d+/)
+    expect(res.stdout).toMatch(/To go public: set DOMAIN/)
+    expect(fs.existsSync(path.join(p.stackDir, 'secrets.sha256.json'))).toBe(true)
+    expect(fs.existsSync(path.join(p.stackDir, '.lock'))).toBe(false)
+    expect(secretsIn(res, p)).toEqual([])
+  })
+
+  it('retries a failing docker compose up -d', async () => {
+    const p = await setup({
+      scenario: stackScenario({
+        rules: [
+          {
+            match: '^compose up -d --no-build$',
+            exitCode: 1,
+            stderr: 'Error response from daemon: Get "https://ghcr.io/v2/": net/http: TLS handshake timeout',
+            times: 2,
+          },
+        ],
+      }),
+    })
+    const res = await runScript('up', ['--no-geoip'], p)
+    expect(res.code, res.stderr).toBe(0)
+    expect(ups(p).filter((u) => u === '--no-build')).toHaveLength(3)
+    expect(res.stdout).toMatch(/TLS handshake timeout\); retry 1 of 2/)
+    expect(secretsIn(res, p)).toEqual([])
+  })
+
+  it('gives up after 3 failed attempts with one line', async () => {
+    const p = await setup({
+      scenario: stackScenario({
+        rules: [
+          { match: '^compose up -d db', exitCode: 18, stderr: 'Error: pull access denied for postgres' },
+        ],
+      }),
+    })
+    const res = await runScript('up', ['--no-geoip'], p)
+    expect(res.code).toBe(1)
+    expect(ups(p)).toHaveLength(3)
+    expect(res.stderr).toMatch(/failed 3 times: Error: pull access denied for postgres; check the network/)
+    expect(oneLine(res.stderr)).toBe(true)
+  })
+
+  it('on timeout names the service that keeps restarting, with its last log lines, and exits 1', async () => {
+    const p = await setup({
+      mode: ({ webStarted }) =>
+        webStarted ? { status: 503, body: 'Migrations are not up to date' } : { status: 502, body: '' },
+      scenario: stackScenario({
+        logs: {
+          web: ['Running migrations:', 'django.db.utils.OperationalError: could not connect to server'],
+        },
+        rules: [
+          {
+            match: '^compose up -d --no-deps web proxy$',
+            setState: {
+              web: { state: 'restarting', exitCode: 1, restartCount: 4 },
+              proxy: { state: 'running' },
+            },
+          },
+        ],
+      }),
+    })
+    const res = await runScript('up', ['--no-geoip', '--timeout', '2s'], p)
+    expect(res.code).toBe(1)
+    expect(res.stderr).toMatch(/web did not finish its migrations within 2s \(last \/_health: 503 Migrations/)
+    expect(res.stderr).toMatch(/web keeps restarting/)
+    expect(res.stderr).toContain('django.db.utils.OperationalError: could not connect to server')
+    expect(res.stderr).not.toMatch(/^proxy /m)
+    expect(ups(p)).not.toContain('--no-build')
+    expect(secretsIn(res, p)).toEqual([])
+  })
+
+  it('never overlaps: a second run while one runs exits 1 naming the holder', async () => {
+    const p = await setup({ mode: () => ({ status: 502, body: '' }) })
+    const first = startScript('up', ['--no-geoip', '--timeout', '20s'], p)
+    const lock = path.join(p.stackDir, '.lock', 'owner.json')
+    for (let i = 0; i < 200 && !fs.existsSync(lock); i++) await new Promise((r) => setTimeout(r, 50))
+    const second = await runScript('up', ['--no-geoip'], p)
+    first.kill()
+    await first.done
+    expect(second.code).toBe(1)
+    expect(oneLine(second.stderr)).toBe(true)
+    expect(second.stderr).toMatch(new RegExp(`another run holds the lock .*\\(pid ${first.pid}, since`))
+  })
+
+  it('refuses changed secrets after a healthy start (exit 2) unless --accept-new-secrets', async () => {
+    const p = await setup()
+    expect((await runScript('up', ['--no-geoip'], p)).code).toBe(0)
+    const other = 'd1ffe4e7'.repeat(7)
+    fs.writeFileSync(p.envFile, fs.readFileSync(p.envFile, 'utf8').replace(SECRET, other))
+    const refused = await runScript('up', ['--no-geoip'], p)
+    expect(refused.code).toBe(2)
+    expect(oneLine(refused.stderr)).toBe(true)
+    expect(refused.stderr).toMatch(/POSTHOG_SECRET differ.*--accept-new-secrets/)
+    const accepted = await runScript('up', ['--no-geoip', '--accept-new-secrets'], p)
+    expect(accepted.code, accepted.stderr).toBe(0)
+    for (const r of [refused, accepted]) {
+      expect(r.stdout + r.stderr).not.toContain(other)
+      expect(secretsIn(r, p)).toEqual([])
+    }
+  })
+})
