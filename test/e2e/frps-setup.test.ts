@@ -1,0 +1,261 @@
+// remote/frps-setup.mts as a black box in a scratch root: frp releases served on 127.0.0.1, a
+// private real nginx, ufw replaced through UFW_BIN (a script that records its arguments), no
+// systemd (service manager `none`). Ends with the tunnel run from the installed files, with
+// frpc-setup's config pinned to the CA frps-setup made.
+import fs from 'node:fs'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { parse } from 'smol-toml'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  freePort,
+  listeningAddresses,
+  type RunningFrp,
+  runStep,
+  startFrp,
+  waitForLog,
+} from '../helpers/frp.ts'
+import { buildRelease, type FakeRelease, serveDir } from '../helpers/frp-release.ts'
+import { hasBinary, makeNginx, type Nginx } from '../helpers/public-path.ts'
+
+const SCRIPT = 'remote/frps-setup.mts'
+const TOKEN = 'feedface'.repeat(5)
+const DOMAIN = 'ph.posthog.test'
+const canRunNginx = hasBinary('nginx') && process.getuid?.() === 0
+
+let releases: FakeRelease
+let nginx: Nginx | undefined
+const running: RunningFrp[] = []
+const outputs: string[] = []
+
+beforeAll(async () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'frps-setup-rel-'))
+  buildRelease(root, '0.70.1')
+  buildRelease(root, '0.69.0', { corrupt: true })
+  releases = await serveDir(root)
+})
+afterAll(async () => {
+  await Promise.all(running.map((r) => r.stop()))
+  nginx?.stop()
+  await releases.close()
+})
+
+function scratch(extra: Record<string, string> = {}) {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'frps-setup-'))
+  const dirs = {
+    install: path.join(root, 'usr/local/bin'),
+    config: path.join(root, 'etc/frp'),
+    log: path.join(root, 'var/log/frp'),
+    systemd: path.join(root, 'etc/systemd/system'),
+  }
+  const ufwLog = path.join(root, 'ufw.log')
+  const ufw = path.join(root, 'ufw')
+  fs.writeFileSync(
+    ufw,
+    `#!/usr/bin/env bash\necho "$*" >> ${ufwLog}\n[ "$1" = status ] && echo "Status: active" || echo "Rule added"\n`,
+    { mode: 0o755 },
+  )
+  const env: Record<string, string> = {
+    DOMAIN,
+    FRP_RELEASE_BASE_URL: releases.baseUrl,
+    FRP_INSTALL_DIR: dirs.install,
+    FRP_CONFIG_DIR: dirs.config,
+    FRP_LOG_DIR: dirs.log,
+    SYSTEMD_UNIT_DIR: dirs.systemd,
+    FRP_SERVICE_MANAGER: 'none',
+    UFW_BIN: ufw,
+    FRPS_SKIP_NGINX: '1',
+    ...extra,
+  }
+  return { root, dirs, env, ufwLog }
+}
+
+async function run(args: string[], env: Record<string, string>, input?: string) {
+  const r = await runStep(SCRIPT, args, env, input)
+  outputs.push(r.out)
+  return r
+}
+
+describe('frps-setup', () => {
+  it('installs frps, its config, identity, unit, ufw rules and the nginx site; a re-run changes nothing', async () => {
+    const s = scratch()
+    const env = { ...s.env }
+    if (canRunNginx) {
+      nginx = makeNginx(path.join(s.root, 'nginx'))
+      nginx.start()
+      const httpPort = await freePort()
+      Object.assign(env, {
+        FRPS_SKIP_NGINX: '0',
+        NGINX_CONF: nginx.conf,
+        NGINX_SITES_AVAILABLE: nginx.sitesAvailable,
+        NGINX_SITES_ENABLED: nginx.sitesEnabled,
+        NGINX_HTTP_LISTEN: `127.0.0.1:${httpPort}`,
+      })
+    }
+    const r = await run(['--token-stdin'], env, `${TOKEN}\n`)
+    expect(r.code, r.out).toBe(0)
+
+    const configFile = path.join(s.dirs.config, 'frps.toml')
+    const tokenFile = path.join(s.dirs.config, 'frps.token')
+    const tls = path.join(s.dirs.config, 'tls')
+    expect(parse(fs.readFileSync(configFile, 'utf8'))).toMatchObject({
+      bindPort: 7000,
+      proxyBindAddr: '127.0.0.1',
+      auth: { method: 'token', tokenSource: { type: 'file', file: { path: tokenFile } } },
+      transport: {
+        tls: { force: true, certFile: path.join(tls, 'server.crt'), keyFile: path.join(tls, 'server.key') },
+      },
+      allowPorts: [{ single: 12080 }],
+      log: { to: path.join(s.dirs.log, 'frps.log'), disablePrintColor: true },
+    })
+    expect(fs.readFileSync(configFile, 'utf8')).not.toContain(TOKEN)
+    expect(fs.readFileSync(tokenFile, 'utf8')).toBe(`${TOKEN}\n`)
+    expect(fs.statSync(tokenFile).mode & 0o777).toBe(0o600)
+    expect(fs.statSync(path.join(tls, 'server.key')).mode & 0o777).toBe(0o600)
+    expect(fs.statSync(path.join(tls, 'ca.key')).mode & 0o777).toBe(0o600)
+
+    const unit = fs.readFileSync(path.join(s.dirs.systemd, 'frps.service'), 'utf8')
+    expect(unit).toContain('User=frps')
+    expect(unit).toContain(`ExecStartPre=${path.join(s.dirs.install, 'frps')} verify -c ${configFile}`)
+    expect(r.out).toMatch(/would run .*useradd --system/)
+    expect(r.out).toMatch(
+      /to start the service run: systemctl daemon-reload && systemctl enable frps.service/,
+    )
+    expect(fs.readFileSync(s.ufwLog, 'utf8').trim().split('\n')).toEqual([
+      'status',
+      'allow 7000/tcp',
+      'allow 80/tcp',
+      'allow 443/tcp',
+    ])
+    expect(r.out).toMatch(/ufw is active: allowed 7000\/tcp, 80\/tcp, 443\/tcp/)
+    expect(r.out).toContain(`tunnel CA: ${path.join(tls, 'ca.crt')}`)
+    expect(r.out).toMatch(/frpc-setup.mts --frps-ca/)
+    if (nginx) {
+      const site = path.join(nginx.sitesAvailable, `${DOMAIN}.conf`)
+      expect(fs.readFileSync(site, 'utf8')).toContain('proxy_pass http://127.0.0.1:12080')
+      expect(fs.existsSync(path.join(nginx.sitesEnabled, `${DOMAIN}.conf`))).toBe(true)
+    }
+
+    const watched = [
+      path.join(s.dirs.install, 'frps'),
+      configFile,
+      tokenFile,
+      path.join(tls, 'server.crt'),
+      path.join(tls, 'ca.crt'),
+      path.join(s.dirs.systemd, 'frps.service'),
+      ...(nginx ? [path.join(nginx.sitesAvailable, `${DOMAIN}.conf`)] : []),
+    ]
+    const before = watched.map((f) => fs.statSync(f).mtimeMs)
+    const requests = releases.requests.length
+    const again = await run([], env)
+    expect(again.code, again.out).toBe(0)
+    expect(watched.map((f) => fs.statSync(f).mtimeMs)).toEqual(before)
+    expect(releases.requests.length).toBe(requests)
+    expect(again.out).toMatch(/keeping the installed token/)
+    expect(again.out).toMatch(/frps\.toml is up to date/)
+  })
+
+  it('installs nothing and exits 1 on a checksum mismatch', async () => {
+    const s = scratch({ FRP_VERSION: '0.69.0' })
+    const r = await run(['--token-stdin'], s.env, TOKEN)
+    expect(r.code).toBe(1)
+    expect(r.out.trim().split('\n').at(-1)).toMatch(
+      /^frps-setup: error: checksum mismatch .*nothing was installed/,
+    )
+    expect(fs.existsSync(path.join(s.dirs.install, 'frps'))).toBe(false)
+    expect(fs.existsSync(s.dirs.config)).toBe(false)
+  })
+
+  it.each([
+    ['a domain that is not a hostname', ['--domain', 'not a host', '--token-stdin'], {}, TOKEN],
+    ['a port out of range', ['--remote-port', '70000', '--token-stdin'], {}, TOKEN],
+    ['a short token', ['--token-stdin'], {}, 'short-token'],
+    ['a token with spaces', ['--token-stdin'], {}, `${TOKEN} ${TOKEN}`],
+    ['no token at all', [], {}, ''],
+    ['both token sources', ['--token-stdin', '--token-file', '/etc/hostname'], {}, TOKEN],
+    ['an unknown flag', ['--token', TOKEN], {}, ''],
+    ['launchd on a VPS', ['--token-stdin', '--service-manager', 'launchd'], {}, TOKEN],
+  ])('exits 2 with one line and installs nothing on %s', async (_what, args, extra, input) => {
+    const s = scratch(extra)
+    const r = await run(args as string[], s.env, input as string)
+    expect(r.code, r.out).toBe(2)
+    expect(r.out.trim().split('\n')).toHaveLength(1)
+    expect(fs.existsSync(s.dirs.install)).toBe(false)
+    expect(fs.existsSync(s.dirs.config)).toBe(false)
+  })
+
+  it("reads the token from a file, and says so when ufw isn't there", async () => {
+    const s = scratch({ UFW_BIN: '/nonexistent/ufw' })
+    const tokenSrc = path.join(s.root, 'token.txt')
+    fs.writeFileSync(tokenSrc, `${TOKEN}\n`)
+    const r = await run(['--token-file', tokenSrc], s.env)
+    expect(r.code, r.out).toBe(0)
+    expect(fs.readFileSync(path.join(s.dirs.config, 'frps.token'), 'utf8')).toBe(`${TOKEN}\n`)
+    expect(r.out).toMatch(/ufw is not installed/)
+  })
+
+  it('the installed frps and frpc-setup --frps-ca make a tunnel that only answers on 127.0.0.1', async () => {
+    const backend = http.createServer((_q, res) => res.end('ok'))
+    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r))
+    try {
+      const bindPort = await freePort()
+      const remotePort = await freePort()
+      const s = scratch({
+        FRP_BIND_ADDR: '127.0.0.1',
+        FRP_SERVER_PORT: String(bindPort),
+        FRP_REMOTE_PORT: String(remotePort),
+      })
+      const vps = await run(['--token-stdin'], s.env, TOKEN)
+      expect(vps.code, vps.out).toBe(0)
+      const caFile = path.join(s.dirs.config, 'tls/ca.crt')
+
+      const home = path.join(s.root, 'home')
+      const homeEnv = {
+        HOMELAB_ENV_FILE: path.join(home, '.env'),
+        DOMAIN,
+        FRP_TOKEN: TOKEN,
+        FRP_SERVER_ADDR: '127.0.0.1',
+        FRP_SERVER_PORT: String(bindPort),
+        FRP_REMOTE_PORT: String(remotePort),
+        POSTHOG_PROXY_HTTP_PORT: String((backend.address() as AddressInfo).port),
+        FRP_RELEASE_BASE_URL: releases.baseUrl,
+        FRP_INSTALL_DIR: path.join(home, 'bin'),
+        FRP_CONFIG_DIR: path.join(home, 'etc'),
+        FRP_LOG_DIR: path.join(home, 'log'),
+        SYSTEMD_UNIT_DIR: path.join(home, 'systemd'),
+        FRP_SERVICE_MANAGER: 'none',
+      }
+      fs.mkdirSync(home)
+      const client = await runStep('scripts/frpc-setup.mts', ['--frps-ca', caFile], homeEnv)
+      outputs.push(client.out)
+      expect(client.code, client.out).toBe(0)
+
+      running.push(startFrp('frps', path.join(s.dirs.config, 'frps.toml')))
+      await waitForLog(path.join(s.dirs.log, 'frps.log'), /frps started successfully/)
+      running.push(startFrp('frpc', path.join(home, 'etc/frpc.toml')))
+      await waitForLog(path.join(home, 'log/frpc.log'), /start proxy success/)
+      const body = await new Promise<string>((resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port: remotePort, path: '/_health', timeout: 5000 }, (res) => {
+            let b = ''
+            res.on('data', (d) => {
+              b += d
+            })
+            res.on('end', () => resolve(b))
+          })
+          .on('error', reject)
+      })
+      expect(body).toBe('ok')
+      expect(listeningAddresses(remotePort)).toEqual([`127.0.0.1:${remotePort}`])
+    } finally {
+      backend.close()
+    }
+  })
+
+  it('never prints the token', () => {
+    expect(outputs.length).toBeGreaterThan(5)
+    for (const out of outputs) expect(out).not.toContain(TOKEN)
+  })
+})
