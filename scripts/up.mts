@@ -3,6 +3,7 @@
 // secrets -> secret guard -> prepare -> ordered start -> health -> record secret fingerprints.
 import path from 'node:path'
 import { type Flags, parseDuration, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
+import { analyse, formatFindings } from '../lib/doctor.mts'
 import {
   assertSecretsUnchanged,
   type Config,
@@ -116,13 +117,27 @@ async function preflight(input: PreflightInput, minFreeDisk: string | undefined,
   return false
 }
 
-async function reportTimeout(cfg: Config, result: Extract<StartResult, { ok: false }>): Promise<void> {
+async function reportTimeout(
+  cfg: Config,
+  result: Extract<StartResult, { ok: false }>,
+  ctx: { startedAt: Date; enabledServices: string[] },
+): Promise<void> {
   const what =
     result.phase === 'migrations' ? 'web did not finish its migrations' : 'PostHog did not become healthy'
   warn(`up: ${what} within ${formatElapsed(result.timeoutMs)} (last /_health: ${describeProbe(result.last)})`)
   for (const line of await describeStuckServices(cfg, result.expected)) warn(line)
-  // DIAGNOSIS CALL SITE (helper C / lead): run lib/doctor.mts `analyse(cfg, ...)` here and print
-  // `formatFindings(...)` through warn(), so the timeout report ends with likely causes and fixes.
+  // Likely causes and fixes from the doctor (helper C's catalog); pre-flight already passed.
+  try {
+    // Services the ordered start has not reached yet are not problems.
+    const notStarted = new Set(ctx.enabledServices.filter((s) => !result.expected.includes(s)))
+    const findings = (await analyse(cfg, { preflight: false, since: ctx.startedAt.toISOString() })).filter(
+      (f) => !notStarted.has(f.service),
+    )
+    if (findings.length) for (const line of formatFindings(findings).split('\n')) warn(line)
+  } catch (e) {
+    warn(`(the diagnosis failed too: ${(e as Error).message.split('\n')[0]})`)
+  }
+  warn('Look again later with: npx tsx scripts/doctor.mts')
 }
 
 async function main(flags: Flags<typeof spec.flags>): Promise<number> {
@@ -156,6 +171,7 @@ async function main(flags: Flags<typeof spec.flags>): Promise<number> {
     const cfg = loadConfig({ root, envFile })
     assertSecretsUnchanged(cfg, accept)
 
+    const startedAt = new Date()
     const prepared = await prepareStack(cfg, { geoip: !flags['no-geoip'], log: say })
     for (const notice of prepared.notices) say(notice)
 
@@ -166,7 +182,7 @@ async function main(flags: Flags<typeof spec.flags>): Promise<number> {
       retryBackoffMs,
     })
     if (!result.ok) {
-      await reportTimeout(cfg, result)
+      await reportTimeout(cfg, result, { startedAt, enabledServices: prepared.enabledServices })
       return 1
     }
     recordSecretFingerprints(cfg)

@@ -230,6 +230,9 @@ describe.skipIf(!prepareReady)('up: the ordered start', () => {
     expect(res.stderr).toMatch(/web did not finish its migrations within 2s \(last \/_health: 503 Migrations/)
     expect(res.stderr).toMatch(/web keeps restarting/)
     expect(res.stderr).toContain('django.db.utils.OperationalError: could not connect to server')
+    // The doctor's findings follow, limited to the services started so far.
+    expect(res.stderr).toMatch(/doctor: \d+ problems? found/)
+    expect(res.stderr).not.toMatch(/\[plugins\]/)
     expect(res.stderr).not.toMatch(/^proxy /m)
     expect(ups(p)).not.toContain('--no-build')
     expect(secretsIn(res, p)).toEqual([])
