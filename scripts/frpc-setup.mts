@@ -5,7 +5,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
 import { type FlagSpecs, type Flags, RuntimeFailure, runScript, say, UsageError } from '../lib/cli.mts'
-import { ensureEnvFile, isHostname, loadConfig } from '../lib/env.mts'
+import { ensureEnvFile, envFilePath, isHostname, loadConfig } from '../lib/env.mts'
 import { frpcToml } from '../lib/frp.mts'
 import {
   applyService,
@@ -96,6 +96,18 @@ function readCa(file: string): string {
   return text
 }
 
+/** Who owns `.env` (or, before it exists, its directory): under sudo it must stay the user's file. */
+function ownerOf(envFile: string): { uid: number; gid: number } {
+  const st = fs.statSync(fs.existsSync(envFile) ? envFile : path.dirname(envFile))
+  return { uid: st.uid, gid: st.gid }
+}
+
+function keepOwner(envFile: string, owner: { uid: number; gid: number }): void {
+  const st = fs.statSync(envFile)
+  if (process.getuid?.() === 0 && (st.uid !== owner.uid || st.gid !== owner.gid))
+    fs.chownSync(envFile, owner.uid, owner.gid)
+}
+
 async function verifyConfig(frpcBin: string, dir: string, text: string): Promise<void> {
   const tmp = path.join(dir, `.frpc.toml.verify-${process.pid}`)
   fs.writeFileSync(tmp, text, { mode: 0o600 })
@@ -116,7 +128,9 @@ async function main(flags: CliFlags): Promise<number> {
   const caSource = flags['frps-ca']
   const ca = caSource ? readCa(caSource) : undefined
   // A first run before `up` also fills in PostHog's secrets, exactly as `up` would.
+  const envOwner = ownerOf(envFilePath())
   const ensured = ensureEnvFile({ secretKeys: ['POSTHOG_SECRET', 'ENCRYPTION_SALT_KEYS', 'FRP_TOKEN'] })
+  keepOwner(envFilePath(), envOwner)
   const cfg = loadConfig()
   const raw = cfg.raw
   const serverAddr = flags['server-addr'] ?? raw.FRP_SERVER_ADDR ?? ''

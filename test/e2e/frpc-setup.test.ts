@@ -135,6 +135,18 @@ describe('frpc-setup', () => {
     expect(r.out).not.toContain(s.token())
   })
 
+  it.runIf(process.getuid?.() === 0)(
+    'run with sudo, leaves .env owned by the user who owns the project',
+    async () => {
+      const s = scratch()
+      fs.chownSync(s.root, 65534, 65534)
+      const r = await runStep(SCRIPT, [], s.env)
+      expect(r.code, r.out).toBe(0)
+      const st = fs.statSync(s.envFile)
+      expect([st.uid, st.gid, st.mode & 0o777]).toEqual([65534, 65534, 0o600])
+    },
+  )
+
   it.each([
     ['an unknown flag', ['--bogus'], {}],
     ['a CA file that is not a certificate', ['--frps-ca', '/etc/hostname'], { DOMAIN: 'ph.example.com' }],
