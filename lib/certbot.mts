@@ -75,6 +75,8 @@ export function renewDryRunArgs(o: IssueOptions): string[] {
     '--cert-name',
     o.domain,
     '--non-interactive',
+    // without a terminal certbot renew first sleeps up to 8 minutes (meant for cron)
+    '--no-random-sleep-on-renew',
     ...(server ? ['--server', server] : []),
     ...commonArgs(o),
   ]

@@ -453,8 +453,9 @@ function restore(file: string, snapshot: Snapshot, enabledDir: string | undefine
 }
 
 async function defaultReload(nginxBin: string): Promise<void> {
-  if (fs.existsSync('/run/systemd/system')) await $({ timeout: '60s' })`systemctl reload-or-restart nginx`
-  else await $({ timeout: '30s' })`${nginxBin} -s reload`
+  if (fs.existsSync('/run/systemd/system'))
+    await $({ timeout: '60s', quiet: true })`systemctl reload-or-restart nginx`
+  else await $({ timeout: '30s', quiet: true })`${nginxBin} -s reload`
 }
 
 /** Last meaningful line of `nginx -t` output, e.g. `unknown directive "x" in /etc/...:12`. */
@@ -487,7 +488,11 @@ export async function installNginxSite(opts: InstallSiteOptions): Promise<WriteR
     return 'unchanged'
   }
   const nginxBin = opts.nginxBin ?? 'nginx'
-  const test = await $({ timeout: '30s', nothrow: true })`${nginxBin} ${opts.nginxTestArgs ?? ['-t']}`
+  const test = await $({
+    timeout: '30s',
+    nothrow: true,
+    quiet: true,
+  })`${nginxBin} ${opts.nginxTestArgs ?? ['-t']}`
   if (!test.ok) {
     restore(file, snapshot, enabledDir)
     throw new RuntimeFailure(

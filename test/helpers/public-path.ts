@@ -1,0 +1,496 @@
+// Test helpers for the whole public path on loopback: a stand-in PostHog (health, echo, WebSocket,
+// server-sent events, big uploads), a private nginx instance, and Pebble + pebble-challtestsrv as
+// the ACME server (reference tunnel-proxy-tls.md §7, Debian's pebble 2.4.0 flags).
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import fs from 'node:fs'
+import http from 'node:http'
+import https from 'node:https'
+import net from 'node:net'
+import path from 'node:path'
+import tls from 'node:tls'
+import { freePort, waitFor } from './frp.ts'
+
+export function hasBinary(name: string): boolean {
+  return (process.env.PATH ?? '').split(':').some((dir) => dir && fs.existsSync(path.join(dir, name)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stand-in PostHog
+
+const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+
+function wsFrame(payload: Buffer, mask: boolean): Buffer {
+  const len = payload.length
+  const head = len < 126 ? Buffer.from([0x81, len]) : Buffer.from([0x81, 126, len >> 8, len & 0xff])
+  if (!mask) return Buffer.concat([head, payload])
+  head[1]! |= 0x80
+  const key = randomBytes(4)
+  return Buffer.concat([head, key, Buffer.from(payload.map((b, i) => b ^ key[i % 4]!))])
+}
+
+/** Reads one complete text frame from `buf`; undefined until it is complete. */
+function readFrame(buf: Buffer): { payload: Buffer; rest: Buffer } | undefined {
+  if (buf.length < 2) return undefined
+  const masked = (buf[1]! & 0x80) !== 0
+  let len = buf[1]! & 0x7f
+  let offset = 2
+  if (len === 126) {
+    if (buf.length < 4) return undefined
+    len = buf.readUInt16BE(2)
+    offset = 4
+  }
+  const keyLen = masked ? 4 : 0
+  if (buf.length < offset + keyLen + len) return undefined
+  const key = buf.subarray(offset, offset + keyLen)
+  const data = Buffer.from(buf.subarray(offset + keyLen, offset + keyLen + len))
+  if (masked) for (let i = 0; i < data.length; i++) data[i]! ^= key[i % 4]!
+  return { payload: data, rest: buf.subarray(offset + keyLen + len) }
+}
+
+export interface StandIn {
+  port: number
+  close: () => Promise<void>
+}
+
+/** PostHog as the tunnel sees it: /_health, /e/ echo, /ws WebSocket echo, /livestream/events SSE, /upload. */
+export async function startStandIn(): Promise<StandIn> {
+  const sockets = new Set<net.Socket>()
+  const server = http.createServer((req, res) => {
+    if (req.url === '/_health') return void res.end('ok')
+    if (req.url?.startsWith('/livestream/')) {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
+      let n = 0
+      const timer = setInterval(() => res.write(`data: event ${++n}\n\n`), 100)
+      res.on('close', () => clearInterval(timer))
+      return
+    }
+    let size = 0
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => {
+      size += c.length
+      if (req.url === '/e/') chunks.push(c)
+    })
+    req.on('end', () => {
+      res.setHeader('content-type', 'application/json')
+      if (req.url === '/e/') {
+        const headers = {
+          proto: req.headers['x-forwarded-proto'],
+          forwardedFor: req.headers['x-forwarded-for'],
+        }
+        return void res.end(JSON.stringify({ echo: Buffer.concat(chunks).toString(), headers }))
+      }
+      if (req.url === '/upload') return void res.end(JSON.stringify({ bytes: size }))
+      res.statusCode = 404
+      res.end('{}')
+    })
+  })
+  server.on('connection', (s) => {
+    sockets.add(s)
+    s.on('close', () => sockets.delete(s))
+  })
+  server.on('upgrade', (req, socket) => {
+    const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}${WS_GUID}`).digest('base64')
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+    )
+    let buf: Buffer = Buffer.alloc(0)
+    socket.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d])
+      for (let f = readFrame(buf); f; f = readFrame(buf)) {
+        buf = f.rest
+        socket.write(wsFrame(f.payload, false))
+      }
+    })
+    socket.on('error', () => {})
+  })
+  const port = await freePort()
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
+  return {
+    port,
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => resolve())
+      }),
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients that verify the server against a CA file
+
+export interface TlsTarget {
+  host: string
+  port: number
+  ca: string
+}
+
+export function httpsRequest(
+  t: TlsTarget,
+  urlPath: string,
+  opts: { method?: string; body?: Buffer | string; timeoutMs?: number } = {},
+): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        servername: t.host,
+        port: t.port,
+        path: urlPath,
+        method: opts.method ?? 'GET',
+        ca: t.ca,
+        headers: { host: t.host },
+        timeout: opts.timeoutMs ?? 15_000,
+      },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString(),
+            headers: res.headers,
+          }),
+        )
+      },
+    )
+    req.on('timeout', () => req.destroy(new Error(`timeout: ${urlPath}`)))
+    req.on('error', reject)
+    req.end(opts.body)
+  })
+}
+
+export function httpGet(
+  port: number,
+  host: string,
+  urlPath: string,
+): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(
+      { host: '127.0.0.1', port, path: urlPath, headers: { host }, timeout: 10_000 },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString(),
+            headers: res.headers,
+          }),
+        )
+      },
+    )
+    req.on('timeout', () => req.destroy(new Error(`timeout: ${urlPath}`)))
+    req.on('error', reject)
+  })
+}
+
+/** Opens a WebSocket over TLS, sends `message`, returns the echoed text. */
+export function webSocketEcho(t: TlsTarget, urlPath: string, message: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: '127.0.0.1', port: t.port, servername: t.host, ca: t.ca })
+    const timer = setTimeout(() => socket.destroy(new Error('WebSocket echo timed out')), 10_000)
+    const key = randomBytes(16).toString('base64')
+    let buf: Buffer = Buffer.alloc(0)
+    let upgraded = false
+    socket.on('secureConnect', () =>
+      socket.write(
+        `GET ${urlPath} HTTP/1.1\r\nHost: ${t.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      ),
+    )
+    socket.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d])
+      if (!upgraded) {
+        const end = buf.indexOf('\r\n\r\n')
+        if (end < 0) return
+        const head = buf.subarray(0, end).toString()
+        if (!head.startsWith('HTTP/1.1 101')) return reject(new Error(`no upgrade: ${head.split('\r\n')[0]}`))
+        const expected = createHash('sha1').update(`${key}${WS_GUID}`).digest('base64')
+        if (!head.includes(`Sec-WebSocket-Accept: ${expected}`))
+          return reject(new Error('bad Sec-WebSocket-Accept'))
+        upgraded = true
+        buf = buf.subarray(end + 4)
+        socket.write(wsFrame(Buffer.from(message), true))
+      }
+      const frame = readFrame(buf)
+      if (frame) {
+        clearTimeout(timer)
+        socket.destroy()
+        resolve(frame.payload.toString())
+      }
+    })
+    socket.on('error', (e) => {
+      clearTimeout(timer)
+      reject(e)
+    })
+  })
+}
+
+/** Reads `count` server-sent events from a stream that never ends by itself. */
+export function readEvents(t: TlsTarget, urlPath: string, count: number): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const req = https.get(
+      {
+        host: '127.0.0.1',
+        servername: t.host,
+        port: t.port,
+        path: urlPath,
+        ca: t.ca,
+        headers: { host: t.host },
+      },
+      (res) => {
+        let text = ''
+        res.on('data', (c: Buffer) => {
+          text += c
+          const events = text.split('\n\n').filter((e) => e.startsWith('data: '))
+          if (events.length >= count) {
+            clearTimeout(timer)
+            req.destroy()
+            resolve(events.slice(0, count).map((e) => e.slice(6)))
+          }
+        })
+      },
+    )
+    const timer = setTimeout(() => req.destroy(new Error('event stream stalled')), 5_000)
+    req.on('error', reject)
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+export interface Proc {
+  child: ChildProcess
+  output: () => string
+  stop: () => Promise<void>
+}
+
+function startProc(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout?.on('data', (d) => {
+    out += d
+  })
+  child.stderr?.on('data', (d) => {
+    out += d
+  })
+  return {
+    child,
+    output: () => out,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve()
+        child.once('exit', () => resolve())
+        child.kill('SIGTERM')
+      }),
+  }
+}
+
+export function canConnect(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host })
+    s.setTimeout(1000)
+    s.on('connect', () => {
+      s.destroy()
+      resolve(true)
+    })
+    s.on('error', () => resolve(false))
+    s.on('timeout', () => {
+      s.destroy()
+      resolve(false)
+    })
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pebble
+
+export interface Pebble {
+  directoryUrl: string
+  /** CA of Pebble's own HTTPS listener: REQUESTS_CA_BUNDLE for certbot. */
+  listenerCaFile: string
+  /** Pebble's issuing root (regenerated at every start): to verify issued certificates. */
+  rootPem: () => Promise<string>
+  /** Fake DNS: answer `host` with `ip` (every other name resolves to 127.0.0.1). */
+  addA: (host: string, ip: string) => Promise<void>
+  stop: () => Promise<void>
+}
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync('openssl', args, { cwd, stdio: 'ignore', timeout: 30_000 })
+}
+
+/** Makes a throw-away CA and a `localhost` certificate signed by it (files in `dir`). */
+export function makeLocalhostCert(dir: string): { ca: string; cert: string; key: string } {
+  fs.mkdirSync(dir, { recursive: true })
+  openssl(
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2']
+      .concat(['-subj', '/CN=test CA', '-addext', 'basicConstraints=critical,CA:TRUE'])
+      .concat(['-addext', 'keyUsage=critical,keyCertSign,cRLSign']),
+    dir,
+  )
+  openssl(
+    [
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'localhost.key',
+      '-out',
+      'localhost.csr',
+      '-subj',
+      '/CN=localhost',
+    ],
+    dir,
+  )
+  fs.writeFileSync(
+    path.join(dir, 'ext.cnf'),
+    'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n',
+  )
+  openssl(
+    ['x509', '-req', '-in', 'localhost.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial'].concat([
+      '-out',
+      'localhost.pem',
+      '-days',
+      '2',
+      '-extfile',
+      'ext.cnf',
+    ]),
+    dir,
+  )
+  return {
+    ca: path.join(dir, 'ca.pem'),
+    cert: path.join(dir, 'localhost.pem'),
+    key: path.join(dir, 'localhost.key'),
+  }
+}
+
+function getText(url: string, ca: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    https
+      .get(url, { ca, timeout: 5000 }, (res) => {
+        let text = ''
+        res.on('data', (c) => {
+          text += c
+        })
+        res.on('end', () => resolve(text))
+      })
+      .on('error', reject)
+  })
+}
+
+/** Starts pebble-challtestsrv (fake DNS) and pebble; HTTP-01 validation goes to `httpPort`. */
+export async function startPebble(dir: string, httpPort: number): Promise<Pebble> {
+  const certs = makeLocalhostCert(path.join(dir, 'certs'))
+  const [acme, mgmt, tlsPort, dns, dnsMgmt] = await Promise.all([1, 2, 3, 4, 5].map(() => freePort()))
+  const config = {
+    pebble: {
+      listenAddress: `127.0.0.1:${acme}`,
+      managementListenAddress: `127.0.0.1:${mgmt}`,
+      certificate: certs.cert,
+      privateKey: certs.key,
+      httpPort,
+      tlsPort,
+      ocspResponderURL: '',
+      externalAccountBindingRequired: false,
+    },
+  }
+  const configFile = path.join(dir, 'pebble-config.json')
+  fs.writeFileSync(configFile, JSON.stringify(config))
+  const chall = startProc('pebble-challtestsrv', [
+    ...['-dns01', `127.0.0.1:${dns}`, '-http01', '', '-https01', '', '-tlsalpn01', ''],
+    ...['-management', `127.0.0.1:${dnsMgmt}`, '-defaultIPv4', '127.0.0.1', '-defaultIPv6', ''],
+  ])
+  const pebble = startProc('pebble', ['-config', configFile, '-dnsserver', `127.0.0.1:${dns}`], {
+    PEBBLE_VA_NOSLEEP: '1',
+    PEBBLE_WFE_NONCEREJECT: '0',
+  })
+  const stop = async () => {
+    await Promise.all([pebble.stop(), chall.stop()])
+  }
+  try {
+    await waitFor(() => canConnect(acme!), 'pebble to listen', 15_000)
+    await waitFor(() => canConnect(dnsMgmt!), 'pebble-challtestsrv to listen', 15_000)
+  } catch (e) {
+    await stop()
+    throw new Error(`${(e as Error).message}\npebble: ${pebble.output()}\nchalltestsrv: ${chall.output()}`)
+  }
+  return {
+    directoryUrl: `https://localhost:${acme}/dir`,
+    listenerCaFile: certs.ca,
+    rootPem: () => getText(`https://localhost:${mgmt}/roots/0`, fs.readFileSync(certs.ca, 'utf8')),
+    addA: async (host, ip) => {
+      const res = await fetch(`http://127.0.0.1:${dnsMgmt}/add-a`, {
+        method: 'POST',
+        body: JSON.stringify({ host, addresses: [ip] }),
+        signal: AbortSignal.timeout(5000),
+      })
+      if (!res.ok) throw new Error(`challtestsrv add-a: ${res.status}`)
+    },
+    stop,
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A private nginx: own prefix, pid, logs, temp dirs; sites-available + sites-enabled like Debian.
+
+export interface Nginx {
+  root: string
+  conf: string
+  sitesAvailable: string
+  sitesEnabled: string
+  /** `-c <conf>`, for `nginx -t` and `-s reload`. */
+  args: string[]
+  start: () => void
+  reload: () => void
+  stop: () => void
+}
+
+export function makeNginx(root: string): Nginx {
+  const sitesAvailable = path.join(root, 'sites-available')
+  const sitesEnabled = path.join(root, 'sites-enabled')
+  const conf = path.join(root, 'nginx.conf')
+  for (const d of [sitesAvailable, sitesEnabled, path.join(root, 'conf.d'), path.join(root, 'tmp')])
+    fs.mkdirSync(d, { recursive: true })
+  const isRoot = process.getuid?.() === 0
+  const text = [
+    isRoot ? 'user root;' : '',
+    'worker_processes 1;',
+    `pid ${root}/nginx.pid;`,
+    `error_log ${root}/error.log;`,
+    'events { worker_connections 256; }',
+    'http {',
+    '    access_log off;',
+    `    client_body_temp_path ${root}/tmp/body;`,
+    `    proxy_temp_path ${root}/tmp/proxy;`,
+    `    fastcgi_temp_path ${root}/tmp/fastcgi;`,
+    `    uwsgi_temp_path ${root}/tmp/uwsgi;`,
+    `    scgi_temp_path ${root}/tmp/scgi;`,
+    `    include ${root}/conf.d/*.conf;`,
+    `    include ${sitesEnabled}/*;`,
+    '}',
+    '',
+  ].join('\n')
+  fs.writeFileSync(conf, text)
+  const args = ['-c', conf]
+  const run = (extra: string[]) =>
+    execFileSync('nginx', [...args, ...extra], { stdio: 'pipe', timeout: 15_000 })
+  return {
+    root,
+    conf,
+    sitesAvailable,
+    sitesEnabled,
+    args,
+    start: () => run([]),
+    reload: () => run(['-s', 'reload']),
+    stop: () => {
+      try {
+        run(['-s', 'stop'])
+      } catch {
+        // not running
+      }
+    },
+  }
+}
