@@ -1,7 +1,15 @@
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { makeProject, type Project, runScript, secretsIn } from '../helpers/stack-env.ts'
+import {
+  makeProject,
+  type Project,
+  ROOT,
+  type RunResult,
+  runScript,
+  secretsIn,
+} from '../helpers/stack-env.ts'
 
 let project: Project
 afterEach(() => project?.cleanup())
@@ -16,6 +24,37 @@ function withStack(): Project {
     volumes: ['postgres-data', 'clickhouse-data'],
   })
   return project
+}
+
+/** Runs down.mts on a pseudo-terminal (util-linux `script`), typing `answer` at the prompt. */
+function downOnTty(p: Project, answer: string): Promise<RunResult> {
+  const cmd = [
+    process.execPath,
+    '--import',
+    path.join(ROOT, 'node_modules/tsx/dist/loader.mjs'),
+    path.join(ROOT, 'scripts/down.mts'),
+    '--volumes',
+  ].join(' ')
+  const child = spawn('script', ['-qefc', cmd, '/dev/null'], {
+    cwd: p.dir,
+    env: { HOME: process.env.HOME ?? '/root', TERM: 'dumb', ...p.env },
+  })
+  let out = ''
+  let typed = false
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString()
+    if (!typed && out.includes('to delete these volumes:')) {
+      typed = true
+      child.stdin.write(`${answer}\n`)
+    }
+  })
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+  return new Promise((resolve) =>
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout: out, stderr: '' })
+    }),
+  )
 }
 
 const downs = (p: Project) => p.calls().filter((c) => c[0] === 'compose' && c[1] === 'down')
@@ -70,5 +109,18 @@ describe('down', () => {
     expect(res.code).toBe(1)
     expect(res.stderr.trim().split('\n')).toHaveLength(1)
     expect(res.stderr).toMatch(/Cannot connect to the Docker daemon.*try again/)
+  })
+
+  it('--volumes on a terminal deletes only after the project name is typed', async () => {
+    const p = withStack()
+    const wrong = await downOnTty(p, 'yes')
+    expect(wrong.code).toBe(2)
+    expect(wrong.stdout).toContain('posthog_postgres-data')
+    expect(wrong.stdout).toMatch(/'yes' is not 'posthog'; nothing was deleted/)
+    expect(downs(p)).toEqual([])
+    const right = await downOnTty(p, 'posthog')
+    expect(right.code, right.stdout).toBe(0)
+    expect(downs(p)).toEqual([['compose', 'down', '--timeout', '60', '--volumes']])
+    expect(secretsIn(right, p)).toEqual([])
   })
 })
