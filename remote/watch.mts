@@ -150,7 +150,7 @@ async function check(s: Settings, flags: Flags): Promise<number> {
   }
   try {
     const deadline = Date.now() + s.runMs
-    const callMs = () => Math.max(500, Math.min(10_000, deadline - Date.now()))
+    const callMs = () => Math.max(200, Math.min(10_000, deadline - Date.now() - 300))
     const ca = readCaFile(s.caFile)
     const state = loadState(s.stateFile)
     const groups = await Promise.all([

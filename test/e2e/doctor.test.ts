@@ -1,0 +1,229 @@
+// scripts/doctor.mts as a black box: one fake-docker scenario per known failure.
+import fs from 'node:fs'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { makeStackProject, ROOT, run, SALT, SECRET, type StackProject } from '../helpers/monitor-env.ts'
+
+const DOCTOR = path.join(ROOT, 'scripts/doctor.mts')
+const RUNNING = {
+  db: {},
+  redis7: {},
+  web: {},
+  worker: {},
+  plugins: {},
+  proxy: {},
+  'kafka-init': { state: 'exited' },
+}
+
+function doctor(p: StackProject, args: string[] = []) {
+  return run(DOCTOR, args, { cwd: p.dir, env: p.env, timeoutMs: 30_000 })
+}
+
+function expectNoSecrets(r: { stdout: string; stderr: string }) {
+  for (const s of [SECRET, SALT]) {
+    expect(r.stdout).not.toContain(s)
+    expect(r.stderr).not.toContain(s)
+  }
+}
+
+// One scenario per pitfall: what the containers and logs show, and what doctor must say.
+const PITFALLS: {
+  name: string
+  scenario: object
+  service: string
+  cause: RegExp
+  evidence: string
+  fix: RegExp
+}[] = [
+  {
+    name: 'Redis on 127.0.0.1 (seed pitfall 1)',
+    scenario: {
+      services: { ...RUNNING, plugins: { state: 'restarting', exitCode: 1, restartCount: 9 } },
+      logs: { plugins: ['[ioredis] Unhandled error event: Error: connect ECONNREFUSED 127.0.0.1:6379'] },
+    },
+    service: 'plugins',
+    cause: /tries Redis on 127\.0\.0\.1/,
+    evidence: 'plugins | [ioredis] Unhandled error event: Error: connect ECONNREFUSED 127.0.0.1:6379',
+    fix: /SESSION_RECORDING_API_REDIS_HOST=redis7/,
+  },
+  {
+    name: 'SES Region is missing (seed pitfall 2)',
+    scenario: {
+      services: { ...RUNNING, plugins: { state: 'exited', exitCode: 1 } },
+      logs: {
+        plugins: [
+          'Error: Region is missing',
+          '    at resolveRegionConfig (/code/node_modules/@smithy/config-resolver)',
+        ],
+      },
+    },
+    service: 'plugins',
+    cause: /SES client/,
+    evidence: 'plugins | Error: Region is missing',
+    fix: /SES_REGION=us-east-1/,
+  },
+  {
+    name: 'Elasticsearch OOM-killed, exit 137 (seed pitfall 3)',
+    scenario: {
+      services: { ...RUNNING, elasticsearch: { state: 'exited', exitCode: 137, oomKilled: true } },
+    },
+    service: 'elasticsearch',
+    cause: /ran out of memory/,
+    evidence: 'elasticsearch exited with code 137 (OOMKilled)',
+    fix: /MEMORY_LIMITS/,
+  },
+  {
+    name: 'migration race (seed pitfall 4)',
+    scenario: {
+      services: RUNNING,
+      logs: { plugins: ['error: column posthog_person.last_seen_at does not exist'] },
+    },
+    service: 'plugins',
+    cause: /schema is behind/,
+    evidence: 'plugins | error: column posthog_person.last_seen_at does not exist',
+    fix: /exec -T web \.\/bin\/migrate.*safe: doctor --fix applies it/,
+  },
+  {
+    name: 'worker restarting (seed pitfall 5)',
+    scenario: { services: { ...RUNNING, worker: { restartCount: 4 } } },
+    service: 'worker',
+    cause: /Celery worker/,
+    evidence: 'worker container restarted 4 times',
+    fix: /POSTHOG_CELERY_MAX_MEMORY_PER_CHILD/,
+  },
+  {
+    name: 'Caddy trying ACME',
+    scenario: {
+      services: RUNNING,
+      logs: {
+        proxy: [
+          '{"level":"info","ts":1754338120.64,"logger":"tls.obtain","msg":"obtaining certificate","identifier":"ph.example.com"}',
+        ],
+      },
+    },
+    service: 'proxy',
+    cause: /certificate itself/,
+    evidence: 'proxy | {"level":"info","ts":1754338120.64,"logger":"tls.obtain"',
+    fix: /plain http/,
+  },
+]
+
+describe('doctor', () => {
+  it('finds nothing on a healthy stack: exit 0', async () => {
+    const p = makeStackProject()
+    p.scenario({ services: RUNNING, logs: { web: ['Booting worker with pid: 42'] } })
+    const r = await doctor(p)
+    expect(r.stdout.trim()).toBe('doctor: nothing wrong found')
+    expect(r.code).toBe(0)
+    const calls = p.calls()
+    expect(calls).toContain('stats --no-stream --format {{json .}}')
+    expect(calls.some((c) => /^compose logs --no-color --since 1h --tail 300$/.test(c))).toBe(true)
+  })
+
+  it.each(PITFALLS)('names $name, shows the evidence and the fix, exits 1', async (t) => {
+    const p = makeStackProject()
+    p.scenario(t.scenario)
+    const r = await doctor(p)
+    expect(r.code).toBe(1)
+    const block = r.stdout.split('\n\n').find((b) => b.startsWith(`[${t.service}] `))
+    expect(block, r.stdout).toBeDefined()
+    expect(block).toMatch(t.cause)
+    expect(block).toContain(`evidence: ${t.evidence}`.slice(0, 60))
+    expect(block).toMatch(t.fix)
+    expectNoSecrets(r)
+  })
+
+  it('redacts secrets in the evidence', async () => {
+    const p = makeStackProject()
+    p.scenario({
+      services: RUNNING,
+      logs: {
+        plugins: [
+          `Error: Region is missing (SECRET_KEY=${SECRET}, salt ${SALT}, postgres://posthog:pw1234@db/posthog)`,
+        ],
+      },
+    })
+    const r = await doctor(p)
+    expect(r.code).toBe(1)
+    expect(r.stdout).toContain('Region is missing (SECRET_KEY=***, salt ***, postgres://***@db/posthog)')
+    expectNoSecrets(r)
+  })
+
+  it('scans tunnel and proxy logs given with --log-file', async () => {
+    const p = makeStackProject()
+    p.scenario({ services: RUNNING })
+    const frpc = path.join(p.dir, 'frpc.log')
+    const nginx = path.join(p.dir, 'error.log')
+    fs.writeFileSync(
+      frpc,
+      [
+        '2024-05-14 17:34:40.781 [I] [client/service.go:294] try to connect to server...',
+        "2024-05-14 17:34:40.790 [W] [client/service.go:295] connect to server error: token in login doesn't match token from configuration",
+        '',
+      ].join('\n'),
+    )
+    fs.writeFileSync(
+      nginx,
+      '2026/11/25 10:00:00 [error] 12#12: *5 connect() failed (111: Connection refused) while connecting to upstream, client: 1.2.3.4\n' +
+        '2026/11/25 10:01:00 [error] 12#12: *9 client intended to send too large body: 31457280 bytes, client: 1.2.3.4\n',
+    )
+    const r = await doctor(p, ['--log-file', frpc, '--log-file', nginx])
+    expect(r.code).toBe(1)
+    expect(r.stdout).toContain('[frpc] frpc and frps use different FRP_TOKEN values')
+    expect(r.stdout).toMatch(/\[nginx\] nginx cannot reach PostHog through the tunnel \(502\)/)
+    expect(r.stdout).toMatch(/\[nginx\] a request body is larger than nginx’s client_max_body_size \(413\)/)
+  })
+
+  it('--fix runs the migrations in web, then restarts the failing node services, and checks again', async () => {
+    const p = makeStackProject()
+    p.scenario({
+      services: { ...RUNNING, 'ingestion-general': { state: 'restarting', exitCode: 1, restartCount: 5 } },
+      logs: {
+        plugins: ['error: relation "posthog_pluginattachment" does not exist'],
+        'ingestion-general': ['error: column posthog_pluginconfig.filters does not exist'],
+      },
+      rules: [
+        {
+          match: '^compose exec -T web \\./bin/migrate$',
+          stdout: 'Operations to perform: Apply all migrations\nRunning migrations: OK',
+          setLogs: { plugins: [], 'ingestion-general': [] },
+        },
+        {
+          match: '^compose restart ',
+          setState: { 'ingestion-general': { state: 'running', restartCount: 0 } },
+        },
+      ],
+    })
+    const r = await doctor(p, ['--fix'])
+    const fixes = p.calls().filter((c) => /^compose (exec|restart|up)/.test(c))
+    expect(fixes).toEqual(['compose exec -T web ./bin/migrate', 'compose restart plugins ingestion-general'])
+    expect(r.stdout).toContain('running: docker compose exec -T web ./bin/migrate')
+    expect(r.stdout).toContain('after the fixes: nothing wrong found')
+    expect(r.code).toBe(0)
+    // The check after the fixes reads only the logs written since they began.
+    const logCalls = p.calls().filter((c) => c.startsWith('compose logs'))
+    expect(logCalls.at(-1)).toMatch(/--since \d{4}-\d\d-\d\dT/)
+  })
+
+  it('--fix starts exited services and applies nothing that is not safe', async () => {
+    const p = makeStackProject()
+    p.scenario({
+      services: { ...RUNNING, web: { state: 'exited', exitCode: 1 } },
+      logs: { plugins: ['Error: Region is missing'] },
+    })
+    const r = await doctor(p, ['--fix'])
+    expect(p.calls().filter((c) => /^compose (exec|restart|up)/.test(c))).toEqual(['compose up -d web'])
+    expect(r.stdout).toContain('after the fixes:')
+    expect(r.stdout).toMatch(/after the fixes: 1 problem found[\s\S]*\[plugins\]/)
+    expect(r.code).toBe(1)
+  })
+
+  it('says when Docker is not running, and stops there', async () => {
+    const p = makeStackProject()
+    p.scenario({ daemon: false })
+    const r = await doctor(p)
+    expect(r.code).toBe(1)
+    expect(r.stdout).toMatch(/\[docker\] the Docker daemon does not answer/)
+    expect(p.calls().some((c) => c.startsWith('compose logs'))).toBe(false)
+  })
+})

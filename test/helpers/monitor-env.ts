@@ -1,0 +1,383 @@
+// Black-box harness for health, doctor, schedule and watch: a scratch project (.env, a small
+// STACK_DIR/docker-compose.yml), the fake docker with a scenario, local HTTP/HTTPS servers for
+// /_health (certificates made here with openssl, short validity), a webhook receiver, stand-ins
+// for crontab/systemctl/launchctl, and a runner that spawns a script with a timeout.
+import { execFileSync, spawn } from 'node:child_process'
+import fs from 'node:fs'
+import http from 'node:http'
+import https from 'node:https'
+import type { AddressInfo } from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+
+export const ROOT = process.cwd()
+export const TSX = path.resolve(ROOT, 'node_modules/tsx/dist/loader.mjs')
+export const FAKE_DOCKER = path.resolve(ROOT, 'test/fakes/docker')
+
+export const SECRET = 'feedbead'.repeat(7) // 56 characters
+export const SALT = 'mon1t0r5'.repeat(4) // 32 characters
+export const WEBHOOK_TOKEN = 'tok3n-very-private-4242'
+
+export function scratch(prefix = 'monitor-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+}
+
+export interface RunResult {
+  code: number | null
+  stdout: string
+  stderr: string
+  ms: number
+}
+
+/** Spawns `node --import tsx <script> ...args` (or a plain node file) and collects its output. */
+export function run(
+  script: string,
+  args: string[],
+  opts: { cwd: string; env?: Record<string, string>; timeoutMs?: number; tsx?: boolean },
+): Promise<RunResult> {
+  const started = Date.now()
+  const nodeArgs = opts.tsx === false ? [script, ...args] : ['--import', TSX, script, ...args]
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, nodeArgs, {
+      cwd: opts.cwd,
+      env: { ...process.env, ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => {
+      stdout += d
+    })
+    child.stderr.on('data', (d) => {
+      stderr += d
+    })
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000)
+    child.on('error', reject)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr, ms: Date.now() - started })
+    })
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface StackProject {
+  dir: string
+  envFile: string
+  stackDir: string
+  stateFile: string
+  scenarioFile: string
+  dockerLog: string
+  env: Record<string, string>
+  scenario(s: object): void
+  /** docker calls so far, compose globals dropped: `compose restart worker`. */
+  calls(): string[]
+}
+
+export const SERVICES = ['db', 'redis7', 'web', 'worker', 'plugins', 'proxy', 'kafka-init']
+
+export function makeStackProject(
+  opts: { env?: Record<string, string>; services?: string[] } = {},
+): StackProject {
+  const dir = scratch('health-e2e-')
+  const stackDir = path.join(dir, 'stack')
+  fs.mkdirSync(stackDir)
+  const services = opts.services ?? SERVICES
+  const compose = [
+    'services:',
+    ...services.map((s) => `  ${s}:\n    image: example/${s}`),
+    '  asyncmigrationscheck:\n    image: example/app\n    deploy:\n      replicas: 0',
+    '  livestream:\n    image: example/livestream',
+    '',
+  ].join('\n')
+  fs.writeFileSync(path.join(stackDir, 'docker-compose.yml'), compose)
+  fs.writeFileSync(path.join(stackDir, 'docker-compose.override.yml'), 'services: {}\n')
+  const envFile = path.join(dir, '.env')
+  const values: Record<string, string> = {
+    POSTHOG_SECRET: SECRET,
+    ENCRYPTION_SALT_KEYS: SALT,
+    STACK_DIR: 'stack',
+    DISABLED_SERVICES: 'livestream',
+    ...opts.env,
+  }
+  fs.writeFileSync(
+    envFile,
+    `${Object.entries(values)
+      .map(([k, v]) => `${k}=${v}`)
+      .join('\n')}\n`,
+    { mode: 0o600 },
+  )
+  const scenarioFile = path.join(dir, 'scenario.json')
+  const dockerLog = path.join(dir, 'docker-calls.jsonl')
+  const project: StackProject = {
+    dir,
+    envFile,
+    stackDir,
+    stateFile: path.join(dir, 'health-state.json'),
+    scenarioFile,
+    dockerLog,
+    env: {
+      DOCKER_BIN: FAKE_DOCKER,
+      FAKE_DOCKER_SCENARIO: scenarioFile,
+      FAKE_DOCKER_LOG: dockerLog,
+      HOMELAB_ENV_FILE: envFile,
+      HEALTH_STATE_FILE: path.join(dir, 'health-state.json'),
+      HOME: dir,
+    },
+    scenario(s: object) {
+      fs.writeFileSync(scenarioFile, JSON.stringify(s))
+      fs.rmSync(`${scenarioFile}.state.json`, { force: true })
+    },
+    calls() {
+      if (!fs.existsSync(dockerLog)) return []
+      return fs
+        .readFileSync(dockerLog, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => normalise((JSON.parse(l) as { argv: string[] }).argv).join(' '))
+    },
+  }
+  project.scenario({
+    services: Object.fromEntries(services.map((s) => [s, s === 'kafka-init' ? { state: 'exited' } : {}])),
+  })
+  return project
+}
+
+const GLOBAL_WITH_VALUE = new Set([
+  '-f',
+  '--file',
+  '-p',
+  '--project-name',
+  '--project-directory',
+  '--env-file',
+])
+function normalise(argv: string[]): string[] {
+  if (argv[0] !== 'compose') return argv
+  let i = 1
+  while (i < argv.length && GLOBAL_WITH_VALUE.has(argv[i]!)) i += 2
+  return ['compose', ...argv.slice(i)]
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP(S) stand-ins
+
+export type HealthMode = 'ok' | 'migrating' | 'hang' | 'error'
+
+export interface HealthServer {
+  url: string
+  port: number
+  mode: HealthMode
+  close(): Promise<void>
+}
+
+function healthHandler(server: { mode: HealthMode }) {
+  return (_req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (server.mode === 'hang') return // never answers
+    if (server.mode === 'ok') res.writeHead(200, { 'content-type': 'text/plain' }).end('ok')
+    else if (server.mode === 'migrating') res.writeHead(503).end('Migrations are not up to date')
+    else res.writeHead(500).end('Internal Server Error')
+  }
+}
+
+async function listen(
+  server: http.Server,
+  state: { mode: HealthMode },
+  scheme: string,
+): Promise<HealthServer> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const port = (server.address() as AddressInfo).port
+  const host = scheme === 'https' ? 'localhost' : '127.0.0.1'
+  return Object.assign(state, {
+    url: `${scheme}://${host}:${port}/_health`,
+    port,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections()
+        server.close(() => r())
+      }),
+  }) as HealthServer
+}
+
+export function startHealthServer(mode: HealthMode = 'ok'): Promise<HealthServer> {
+  const state = { mode }
+  return listen(http.createServer(healthHandler(state)), state, 'http')
+}
+
+export function startHttpsHealthServer(cert: LeafCert, mode: HealthMode = 'ok'): Promise<HealthServer> {
+  const state = { mode }
+  const server = https.createServer({ key: cert.key, cert: cert.cert }, healthHandler(state))
+  return listen(server as unknown as http.Server, state, 'https')
+}
+
+export interface Webhook {
+  url: string
+  received: { headers: http.IncomingHttpHeaders; body: string; url: string }[]
+  close(): Promise<void>
+}
+
+/** Records every POST; its URL carries a token (which must never be printed). */
+export async function startWebhook(): Promise<Webhook> {
+  const received: Webhook['received'] = []
+  const server = http.createServer((req, res) => {
+    let body = ''
+    req.on('data', (d) => {
+      body += d
+    })
+    req.on('end', () => {
+      received.push({ headers: req.headers, body, url: req.url ?? '' })
+      res.writeHead(200).end('ok')
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const port = (server.address() as AddressInfo).port
+  return {
+    url: `http://127.0.0.1:${port}/hook?auth=${WEBHOOK_TOKEN}`,
+    received,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections()
+        server.close(() => r())
+      }),
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificates: a test CA and leaf certificates for localhost with a chosen validity.
+
+export interface TestCa {
+  dir: string
+  caFile: string
+  caKey: string
+}
+
+export interface LeafCert {
+  key: string
+  cert: string
+}
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync('openssl', args, { cwd, stdio: 'ignore', timeout: 30_000 })
+}
+
+export function makeCa(dir = scratch('ca-')): TestCa {
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-days',
+      '60',
+      '-subj',
+      '/CN=posthog-homelab test CA',
+    ],
+    dir,
+  )
+  return { dir, caFile: path.join(dir, 'ca.pem'), caKey: path.join(dir, 'ca.key') }
+}
+
+/** A certificate for localhost and 127.0.0.1, valid for `days` days from now. */
+export function makeLeaf(ca: TestCa, days: number): LeafCert {
+  const name = `leaf-${days}`
+  fs.writeFileSync(
+    path.join(ca.dir, `${name}.ext`),
+    'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n',
+  )
+  openssl(
+    [
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.csr`,
+      '-subj',
+      '/CN=localhost',
+    ],
+    ca.dir,
+  )
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-days',
+      String(days),
+      '-extfile',
+      `${name}.ext`,
+      '-out',
+      `${name}.pem`,
+    ],
+    ca.dir,
+  )
+  return {
+    key: fs.readFileSync(path.join(ca.dir, `${name}.key`), 'utf8'),
+    cert: fs.readFileSync(path.join(ca.dir, `${name}.pem`), 'utf8'),
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stand-ins for system tools, first on PATH
+
+/** A bin dir with `crontab` (stored in $CRONTAB_FILE), `systemctl` and `launchctl` stand-ins. */
+export function makeToolsDir(): { bin: string; crontabFile: string; callsFile: string; path: string } {
+  const bin = scratch('tools-')
+  const crontabFile = path.join(bin, 'crontab.txt')
+  const callsFile = path.join(bin, 'calls.log')
+  const write = (name: string, body: string) =>
+    fs.writeFileSync(path.join(bin, name), `#!/usr/bin/env bash\n${body}\n`, { mode: 0o755 })
+  write(
+    'crontab',
+    [
+      `echo "crontab $*" >> ${JSON.stringify(callsFile)}`,
+      'case "$1" in',
+      `  -l) if [ -f ${JSON.stringify(crontabFile)} ]; then cat ${JSON.stringify(crontabFile)}; else echo "no crontab for $(id -un)" >&2; exit 1; fi ;;`,
+      `  -) cat > ${JSON.stringify(crontabFile)} ;;`,
+      '  *) echo "usage: crontab [-l | -]" >&2; exit 2 ;;',
+      'esac',
+    ].join('\n'),
+  )
+  // systemctl is-active UNIT: "active" (exit 0) unless $INACTIVE_UNITS (comma list) names it.
+  write(
+    'systemctl',
+    [
+      `echo "systemctl $*" >> ${JSON.stringify(callsFile)}`,
+      '[ "$1" = is-active ] || exit 1',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: bash, not a template
+      'if [[ ",$INACTIVE_UNITS," == *",$2,"* ]]; then echo inactive; exit 3; fi',
+      'echo active',
+    ].join('\n'),
+  )
+  // launchctl: remembers bootstrapped labels in a file; print succeeds for those.
+  write(
+    'launchctl',
+    [
+      `echo "launchctl $*" >> ${JSON.stringify(callsFile)}`,
+      `loaded=${JSON.stringify(path.join(bin, 'launchd-loaded'))}`,
+      'case "$1" in',
+      '  print) grep -qxF "$2" "$loaded" 2>/dev/null || { echo "Could not find service" >&2; exit 113; } ;;',
+      '  bootstrap) label=$(basename "$3" .plist); echo "$2/$label" >> "$loaded" ;;',
+      '  bootout) grep -vxF "$2" "$loaded" > "$loaded.tmp" 2>/dev/null; mv "$loaded.tmp" "$loaded" ;;',
+      'esac',
+    ].join('\n'),
+  )
+  return { bin, crontabFile, callsFile, path: `${bin}:${process.env.PATH}` }
+}

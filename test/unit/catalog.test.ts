@@ -1,0 +1,158 @@
+import { describe, expect, it } from 'vitest'
+import { CATALOG, matchLine } from '../../lib/catalog.mts'
+
+// Exact upstream lines (shared/reference/posthog-hobby.md §8, tunnel-proxy-tls.md §3 and §6,
+// Caddy's and certbot's own output as quoted in their issue trackers).
+const UPSTREAM: [id: string, service: string | undefined, line: string][] = [
+  ['redis-localhost', 'plugins', 'Error: connect ECONNREFUSED 127.0.0.1:6379'],
+  [
+    'redis-localhost',
+    'recording-api',
+    '[ioredis] Unhandled error event: Error: connect ECONNREFUSED 127.0.0.1:6379 at TCPConnectWrap.afterConnect',
+  ],
+  ['s3-localhost', 'recording-api', 'Error: connect ECONNREFUSED 127.0.0.1:8333'],
+  ['ses-region-missing', 'plugins', 'Error: Region is missing'],
+  ['oom-killed', 'elasticsearch', 'elasticsearch exited with code 137 (OOMKilled)'],
+  ['oom-killed', 'elasticsearch', 'posthog-elasticsearch-1 exited with code 137'],
+  ['oom-killed', 'elasticsearch', 'java.lang.OutOfMemoryError: Java heap space'],
+  [
+    'oom-killed',
+    'clickhouse',
+    'Code: 241. DB::Exception: Memory limit (total) exceeded: would use 3.52 GiB. (MEMORY_LIMIT_EXCEEDED)',
+  ],
+  ['migration-race', 'plugins', 'error: column posthog_person.last_seen_at does not exist'],
+  ['migration-race', 'plugins', 'error: relation "posthog_pluginattachment" does not exist'],
+  ['migration-race', 'plugins', 'error: column posthog_pluginconfig.filters does not exist'],
+  ['migration-race', 'plugins', 'column posthog_pluginconfig.deleted does not exist'],
+  ['worker-restarting', 'worker', 'worker container restarted 4 times'],
+  [
+    'worker-restarting',
+    'worker',
+    'billiard.exceptions.WorkerLostError: Worker exited prematurely: signal 9 (SIGKILL) Job: 12.',
+  ],
+  [
+    'caddy-acme',
+    'proxy',
+    '{"level":"info","ts":1754338120.642911,"logger":"tls.obtain","msg":"obtaining certificate","identifier":"ph.example.com"}',
+  ],
+  [
+    'caddy-acme',
+    'proxy',
+    '2023/05/04 14:53:15.151 ERROR   tls.obtain      could not get certificate from issuer   {"identifier": "alfi.ddns.net"}',
+  ],
+  [
+    'caddy-acme',
+    'proxy',
+    '2023/05/04 14:53:15.151 ERROR   http.acme_client        challenge failed        {"identifier": "alfi.ddns.net", "challenge_type": "http-01"}',
+  ],
+  [
+    'frp-token-mismatch',
+    undefined,
+    "2024-05-14 17:34:40.781 [W] [client/service.go:295] connect to server error: token in login doesn't match token from configuration",
+  ],
+  [
+    'frp-token-mismatch',
+    undefined,
+    "2024-05-14 17:34:40.782 [E] [root.go:150] login to the server failed: token in login doesn't match token from configuration. With loginFailExit enabled, no additional retries will be attempted",
+  ],
+  [
+    'frp-server-refused',
+    undefined,
+    '2024-05-14 17:34:40.781 [W] [client/service.go:295] connect to server error: dial tcp 1.2.3.4:7000: connect: connection refused',
+  ],
+  ['frp-server-timeout', undefined, 'connect to server error: dial tcp 1.2.3.4:7000: i/o timeout'],
+  ['frp-port-unavailable', undefined, '2024-05-14 17:34:41.000 [W] [posthog] start error: port unavailable'],
+  ['frp-port-unavailable', undefined, 'new proxy [posthog] type [tcp] error: port unavailable'],
+  ['frp-port-unavailable', undefined, '[posthog] start error: port not allowed'],
+  [
+    'frp-local-service',
+    undefined,
+    '2024-05-14 17:35:02.100 [W] [proxy/proxy.go:204] [a1b2c3] [posthog] connect to local service [127.0.0.1:18000] error: dial tcp 127.0.0.1:18000: connect: connection refused',
+  ],
+  [
+    'nginx-502',
+    undefined,
+    '2026/11/25 10:00:00 [error] 1234#1234: *5 connect() failed (111: Connection refused) while connecting to upstream, client: 1.2.3.4, server: ph.example.com, request: "GET /_health HTTP/1.1", upstream: "http://127.0.0.1:12080/_health", host: "ph.example.com"',
+  ],
+  [
+    'nginx-502',
+    undefined,
+    '2026/11/25 10:00:00 [error] 1234#1234: *7 upstream prematurely closed connection while reading response header from upstream, client: 1.2.3.4',
+  ],
+  [
+    'nginx-413',
+    undefined,
+    '2026/11/25 10:00:00 [error] 1234#1234: *9 client intended to send too large body: 31457280 bytes, client: 1.2.3.4, server: ph.example.com',
+  ],
+  [
+    'nginx-504',
+    undefined,
+    '2026/11/25 10:00:00 [error] 1234#1234: *3 upstream timed out (110: Connection timed out) while reading response header from upstream',
+  ],
+  [
+    'certbot-failed',
+    undefined,
+    'Certbot failed to authenticate some domains (authenticator: nginx). The Certificate Authority reported these problems:',
+  ],
+  ['certbot-failed', undefined, 'Some challenges have failed.'],
+  [
+    'certbot-failed',
+    undefined,
+    'Could not automatically find a matching server block for ph.example.com. Set the `server_name` directive to use the Nginx installer.',
+  ],
+  ['certbot-failed', undefined, 'urn:ietf:params:acme:error:accountDoesNotExist'],
+]
+
+// Harmless lines that look similar and must not match anything.
+const LOOK_ALIKES: [service: string | undefined, line: string][] = [
+  ['plugins', 'connected to redis at redis7:6379'],
+  ['plugins', 'Error: connect ECONNREFUSED 127.0.0.1:63790'],
+  ['plugins', 'SES region set to us-east-1'],
+  ['elasticsearch', 'elasticsearch exited with code 0'],
+  ['elasticsearch', 'posthog-elasticsearch-1 exited with code 1370'],
+  ['web', 'Operations to perform: Apply all migrations: posthog'],
+  ['web', 'CREATE TABLE IF NOT EXISTS posthog_person'],
+  ['web', 'relation "posthog_person" already exists, skipping'],
+  ['plugins', 'plugins container restarted 4 times'],
+  ['worker', 'celery@worker ready.'],
+  ['worker', 'Restarting Celery worker pool after settings change'],
+  [
+    'proxy',
+    '{"level":"info","logger":"http.auto_https","msg":"automatic HTTPS is completely disabled for server","server_name":"srv0"}',
+  ],
+  ['web', 'tls.obtain is a config key documented here'],
+  [undefined, '2024-05-14 17:34:40.781 [I] [client/service.go:294] try to connect to server...'],
+  [undefined, 'login to server success, get run id [a1b2c3d4]'],
+  [undefined, '[posthog] start proxy success'],
+  [undefined, 'Certificate not yet due for renewal'],
+  [undefined, 'Congratulations! You have successfully enabled HTTPS on https://ph.example.com'],
+  [undefined, '127.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET /_health HTTP/1.1" 200 2 "-" "curl/8.0"'],
+  [undefined, 'health check status change to success'],
+]
+
+describe('failure catalog', () => {
+  it.each(UPSTREAM)('%s matches %j: %s', (id, service, line) => {
+    expect(matchLine(line, service)?.id).toBe(id)
+  })
+
+  it.each(LOOK_ALIKES)('%j: %s matches nothing', (service, line) => {
+    expect(matchLine(line, service)?.id).toBeUndefined()
+  })
+
+  it('covers every signature with at least one upstream line', () => {
+    const covered = new Set(UPSTREAM.map(([id]) => id))
+    expect(CATALOG.map((s) => s.id).filter((id) => !covered.has(id))).toEqual([])
+  })
+
+  it('gives every signature a cause and a fix, and an action to every safe one', () => {
+    for (const s of CATALOG) {
+      expect(s.cause.length, s.id).toBeGreaterThan(10)
+      expect(s.fix.length, s.id).toBeGreaterThan(5)
+      if (s.safe) expect(s.action, s.id).toBeDefined()
+    }
+  })
+
+  it('strips colour codes before matching', () => {
+    expect(matchLine('\x1b[31mError: Region is missing\x1b[0m', 'plugins')?.id).toBe('ses-region-missing')
+  })
+})

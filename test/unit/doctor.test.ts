@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest'
+import { registerSecret } from '../../lib/cli.mts'
+import {
+  type Finding,
+  logFindings,
+  memoryFindings,
+  parseComposeLogs,
+  parseDockerSize,
+  planFixes,
+  redactEvidence,
+  stateFindings,
+} from '../../lib/doctor.mts'
+
+describe('doctor analysis', () => {
+  it('reads docker compose logs lines', () => {
+    const out = [
+      'plugins-1           | Error: Region is missing',
+      'ingestion-general-1 | error: column posthog_person.last_seen_at does not exist',
+      'web-1  |',
+      'not a log line',
+    ].join('\n')
+    expect(parseComposeLogs(out)).toEqual([
+      { service: 'plugins', line: 'Error: Region is missing' },
+      { service: 'ingestion-general', line: 'error: column posthog_person.last_seen_at does not exist' },
+      { service: 'web', line: '' },
+    ])
+  })
+
+  it('merges repeated matches and keeps the latest evidence', () => {
+    const f = logFindings([
+      { service: 'plugins', line: 'connect ECONNREFUSED 127.0.0.1:6379 (1)' },
+      { service: 'plugins', line: 'connect ECONNREFUSED 127.0.0.1:6379 (2)' },
+      { service: 'recording-api', line: 'connect ECONNREFUSED 127.0.0.1:6379' },
+    ])
+    expect(f.map((x) => [x.id, x.service, x.count])).toEqual([
+      ['redis-localhost', 'plugins', 2],
+      ['redis-localhost', 'recording-api', 1],
+    ])
+    expect(f[0]!.evidence).toBe('plugins | connect ECONNREFUSED 127.0.0.1:6379 (2)')
+  })
+
+  it('redacts registered secrets and anything that looks like one', () => {
+    const secret = 'Zq9'.repeat(20)
+    registerSecret(secret)
+    expect(redactEvidence(`SECRET_KEY=${secret} boot`)).not.toContain(secret)
+    expect(redactEvidence('auth token=abcdef123456 rejected')).toBe('auth token=*** rejected')
+    expect(redactEvidence('postgres://posthog:hunter22@db:5432/posthog')).toBe(
+      'postgres://***@db:5432/posthog',
+    )
+    expect(redactEvidence('"password": "s3cr3t!"')).toBe('"password": "***"')
+  })
+
+  it('names OOM kills and restarting workers from container states', () => {
+    const base = {
+      exitCode: 0,
+      health: '',
+      restartCount: 0,
+      oomKilled: false,
+      id: 'x',
+      name: 'n',
+      state: 'running',
+    }
+    const f = stateFindings(
+      [
+        { ...base, service: 'elasticsearch', state: 'exited', exitCode: 137, oomKilled: true },
+        { ...base, service: 'worker', restartCount: 3 },
+        { ...base, service: 'web', state: 'exited', exitCode: 1 },
+        { ...base, service: 'kafka-init', state: 'exited', exitCode: 0 },
+      ],
+      ['elasticsearch', 'worker', 'web', 'kafka-init', 'capture'],
+    )
+    expect(f.map((x) => [x.id, x.service, x.safe])).toEqual([
+      ['oom-killed', 'elasticsearch', false],
+      ['worker-restarting', 'worker', false],
+      ['exited', 'web', true],
+      ['missing', 'capture', true],
+    ])
+    expect(f[0]!.evidence).toBe('elasticsearch exited with code 137 (OOMKilled)')
+  })
+
+  it('compares memory with limits and with what Docker has', () => {
+    expect(parseDockerSize('1.5GiB')).toBe(1.5 * 1024 ** 3)
+    expect(parseDockerSize('512MiB')).toBe(512 * 1024 ** 2)
+    expect(parseDockerSize('1.2kB')).toBe(1200)
+    const total = 8 * 1024 ** 3
+    const f = memoryFindings(
+      [
+        { Name: 'posthog-web-1', MemUsage: '1.45GiB / 1.5GiB' },
+        { Name: 'posthog-clickhouse-1', MemUsage: '1GiB / 2GiB' },
+        { Name: 'posthog-kafka-1', MemUsage: '5GiB / 7.9GiB' }, // no own limit: the VM's size
+      ],
+      total,
+    )
+    expect(f.map((x) => [x.id, x.service])).toEqual([
+      ['memory-near-limit', 'web'],
+      ['memory-total', 'docker'],
+    ])
+  })
+
+  it('plans safe fixes in order: migrations, then restarts, then starts', () => {
+    const f = (service: string, action: Finding['action'], safe = true): Finding => ({
+      id: 'x',
+      service,
+      evidence: '',
+      cause: '',
+      fix: '',
+      safe,
+      action,
+      count: 1,
+    })
+    const steps = planFixes([
+      f('capture', 'start'),
+      f('plugins', 'migrate'),
+      f('db', 'restart'),
+      f('ingestion-general', 'migrate'),
+      f('plugins', 'migrate'),
+      f('proxy', undefined, false),
+    ])
+    expect(steps.map((s) => s.label)).toEqual([
+      'docker compose exec -T web ./bin/migrate',
+      'docker compose restart plugins db ingestion-general',
+      'docker compose up -d capture',
+    ])
+  })
+})

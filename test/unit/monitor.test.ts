@@ -1,0 +1,163 @@
+import { describe, expect, it } from 'vitest'
+import { type ContainerInfo, evaluateServices } from '../../lib/containers.mts'
+import {
+  aggregate,
+  buildNotification,
+  type CheckResult,
+  certCheck,
+  emptyState,
+  formatReport,
+  healthCheckFromProbe,
+  notificationReason,
+  worst,
+} from '../../lib/monitor.mts'
+
+const ok = (name: string): CheckResult => ({ name, status: 'OK', summary: 'fine' })
+
+describe('report', () => {
+  it('takes the worst status: CRITICAL over UNKNOWN over WARNING over OK', () => {
+    expect(worst([])).toBe('OK')
+    expect(worst(['OK', 'WARNING'])).toBe('WARNING')
+    expect(worst(['WARNING', 'UNKNOWN'])).toBe('UNKNOWN')
+    expect(worst(['UNKNOWN', 'CRITICAL', 'WARNING'])).toBe('CRITICAL')
+  })
+
+  it('prints the monitoring-plugins first line, then one line per check', () => {
+    const r = aggregate('POSTHOG', [
+      ok('local'),
+      { name: 'services', status: 'CRITICAL', summary: 'web exited (1)' },
+    ])
+    const lines = formatReport(r).split('\n')
+    expect(lines[0]).toBe('POSTHOG CRITICAL - services: web exited (1)')
+    expect(lines.slice(1)).toEqual(['OK local: fine', 'CRITICAL services: web exited (1)'])
+    expect(formatReport(aggregate('POSTHOG', [ok('a'), ok('b')])).split('\n')[0]).toBe(
+      'POSTHOG OK - 2 checks ok',
+    )
+  })
+
+  it('reads /_health answers', () => {
+    expect(healthCheckFromProbe('local', 'u', { statusCode: 200, body: 'ok' }).status).toBe('OK')
+    const migrating = healthCheckFromProbe('local', 'u', {
+      statusCode: 503,
+      body: 'Migrations are not up to date',
+    })
+    expect(migrating).toMatchObject({
+      status: 'CRITICAL',
+      summary: 'u answers 503 Migrations are not up to date',
+    })
+    expect(healthCheckFromProbe('local', 'u', { error: 'connection refused' }).summary).toBe(
+      'u: connection refused',
+    )
+  })
+})
+
+describe('certificate days', () => {
+  const now = new Date('2026-11-25T12:00:00Z')
+  const inDays = (d: number) => new Date(now.getTime() + d * 86_400_000)
+  it.each([
+    [30, 'OK'],
+    [14.5, 'OK'],
+    [13.9, 'WARNING'],
+    [3.1, 'WARNING'],
+    [2.9, 'CRITICAL'],
+    [0.2, 'CRITICAL'],
+  ])('%d days left is %s', (days, status) => {
+    expect(certCheck('certificate', inDays(days), now).status).toBe(status)
+  })
+})
+
+describe('notifications', () => {
+  const now = new Date('2026-11-25T12:00:00Z')
+  const report = (status: 'OK' | 'WARNING' | 'CRITICAL') =>
+    aggregate('POSTHOG', [{ name: 'local', status, summary: status === 'OK' ? 'fine' : 'broken' }], now)
+  const stateWith = (last: string, notifiedHoursAgo?: number) => ({
+    ...emptyState(),
+    last: { status: last as 'OK', time: now.toISOString(), summary: '' },
+    ...(notifiedHoursAgo !== undefined
+      ? {
+          lastNotified: {
+            status: last as 'OK',
+            time: new Date(now.getTime() - notifiedHoursAgo * 3_600_000).toISOString(),
+          },
+        }
+      : {}),
+  })
+
+  it('notifies on a change only', () => {
+    expect(notificationReason(emptyState(), report('OK'), 6, now)).toBeUndefined()
+    expect(notificationReason(emptyState(), report('CRITICAL'), 6, now)).toBe('changed')
+    expect(notificationReason(stateWith('OK'), report('WARNING'), 6, now)).toBe('changed')
+    expect(notificationReason(stateWith('CRITICAL'), report('OK'), 6, now)).toBe('changed')
+    expect(notificationReason(stateWith('WARNING'), report('WARNING'), 6, now)).toBeUndefined()
+  })
+
+  it('reminds while critical, at most every remindHours', () => {
+    expect(notificationReason(stateWith('CRITICAL', 1), report('CRITICAL'), 6, now)).toBeUndefined()
+    expect(notificationReason(stateWith('CRITICAL', 5.9), report('CRITICAL'), 6, now)).toBeUndefined()
+    expect(notificationReason(stateWith('CRITICAL', 6), report('CRITICAL'), 6, now)).toBe('reminder')
+  })
+
+  it('builds JSON and plain-text bodies', () => {
+    const json = JSON.parse(buildNotification(report('CRITICAL'), 'changed', 'json', 'box').body)
+    expect(json).toMatchObject({
+      status: 'CRITICAL',
+      host: 'box',
+      reason: 'changed',
+      summary: 'local: broken',
+    })
+    const text = buildNotification(report('CRITICAL'), 'reminder', 'text', 'box')
+    expect(text.contentType).toMatch(/^text\/plain/)
+    expect(text.body.split('\n')[0]).toBe('POSTHOG CRITICAL (still) on box - local: broken')
+    expect(text.headers.Priority).toBe('high')
+  })
+})
+
+describe('service evaluation', () => {
+  const c = (service: string, patch: Partial<ContainerInfo> = {}): ContainerInfo => ({
+    service,
+    name: `posthog-${service}-1`,
+    state: 'running',
+    exitCode: 0,
+    health: '',
+    restartCount: 0,
+    oomKilled: false,
+    id: `id-${service}`,
+    ...patch,
+  })
+
+  it('flags exited, restarting, unhealthy, missing and OOM-killed services; one-shots may exit 0', () => {
+    const e = evaluateServices(
+      ['web', 'worker', 'plugins', 'db', 'clickhouse', 'kafka-init', 'capture', 'elasticsearch'],
+      [
+        c('web'),
+        c('worker', { state: 'exited', exitCode: 1 }),
+        c('plugins', { state: 'restarting', exitCode: 1, restartCount: 7 }),
+        c('db', { health: 'unhealthy' }),
+        c('kafka-init', { state: 'exited', exitCode: 0 }),
+        c('elasticsearch', { state: 'exited', exitCode: 137, oomKilled: true }),
+        c('clickhouse', { health: 'healthy' }),
+      ],
+      {},
+    )
+    expect(e.problems.map((p) => [p.service, p.kind])).toEqual([
+      ['worker', 'exited'],
+      ['plugins', 'restarting'],
+      ['db', 'unhealthy'],
+      ['capture', 'missing'],
+      ['elasticsearch', 'oom-killed'],
+    ])
+    expect(e.running).toBe(3)
+  })
+
+  it('notices a restart count growing since the last run of the same container', () => {
+    const prev = { worker: { id: 'id-worker', count: 2 } }
+    expect(evaluateServices(['worker'], [c('worker', { restartCount: 2 })], prev).problems).toEqual([])
+    expect(evaluateServices(['worker'], [c('worker', { restartCount: 3 })], prev).problems[0]?.text).toBe(
+      'worker restarted 1 time since the last run',
+    )
+    // A new container starts counting from zero again: not a restart.
+    expect(
+      evaluateServices(['worker'], [c('worker', { restartCount: 3, id: 'new' })], prev).problems,
+    ).toEqual([])
+  })
+})

@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest'
+import { UsageError } from '../../lib/cli.mts'
+import {
+  buildLaunchAgentPlist,
+  cronCommand,
+  cronSchedule,
+  findCronEntry,
+  markerLine,
+  parseEvery,
+  removeCronEntry,
+  shellQuote,
+  upsertCronEntry,
+} from '../../lib/schedule.mts'
+import { parsePlist } from '../helpers/plist.ts'
+
+const USER_CRONTAB = '# my jobs\nMAILTO=me@example.com\n0 3 * * * /usr/local/bin/backup.sh\n'
+
+describe('crontab edits', () => {
+  it('adds a marked entry and keeps every other line', () => {
+    const next = upsertCronEntry(USER_CRONTAB, 'health', '*/5 * * * * true')
+    expect(next).toBe(`${USER_CRONTAB}${markerLine('health')}\n*/5 * * * * true\n`)
+    expect(findCronEntry(next, 'health')).toBe('*/5 * * * * true')
+  })
+
+  it('replaces its own entry in place and is idempotent', () => {
+    const once = upsertCronEntry(USER_CRONTAB, 'health', '*/5 * * * * a')
+    const withMore = `${once}15 * * * * other\n`
+    const changed = upsertCronEntry(withMore, 'health', '*/10 * * * * b')
+    expect(changed).toBe(withMore.replace('*/5 * * * * a', '*/10 * * * * b'))
+    expect(upsertCronEntry(changed, 'health', '*/10 * * * * b')).toBe(changed)
+  })
+
+  it('keeps entries of other ids apart and removes only its own', () => {
+    const both = upsertCronEntry(upsertCronEntry('', 'health', 'h'), 'watch', 'w')
+    expect(removeCronEntry(both, 'health')).toBe(`${markerLine('watch')}\nw\n`)
+    expect(removeCronEntry(USER_CRONTAB, 'health')).toBe(USER_CRONTAB)
+    expect(removeCronEntry(upsertCronEntry(USER_CRONTAB, 'health', 'h'), 'health')).toBe(USER_CRONTAB)
+  })
+
+  it('quotes words for sh and refuses what cron cannot hold', () => {
+    expect(shellQuote('/usr/bin/node')).toBe('/usr/bin/node')
+    expect(shellQuote("/home/o'neil/my dir")).toBe(`'/home/o'\\''neil/my dir'`)
+    expect(cronCommand('/srv/ph lab', ['/usr/bin/node', 'dist/health.mjs'], '/srv/ph lab/logs/h.log')).toBe(
+      "cd '/srv/ph lab' && /usr/bin/node dist/health.mjs >> '/srv/ph lab/logs/h.log' 2>&1",
+    )
+    expect(() => cronCommand('/srv/100%', ['node'], '/tmp/l')).toThrow(UsageError)
+  })
+
+  it('turns intervals into cron schedules', () => {
+    expect(cronSchedule(parseEvery('5m'))).toBe('*/5 * * * *')
+    expect(cronSchedule(parseEvery('1m'))).toBe('* * * * *')
+    expect(cronSchedule(parseEvery('1h'))).toBe('0 * * * *')
+    expect(cronSchedule(parseEvery('6h'))).toBe('0 */6 * * *')
+    expect(() => parseEvery('7m')).toThrow(UsageError)
+    expect(() => parseEvery('5')).toThrow(UsageError)
+    expect(() => parseEvery('0m')).toThrow(UsageError)
+  })
+})
+
+describe('launchd plist', () => {
+  it('parses as a property list with the expected keys, escaping special characters', () => {
+    const xml = buildLaunchAgentPlist({
+      label: 'com.posthog-homelab.health',
+      programArguments: [
+        '/opt/homebrew/bin/node',
+        'dist/health.mjs',
+        '--rotate-log',
+        '/Users/a&b/<logs>/h.log',
+      ],
+      workingDirectory: '/Users/a&b/posthog-homelab',
+      startIntervalSeconds: 300,
+      stdoutPath: '/Users/a&b/<logs>/h.log',
+      stderrPath: '/Users/a&b/<logs>/h.log',
+    })
+    const plist = parsePlist(xml)
+    expect(plist).toEqual({
+      Label: 'com.posthog-homelab.health',
+      ProgramArguments: [
+        '/opt/homebrew/bin/node',
+        'dist/health.mjs',
+        '--rotate-log',
+        '/Users/a&b/<logs>/h.log',
+      ],
+      WorkingDirectory: '/Users/a&b/posthog-homelab',
+      StartInterval: 300,
+      RunAtLoad: true,
+      ProcessType: 'Background',
+      StandardOutPath: '/Users/a&b/<logs>/h.log',
+      StandardErrorPath: '/Users/a&b/<logs>/h.log',
+    })
+    expect(xml).toContain('<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN"')
+  })
+})
