@@ -242,7 +242,7 @@ async function switchAndMigrate(ctx: Context, j: UpgradeJournal): Promise<void> 
   const base = { from: j.from, to: j.to, fromCommit: j.fromCommit, backup: j.backup, startedAt: j.startedAt }
   journalFor(ctx, base, 'switching')
   writeEnvTag(ctx.cfg, j.to)
-  const cfg = reload(ctx.cfg)
+  const cfg = withTag(reload(ctx.cfg), j.to)
   let prepared: PrepareResult
   try {
     prepared = await prepareStack(cfg, { geoip: !ctx.flags['no-geoip'], log: quiet })
@@ -313,13 +313,21 @@ function succeed(ctx: Context, j: UpgradeJournal, note = ''): number {
   return 0
 }
 
-/** Puts the previous files and tag back, starts the previous version and waits for health; always throws. */
-async function rollback(ctx: Context, j: UpgradeJournal, failure: string): Promise<never> {
+/**
+ * Puts the previous files and tag back, starts the previous version and waits for health. Throws
+ * (exit 1) unless the rollback was what the user asked for (`--rollback`) and it worked.
+ */
+async function rollback(
+  ctx: Context,
+  j: UpgradeJournal,
+  failure: string,
+  requested = false,
+): Promise<number> {
   const where = `backup: ${j.backup ? displayPath(j.backup) : 'none'}`
   journalFor(ctx, { ...j, failure }, 'rolling-back')
   warn(`upgrade: ${failure}; rolling back to ${j.from}`)
   writeEnvTag(ctx.cfg, j.from)
-  const cfg = reload(ctx.cfg)
+  const cfg = withTag(reload(ctx.cfg), j.from)
   let enabled: string[] | undefined
   try {
     enabled = (await prepareStack(cfg, { geoip: false, log: quiet })).enabledServices
@@ -361,6 +369,10 @@ async function rollback(ctx: Context, j: UpgradeJournal, failure: string): Promi
     detail: failure,
   })
   clearJournal(cfg.stackDir)
+  if (requested) {
+    say(`rolled back to ${j.from}, which is healthy again (${where})`)
+    return 0
+  }
   throw new RuntimeFailure(
     `upgrade to ${j.to} failed (${failure}); rolled back to ${j.from}, which is healthy again`,
     `${where}; history in ${displayPath(path.join(cfg.stackDir, 'upgrades.log'))}`,
@@ -401,7 +413,13 @@ async function recover(ctx: Context, j: UpgradeJournal): Promise<number | undefi
     say('it stopped before anything live changed; its leftovers are removed')
     return to ? undefined : 0
   }
-  if (action === 'rollback') return rollback(ctx, j, j.failure ?? `interrupted at ${j.step}`)
+  if (action === 'rollback')
+    return rollback(
+      ctx,
+      j,
+      j.failure ?? `interrupted at ${j.step}, rolled back on request`,
+      ctx.flags.rollback && !j.failure,
+    )
   say(`finishing it (pass --rollback to roll it back instead)`)
   return afterSwitch(ctx, j, `resumed after an interruption at ${j.step}`)
 }
