@@ -71,8 +71,8 @@ export function sha256(data: Buffer): string {
 export interface DownloadOptions {
   timeoutMs?: number
   attempts?: number
-  /** Called with a progress line now and then (a live line on a TTY is the caller's business). */
-  progress?: (line: string) => void
+  /** Called with the bytes received so far and the expected total (0 when unknown) on every chunk. */
+  progress?: (received: number, total: number) => void
   /** Delay before attempt n+1 in ms (tests shorten it). */
   backoffMs?: (attempt: number) => number
 }
@@ -85,26 +85,54 @@ class HttpError extends Error {
   }
 }
 
-async function fetchOnce(url: string, timeoutMs: number, progress?: (line: string) => void): Promise<Buffer> {
+async function fetchOnce(
+  url: string,
+  timeoutMs: number,
+  progress?: (received: number, total: number) => void,
+): Promise<Buffer> {
   const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'follow' })
   if (!res.ok || !res.body) throw new HttpError(res.status, url)
   const total = Number(res.headers.get('content-length') ?? 0)
   const chunks: Buffer[] = []
   let received = 0
-  let lastReport = Date.now()
   const reader = res.body.getReader()
   for (;;) {
     const { done, value } = await reader.read()
     if (done) break
     chunks.push(Buffer.from(value))
     received += value.length
-    if (progress && Date.now() - lastReport >= 30_000) {
-      lastReport = Date.now()
-      const mb = (n: number) => (n / 1024 / 1024).toFixed(1)
-      progress(`  ${mb(received)} MB${total ? ` of ${mb(total)} MB` : ''} downloaded`)
-    }
+    progress?.(received, total)
   }
   return Buffer.concat(chunks)
+}
+
+/**
+ * Download progress for people: a live line on a TTY (redrawn at most once a second), otherwise
+ * a plain line every 30 s. Returns the callback and a `done` that ends the live line.
+ */
+export function downloadProgress(
+  label: string,
+  stream: NodeJS.WriteStream = process.stdout,
+  tty = Boolean(stream.isTTY),
+): { progress: (received: number, total: number) => void; done: () => void } {
+  const every = tty ? 1000 : 30_000
+  let last = Date.now()
+  let drawn = false
+  const mb = (n: number) => (n / 1024 / 1024).toFixed(1)
+  return {
+    progress: (received, total) => {
+      if (Date.now() - last < every) return
+      last = Date.now()
+      const line = `${label}: ${mb(received)} MB${total ? ` of ${mb(total)} MB` : ''}`
+      if (tty) {
+        stream.write(`\r\x1b[2K${line}`)
+        drawn = true
+      } else stream.write(`${line}\n`)
+    },
+    done: () => {
+      if (drawn) stream.write('\r\x1b[2K')
+    },
+  }
 }
 
 /** GET with a timeout per attempt and retries with backoff; 4xx answers are not retried. */
@@ -196,7 +224,13 @@ export async function installFrp(o: InstallOptions): Promise<InstallResult> {
   const urls = releaseUrls(o.baseUrl, o.version, asset)
   o.say?.(`downloading ${asset} (frp ${o.version})`)
   const checksums = (await download(urls.checksums, { ...o.download, timeoutMs: 30_000 })).toString('utf8')
-  const archive = await download(urls.archive, { progress: o.say, ...o.download })
+  const shown = downloadProgress(`downloading ${asset}`)
+  let archive: Buffer
+  try {
+    archive = await download(urls.archive, { progress: shown.progress, ...o.download })
+  } finally {
+    shown.done()
+  }
   verifyArchive(archive, checksums, asset)
 
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'frp-release-'))

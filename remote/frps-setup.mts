@@ -350,6 +350,11 @@ async function main(flags: CliFlags): Promise<number> {
       `tunnel identity ${id.made.includes('ca') ? 'CA and certificate made' : 'certificate renewed'} in ${tlsDir}`,
     )
   protect(id.keyFile, owner)
+  if (owner) {
+    // frps (its own user) must reach server.crt/.key; ca.key stays root-only (0600).
+    fs.chownSync(tlsDir, 0, owner.gid)
+    fs.chmodSync(tlsDir, 0o750)
+  }
 
   const text = frpsToml({
     bindAddr: o.bindAddr,

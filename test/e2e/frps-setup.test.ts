@@ -254,6 +254,37 @@ describe('frps-setup', () => {
     }
   })
 
+  it.runIf(process.getuid?.() === 0)(
+    'with systemd, frps runs as its user and can read exactly what it needs',
+    async () => {
+      const s = scratch({ FRP_SERVICE_MANAGER: 'systemd', FRPS_USER: 'nobody' })
+      const shims = path.join(s.root, 'shims')
+      fs.mkdirSync(shims)
+      const calls = path.join(s.root, 'systemctl.log')
+      fs.writeFileSync(
+        path.join(shims, 'systemctl'),
+        `#!/usr/bin/env bash\necho "$*" >> ${calls}\ncase "$1" in is-*) exit 3 ;; esac\n`,
+        { mode: 0o755 },
+      )
+      const r = await run(['--token-stdin'], { ...s.env, PATH: `${shims}:${process.env.PATH}` }, TOKEN)
+      expect(r.code, r.out).toBe(0)
+      const gid = fs.statSync(s.dirs.log).gid
+      expect(fs.statSync(s.dirs.log).uid).not.toBe(0)
+      const tls = path.join(s.dirs.config, 'tls')
+      const perms = (f: string) => {
+        const st = fs.statSync(f)
+        return [st.uid, st.gid, (st.mode & 0o777).toString(8)]
+      }
+      expect(perms(path.join(s.dirs.config, 'frps.token'))).toEqual([0, gid, '640'])
+      expect(perms(path.join(tls, 'server.key'))).toEqual([0, gid, '640'])
+      expect(perms(tls)).toEqual([0, gid, '750'])
+      expect(perms(path.join(tls, 'ca.key'))).toEqual([0, 0, '600'])
+      expect(fs.readFileSync(path.join(s.dirs.systemd, 'frps.service'), 'utf8')).toContain('User=nobody')
+      expect(fs.readFileSync(calls, 'utf8')).toContain('restart frps.service')
+      expect(r.out).not.toMatch(/useradd/)
+    },
+  )
+
   it('never prints the token', () => {
     expect(outputs.length).toBeGreaterThan(5)
     for (const out of outputs) expect(out).not.toContain(TOKEN)
