@@ -251,9 +251,15 @@ describe.skipIf(!prepareReady)('up: the ordered start', () => {
     expect(second.stderr).toMatch(new RegExp(`another run holds the lock .*\\(pid ${first.pid}, since`))
   })
 
-  it('refuses changed secrets after a healthy start (exit 2) unless --accept-new-secrets', async () => {
+  it('re-runs without changes, and refuses changed secrets after a healthy start (exit 2) unless --accept-new-secrets', async () => {
     const p = await setup()
     expect((await runScript('up', ['--no-geoip'], p)).code).toBe(0)
+    // A re-run with nothing to change leaves .env and the fingerprints untouched.
+    const fingerprints = path.join(p.stackDir, 'secrets.sha256.json')
+    const before = [fs.statSync(p.envFile).mtimeMs, fs.statSync(fingerprints).mtimeMs]
+    const again = await runScript('up', ['--no-geoip'], p)
+    expect(again.code, again.stderr).toBe(0)
+    expect([fs.statSync(p.envFile).mtimeMs, fs.statSync(fingerprints).mtimeMs]).toEqual(before)
     const other = 'd1ffe4e7'.repeat(7)
     fs.writeFileSync(p.envFile, fs.readFileSync(p.envFile, 'utf8').replace(SECRET, other))
     const refused = await runScript('up', ['--no-geoip'], p)
