@@ -12,7 +12,7 @@ import {
   restorePostgres,
   verifyBackup,
 } from '../lib/backup.mts'
-import { confirm, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
+import { confirm, parseDuration, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
 import { compose } from '../lib/docker.mts'
 import { type Config, GUARDED_SECRETS, loadConfig, secretFingerprints } from '../lib/env.mts'
 import { formatElapsed } from '../lib/health.mts'
@@ -36,6 +36,10 @@ const spec = {
     'accept-different-secrets': {
       type: 'boolean' as const,
       help: 'restore although the backup was taken with other POSTHOG_SECRET / ENCRYPTION_SALT_KEYS values',
+    },
+    timeout: {
+      type: 'string' as const,
+      help: 'how long to wait for health after the restore, e.g. 20m (default HEALTH_TIMEOUT)',
     },
     'env-file': {
       type: 'string' as const,
@@ -126,7 +130,11 @@ await runScript('restore', spec, async (flags) => {
     say(`restoring PostgreSQL from ${PG_DUMP_FILE} (pg_restore --clean --if-exists) ...`)
     await restorePostgres(cfg.stackDir, path.join(dir, PG_DUMP_FILE))
     say('database restored; starting the stack in order')
-    const result = await startStack(cfg, { enabledServices: enabled, log: say })
+    const result = await startStack(cfg, {
+      enabledServices: enabled,
+      log: say,
+      healthTimeoutMs: flags.timeout ? parseDuration(flags.timeout, '--timeout') : cfg.healthTimeoutMs,
+    })
     if (!result.ok) {
       for (const line of await describeStuckServices(cfg, result.expected)) warn(line)
       throw new RuntimeFailure(
