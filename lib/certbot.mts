@@ -165,9 +165,14 @@ export function certbotReason(output: string): string {
     const type = lines.find((l) => l.startsWith('Type:'))
     return `${type ? `${type.slice(5).trim()}: ` : ''}${detail.slice(7).trim()}`
   }
+  const unexpected = lines.findIndex((l) => l.startsWith('An unexpected error occurred:'))
+  if (unexpected >= 0) {
+    const rest = lines[unexpected]!.slice('An unexpected error occurred:'.length).trim()
+    return rest || lines[unexpected + 1] || 'an unexpected error occurred'
+  }
   const noise =
     /^(Saving debug log|Ask for help|See the logfile|Requesting a certificate|Account registered|Plugins selected|- - -|Some challenges have failed|Certbot failed to authenticate|The Certificate Authority reported|Hint:)/
   const useful = lines.filter((l) => !noise.test(l))
   const error = useful.find((l) => /error|could not|failed|unable|not found|invalid|refused/i.test(l))
-  return (error ?? useful.at(-1) ?? 'certbot failed').replace(/^An unexpected error occurred:\s*/, '')
+  return error ?? useful.at(-1) ?? 'certbot failed'
 }

@@ -424,32 +424,34 @@ export function siteFileName(domain: string): string {
 
 interface Snapshot {
   site: string | undefined
-  linkExisted: boolean
+  /** Where the sites-enabled link pointed before (undefined: there was none). */
+  linkTarget: string | undefined
 }
 
-function enableSite(file: string, enabledDir: string): boolean {
-  const link = path.join(enabledDir, path.basename(file))
-  let current: string | undefined
+/** The current target of the enabling symlink; refuses a regular file in its place. */
+function readLink(link: string): string | undefined {
   try {
-    current = fs.readlinkSync(link)
+    return fs.readlinkSync(link)
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code
     if (code === 'EINVAL')
-      throw new RuntimeFailure(`${link} exists and is not a symlink`, 'move it away and re-run')
+      throw new RuntimeFailure(`${link} exists and is not a symlink`, 'move it away (it is yours) and re-run')
     if (code !== 'ENOENT') throw e
+    return undefined
   }
-  if (current !== undefined && path.resolve(enabledDir, current) === path.resolve(file)) return false
-  fs.mkdirSync(enabledDir, { recursive: true })
-  if (current !== undefined) fs.rmSync(link)
-  fs.symlinkSync(path.resolve(file), link)
-  return true
 }
 
-function restore(file: string, snapshot: Snapshot, enabledDir: string | undefined): void {
+function pointLink(link: string, target: string | undefined): void {
+  fs.rmSync(link, { force: true })
+  if (target === undefined) return
+  fs.mkdirSync(path.dirname(link), { recursive: true })
+  fs.symlinkSync(target, link)
+}
+
+function restore(file: string, link: string | undefined, snapshot: Snapshot): void {
   if (snapshot.site === undefined) fs.rmSync(file, { force: true })
   else writeFileAtomic(file, snapshot.site)
-  if (enabledDir && !snapshot.linkExisted)
-    fs.rmSync(path.join(enabledDir, path.basename(file)), { force: true })
+  if (link) pointLink(link, snapshot.linkTarget)
 }
 
 async function defaultReload(nginxBin: string): Promise<void> {
@@ -476,13 +478,14 @@ export async function installNginxSite(opts: InstallSiteOptions): Promise<WriteR
   const file = path.join(opts.sitesAvailableDir, siteFileName(opts.domain))
   const existing = readIfExists(file)
   const wanted = planSite(opts, existing)
-  const enabledDir = opts.sitesEnabledDir
-  const snapshot: Snapshot = {
-    site: existing,
-    linkExisted: enabledDir ? fs.existsSync(path.join(enabledDir, path.basename(file))) : true,
-  }
+  const link = opts.sitesEnabledDir ? path.join(opts.sitesEnabledDir, path.basename(file)) : undefined
+  const snapshot: Snapshot = { site: existing, linkTarget: link ? readLink(link) : undefined }
   const result = writeFileAtomic(file, wanted, { backup: true, mode: 0o644 })
-  const linked = enabledDir ? enableSite(file, enabledDir) : false
+  const target = path.resolve(file)
+  const linked =
+    link !== undefined &&
+    (snapshot.linkTarget === undefined || path.resolve(path.dirname(link), snapshot.linkTarget) !== target)
+  if (linked) pointLink(link, target)
   if (result === 'unchanged' && !linked) {
     opts.log(`nginx site ${file} is up to date`)
     return 'unchanged'
@@ -494,7 +497,7 @@ export async function installNginxSite(opts: InstallSiteOptions): Promise<WriteR
     quiet: true,
   })`${nginxBin} ${opts.nginxTestArgs ?? ['-t']}`
   if (!test.ok) {
-    restore(file, snapshot, enabledDir)
+    restore(file, link, snapshot)
     throw new RuntimeFailure(
       `nginx rejected the new site ${file} (${nginxError(test.stderr || test.stdout)}); the previous files are back and nginx keeps serving`,
       'fix the reported line (or the file it names) and re-run',

@@ -1,0 +1,151 @@
+import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  buildDeployHook,
+  certbotReason,
+  isCertCurrent,
+  issueArgs,
+  readCertInfo,
+  renewDryRunArgs,
+  STAGING_SERVER,
+} from '../../lib/certbot.mts'
+
+const paths = {
+  configDir: '/etc/letsencrypt',
+  workDir: '/var/lib/letsencrypt',
+  logsDir: '/var/log/letsencrypt',
+  nginxServerRoot: '/etc/nginx',
+}
+const issue = { ...paths, domain: 'posthog.example.com', email: 'me@example.com' }
+
+describe('certbot command lines', () => {
+  it('issues with the nginx plugin, non-interactively, with the redirect', () => {
+    const args = issueArgs(issue)
+    expect(args.slice(0, 10)).toEqual([
+      '--nginx',
+      '-d',
+      'posthog.example.com',
+      '--non-interactive',
+      '--agree-tos',
+      '-m',
+      'me@example.com',
+      '--no-eff-email',
+      '--redirect',
+      '--keep-until-expiring',
+    ])
+    expect(args).not.toContain('--server')
+    expect(args).not.toContain('--http-01-port')
+  })
+
+  it('passes the ACME server, staging and test ports through', () => {
+    expect(issueArgs({ ...issue, staging: true })).toContain('--staging')
+    const args = issueArgs({
+      ...issue,
+      acmeServer: 'https://localhost:14000/dir',
+      http01Port: 5002,
+      httpsPort: 5443,
+    })
+    expect(args.join(' ')).toContain('--server https://localhost:14000/dir')
+    expect(args.join(' ')).toContain('--http-01-port 5002 --https-port 5443')
+  })
+
+  it('dry-runs renewal against the same server, without the random cron sleep', () => {
+    const pebble = renewDryRunArgs({ ...issue, acmeServer: 'https://localhost:14000/dir' }).join(' ')
+    expect(pebble).toMatch(/^renew --dry-run --cert-name posthog\.example\.com /)
+    expect(pebble).toContain('--no-random-sleep-on-renew')
+    expect(pebble).toContain('--server https://localhost:14000/dir')
+    expect(renewDryRunArgs({ ...issue, staging: true })).toContain(STAGING_SERVER)
+    expect(renewDryRunArgs(issue)).not.toContain('--server')
+  })
+})
+
+describe('deploy hook', () => {
+  it('tests before reloading, through systemd when present, for the system nginx', () => {
+    const hook = buildDeployHook('/etc/nginx')
+    expect(hook.startsWith('#!/bin/sh\n')).toBe(true)
+    expect(hook).toContain("\n'nginx' -t -q\n")
+    expect(hook).toContain('systemctl reload nginx')
+  })
+
+  it('names the config of a private nginx, quoted', () => {
+    const hook = buildDeployHook("/tmp/it's here", '/usr/sbin/nginx')
+    expect(hook).toContain(`'/usr/sbin/nginx' -c '/tmp/it'\\''s here/nginx.conf' -t -q`)
+    expect(hook).not.toContain('systemctl')
+  })
+
+  it('is valid shell', () => {
+    execFileSync('sh', ['-n', '-c', buildDeployHook('/srv/x y/nginx')])
+  })
+})
+
+describe('certificate info', () => {
+  let dir: string
+  const makeCert = (days: number, name: string): string => {
+    const out = path.join(dir, `${name}-${days}.pem`)
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        path.join(dir, 'k.pem'),
+        '-out',
+        out,
+      ].concat(['-days', String(days), '-subj', `/CN=${name}`, '-addext', `subjectAltName=DNS:${name}`]),
+      { stdio: 'ignore', timeout: 30_000 },
+    )
+    return fs.readFileSync(out, 'utf8')
+  }
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'certbot-unit-'))
+  })
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+  it('reads expiry, names and days left', () => {
+    const info = readCertInfo(makeCert(90, 'posthog.example.com'))
+    expect(info.names).toEqual(['posthog.example.com'])
+    expect(info.daysLeft).toBeGreaterThanOrEqual(89)
+    expect(isCertCurrent(info, 'posthog.example.com')).toBe(true)
+    expect(isCertCurrent(info, 'other.example.com')).toBe(false)
+  })
+
+  it('treats a certificate certbot would renew as not current', () => {
+    expect(isCertCurrent(readCertInfo(makeCert(20, 'posthog.example.com')), 'posthog.example.com')).toBe(
+      false,
+    )
+  })
+})
+
+describe('certbotReason', () => {
+  it("takes the CA's detail from a failed validation", () => {
+    const out = `Saving debug log to /var/log/letsencrypt/letsencrypt.log
+Requesting a certificate for posthog.example.com
+
+Certbot failed to authenticate some domains (authenticator: nginx). The Certificate Authority reported these problems:
+  Domain: posthog.example.com
+  Type:   connection
+  Detail: 127.0.0.2: Fetching http://posthog.example.com/.well-known/acme-challenge/x: Connection refused
+
+Hint: The Certificate Authority failed to verify the temporary nginx configuration changes made by Certbot.
+
+Some challenges have failed.
+Ask for help or search for solutions at https://community.letsencrypt.org. See the logfile /var/log/letsencrypt/letsencrypt.log or re-run Certbot with -v for more details.`
+    expect(certbotReason(out)).toBe(
+      'connection: 127.0.0.2: Fetching http://posthog.example.com/.well-known/acme-challenge/x: Connection refused',
+    )
+  })
+
+  it('takes the error line otherwise', () => {
+    const out = `Saving debug log to /var/log/letsencrypt/letsencrypt.log
+Could not automatically find a matching server block for posthog.example.com. Set the \`server_name\` directive to use the Nginx installer.
+Ask for help or search for solutions at https://community.letsencrypt.org.`
+    expect(certbotReason(out)).toMatch(/^Could not automatically find a matching server block/)
+    expect(certbotReason('An unexpected error occurred:\nAttributeError: x')).toBe('AttributeError: x')
+  })
+})
