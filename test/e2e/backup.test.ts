@@ -3,7 +3,15 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { MANIFEST, PG_DUMP_FILE, readManifest, verifyBackup } from '../../lib/backup.mts'
+import {
+  buildManifest,
+  describeFiles,
+  MANIFEST,
+  PG_DUMP_FILE,
+  readManifest,
+  verifyBackup,
+} from '../../lib/backup.mts'
+import { loadConfig } from '../../lib/env.mts'
 import { assertNoSecrets, makeProject, type Project, runScript } from '../helpers/backup-env.ts'
 import { startPostgres, type TestPostgres } from '../helpers/postgres.ts'
 
@@ -54,15 +62,25 @@ describe('backup', () => {
 
   it('keeps exactly the newest BACKUP_KEEP backups and leaves foreign folders alone', async () => {
     const p = project({ BACKUP_KEEP: '2' })
-    fs.mkdirSync(path.join(p.backupDir, 'keep-me'), { recursive: true })
-    const made: string[] = []
-    for (let i = 0; i < 3; i++) {
-      const res = await runScript(p, 'scripts/backup.mts', [])
-      expect(res.code).toBe(0)
-      made.push(...backups(p).filter((b) => !made.includes(b) && b !== 'keep-me'))
-      if (i < 2) await new Promise((r) => setTimeout(r, 1100)) // folder names have 1 s resolution
+    const cfg = loadConfig({ envFile: p.envFile, env: {} })
+    for (const day of ['01', '02', '03']) {
+      const dir = path.join(p.backupDir, `202001${day}T000000Z`)
+      fs.mkdirSync(dir, { recursive: true })
+      fs.writeFileSync(path.join(dir, PG_DUMP_FILE), `old dump ${day}`)
+      const m = buildManifest({
+        cfg,
+        files: await describeFiles(dir),
+        createdAt: new Date(`2020-01-${day}T00:00:00Z`),
+      })
+      fs.writeFileSync(path.join(dir, MANIFEST), JSON.stringify(m))
     }
-    expect(backups(p)).toEqual([...made.slice(-2), 'keep-me'].sort())
+    fs.mkdirSync(path.join(p.backupDir, 'keep-me'))
+    fs.mkdirSync(path.join(p.backupDir, '20190101T000000Z')) // our naming, but no manifest: not ours to delete
+    const res = await runScript(p, 'scripts/backup.mts', [])
+    expect(res.code).toBe(0)
+    expect(res.stdout).toMatch(/removed old backups \(keeping 2\): 20200101T000000Z, 20200102T000000Z/)
+    const fresh = backups(p).find((b) => /^\d{8}T/.test(b) && b > '2021')!
+    expect(backups(p)).toEqual(['20190101T000000Z', '20200103T000000Z', fresh, 'keep-me'].sort())
   })
 
   it('an empty dump is an error and leaves no folder behind', async () => {
@@ -94,5 +112,38 @@ describe('backup', () => {
     expect(res.stderr).toMatch(/pg_dump failed \(exit 1\): pg_dump: error: connection to server/)
     expect(backups(p)).toEqual([])
     expect(fs.existsSync(path.join(p.backupDir, MANIFEST))).toBe(false)
+  })
+  it('--clickhouse runs the native BACKUP into the mounted folder and records it; its failure removes the folder', async () => {
+    const p = project()
+    p.writeScenario({
+      ...p.scenario,
+      services: { ...(p.scenario.services as object), clickhouse: { state: 'running' } },
+    })
+    const ok = await runScript(p, 'scripts/backup.mts', ['--clickhouse'])
+    assertNoSecrets(ok)
+    expect(ok.code).toBe(0)
+    const [name] = backups(p)
+    expect(p.calls()).toContain(
+      `compose exec -T clickhouse clickhouse-client --query BACKUP DATABASE posthog TO File('/backups/${name}/')`,
+    )
+    expect(readManifest(path.join(p.backupDir, name!))?.clickhouse?.folder).toBe(
+      path.join(p.backupDir, 'clickhouse', name!),
+    )
+
+    const q = project()
+    q.writeScenario({
+      ...q.scenario,
+      services: { ...(q.scenario.services as object), clickhouse: { state: 'running' } },
+      exec: {
+        clickhouse: {
+          stderr: 'Code: 318. DB::Exception: Path is not allowed for backups. (INVALID_CONFIG_PARAMETER)',
+          exitCode: 36,
+        },
+      },
+    })
+    const failed = await runScript(q, 'scripts/backup.mts', ['--clickhouse'])
+    expect(failed.code).toBe(1)
+    expect(failed.stderr).toMatch(/ClickHouse BACKUP failed \(exit 36\): Code: 318.*README/)
+    expect(backups(q)).toEqual([])
   })
 })
