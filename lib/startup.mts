@@ -84,21 +84,23 @@ export async function composeUp(
   const attempts = opts.attempts ?? 3
   const backoff = opts.retryBackoffMs ?? 5000
   const started = Date.now()
-  const stop = startProgress({ tty: opts.tty, snapshot: () => ({ label, elapsedMs: Date.now() - started }) })
-  try {
-    for (let attempt = 1; ; attempt++) {
-      const out = await compose(cfg.stackDir, ['up', '-d', ...args], { timeout: '60m', nothrow: true })
-      if (out.ok) return
-      if (attempt >= attempts)
-        throw new RuntimeFailure(
-          `docker compose up -d ${args.join(' ')} failed ${attempts} times: ${lastLine(out)}`,
-          'check the network (image pulls) and the message above, then run up again',
-        )
-      opts.log(`docker compose up failed (${lastLine(out)}); retry ${attempt} of ${attempts - 1} shortly`)
-      await sleep(backoff * attempt)
-    }
-  } finally {
-    stop()
+  for (let attempt = 1; ; attempt++) {
+    // Progress stops before anything is logged, so a live line never swallows a message.
+    const stop = startProgress({
+      tty: opts.tty,
+      snapshot: () => ({ label, elapsedMs: Date.now() - started }),
+    })
+    const out = await compose(cfg.stackDir, ['up', '-d', ...args], { timeout: '60m', nothrow: true }).finally(
+      stop,
+    )
+    if (out.ok) return
+    if (attempt >= attempts)
+      throw new RuntimeFailure(
+        `docker compose up -d ${args.join(' ')} failed ${attempts} times: ${lastLine(out)}`,
+        'check the network (image pulls) and the message above, then run up again',
+      )
+    opts.log(`docker compose up failed (${lastLine(out)}); retry ${attempt} of ${attempts - 1} shortly`)
+    await sleep(backoff * attempt)
   }
 }
 
