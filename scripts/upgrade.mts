@@ -9,7 +9,14 @@ import path from 'node:path'
 import { checkoutCommit, displayPath, takeBackup } from '../lib/backup.mts'
 import { type Flags, parseDuration, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
 import { compose } from '../lib/docker.mts'
-import { type Config, isGitRefName, loadConfig, parseEnvText, setEnvValue } from '../lib/env.mts'
+import {
+  assertSecretsUnchanged,
+  type Config,
+  isGitRefName,
+  loadConfig,
+  parseEnvText,
+  setEnvValue,
+} from '../lib/env.mts'
 import { readIfExists, writeFileAtomic } from '../lib/fsutil.mts'
 import { describeProbe, formatElapsed, healthUrl, isHealthy, pollHealth } from '../lib/health.mts'
 import { acquireLock } from '../lib/lock.mts'
@@ -175,7 +182,10 @@ async function preflight(ctx: Context, to: string): Promise<string[]> {
       )
   }
   if (to === cfg.appTag)
-    throw new UsageError(`PostHog is already at ${to} (POSTHOG_APP_TAG in ${cfg.envFile})`)
+    throw new UsageError(
+      `PostHog is already at ${to} (POSTHOG_APP_TAG in ${cfg.envFile}); to move a branch such as latest forward, pass --to <40-hex commit>`,
+    )
+  assertSecretsUnchanged(cfg, false)
   const now = await pollHealth({ url: healthUrl(cfg.proxyPort), timeoutMs: 5000 })
   if (!isHealthy(now.last))
     problems.push(
