@@ -105,7 +105,8 @@ export async function readCrontab(): Promise<string> {
 }
 
 export async function writeCrontab(text: string): Promise<void> {
-  const res = await $({ quiet: true, nothrow: true, timeout: '15s', input: text })`crontab -`
+  // A Buffer, not the string: zx ignores an empty-string input and would leave stdin open.
+  const res = await $({ quiet: true, nothrow: true, timeout: '15s', input: Buffer.from(text) })`crontab -`
   if (!res.ok)
     throw new RuntimeFailure(
       `crontab - failed: ${res.stderr.trim().split('\n').at(-1) || `exit ${res.exitCode}`}`,
