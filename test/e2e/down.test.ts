@@ -1,15 +1,7 @@
-import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import {
-  makeProject,
-  type Project,
-  ROOT,
-  type RunResult,
-  runScript,
-  secretsIn,
-} from '../helpers/stack-env.ts'
+import { makeProject, type Project, runOnTty, runScript, secretsIn } from '../helpers/stack-env.ts'
 
 let project: Project
 afterEach(() => project?.cleanup())
@@ -26,36 +18,8 @@ function withStack(): Project {
   return project
 }
 
-/** Runs down.mts on a pseudo-terminal (util-linux `script`), typing `answer` at the prompt. */
-function downOnTty(p: Project, answer: string): Promise<RunResult> {
-  const cmd = [
-    process.execPath,
-    '--import',
-    path.join(ROOT, 'node_modules/tsx/dist/loader.mjs'),
-    path.join(ROOT, 'scripts/down.mts'),
-    '--volumes',
-  ].join(' ')
-  const child = spawn('script', ['-qefc', cmd, '/dev/null'], {
-    cwd: p.dir,
-    env: { HOME: process.env.HOME ?? '/root', TERM: 'dumb', ...p.env },
-  })
-  let out = ''
-  let typed = false
-  child.stdout.on('data', (d: Buffer) => {
-    out += d.toString()
-    if (!typed && out.includes('to delete these volumes:')) {
-      typed = true
-      child.stdin.write(`${answer}\n`)
-    }
-  })
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-  return new Promise((resolve) =>
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout: out, stderr: '' })
-    }),
-  )
-}
+const downOnTty = (p: Project, answer: string) =>
+  runOnTty('down', ['--volumes'], p, { prompt: 'to delete these volumes:', answer })
 
 const downs = (p: Project) => p.calls().filter((c) => c[0] === 'compose' && c[1] === 'down')
 

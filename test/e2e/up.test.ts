@@ -12,6 +12,7 @@ import {
   makeProject,
   type Project,
   ROOT,
+  runOnTty,
   runScript,
   SECRET,
   secretsIn,
@@ -272,5 +273,16 @@ describe.skipIf(!prepareReady)('up: the ordered start', () => {
       expect(r.stdout + r.stderr).not.toContain(other)
       expect(secretsIn(r, p)).toEqual([])
     }
+  })
+
+  it('shows a live progress line on a terminal', async () => {
+    const slow: typeof usualStart = (ctx) =>
+      ctx.sinceWeb < 12 ? usualStart({ ...ctx, sinceWeb: 0 }) : usualStart(ctx)
+    const p = await setup({ mode: slow })
+    const res = await runOnTty('up', ['--no-geoip'], p)
+    expect(res.code, res.stdout).toBe(0)
+    expect(res.stdout).toMatch(/\r\x1b\[2Kwaiting for web's migrations: \d+s.*\/_health: (502|503)/)
+    expect(res.stdout).toMatch(/PostHog is healthy/)
+    expect(secretsIn(res, p)).toEqual([])
   })
 })

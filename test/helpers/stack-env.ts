@@ -215,3 +215,38 @@ export async function healthServer(project: Project, mode: HealthMode): Promise<
     },
   }
 }
+
+/**
+ * Runs a script on a pseudo-terminal (util-linux `script`), so it sees a TTY; when `prompt`
+ * appears in its output, types `answer`. stdout and stderr arrive merged, as on a terminal.
+ */
+export function runOnTty(
+  name: string,
+  args: string[],
+  project: Project,
+  opts: { prompt?: string; answer?: string; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  const cmd = [process.execPath, '--import', TSX, path.join(ROOT, 'scripts', `${name}.mts`), ...args].join(
+    ' ',
+  )
+  const child = spawn('script', ['-qefc', cmd, '/dev/null'], {
+    cwd: project.dir,
+    env: { HOME: process.env.HOME ?? '/root', TERM: 'dumb', ...project.env },
+  })
+  let out = ''
+  let typed = false
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString()
+    if (opts.prompt && !typed && out.includes(opts.prompt)) {
+      typed = true
+      child.stdin.write(`${opts.answer ?? ''}\n`)
+    }
+  })
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000)
+  return new Promise((resolve) =>
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout: out, stderr: '' })
+    }),
+  )
+}
