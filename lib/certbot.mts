@@ -23,6 +23,8 @@ export interface IssueOptions extends CertbotPaths {
   /** ACME directory URL; undefined = Let's Encrypt (or staging with `staging`). */
   acmeServer?: string
   staging?: boolean
+  /** Replace a certificate that is still valid (a staging one when a real one is wanted). */
+  forceRenewal?: boolean
 }
 
 function commonArgs(p: CertbotPaths): string[] {
@@ -57,7 +59,7 @@ export function issueArgs(o: IssueOptions): string[] {
     o.email,
     '--no-eff-email',
     '--redirect',
-    '--keep-until-expiring',
+    o.forceRenewal ? '--force-renewal' : '--keep-until-expiring',
     ...serverArgs(o),
     ...commonArgs(o),
   ]
@@ -149,6 +151,11 @@ export function readCertInfo(pem: string | Buffer, now = new Date()): CertInfo {
 /** True when the certificate covers `domain` and certbot would not renew it yet. */
 export function isCertCurrent(info: CertInfo, domain: string): boolean {
   return info.names.includes(domain.toLowerCase()) && info.daysLeft > RENEW_BEFORE_DAYS
+}
+
+/** Let's Encrypt staging issuers are named "(STAGING) ..." (older: "Fake LE ..."). */
+export function isTestCert(info: CertInfo): boolean {
+  return /\(STAGING\)|Fake LE/i.test(info.issuer)
 }
 
 /**

@@ -498,6 +498,11 @@ export async function installNginxSite(opts: InstallSiteOptions): Promise<WriteR
   })`${nginxBin} ${opts.nginxTestArgs ?? ['-t']}`
   if (!test.ok) {
     restore(file, link, snapshot)
+    if (test.exitCode === 127)
+      throw new RuntimeFailure(
+        `${nginxBin} not found, so the site was not installed`,
+        'install nginx (apt-get install nginx) and re-run',
+      )
     throw new RuntimeFailure(
       `nginx rejected the new site ${file} (${nginxError(test.stderr || test.stdout)}); the previous files are back and nginx keeps serving`,
       'fix the reported line (or the file it names) and re-run',

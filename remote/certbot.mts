@@ -13,6 +13,7 @@ import {
   type IssueOptions,
   isCertCurrent,
   issueArgs,
+  isTestCert,
   readCertInfo,
   renewDryRunArgs,
 } from '../lib/certbot.mts'
@@ -255,27 +256,27 @@ function report(o: Opts, info: CertInfo | undefined): void {
   say(`certificate for ${o.domain}: expires ${day} (${info.daysLeft} days left), issuer ${info.issuer}`)
 }
 
+async function agreeToTerms(o: Opts, yes: boolean): Promise<void> {
+  const where = o.acmeServer ?? (o.staging ? "Let's Encrypt staging" : "Let's Encrypt")
+  const question = `Agree to ${where}'s terms of service and request a certificate for ${o.domain}?`
+  if (!(await confirm(question, yes, 'agree to the ACME terms of service')))
+    throw new UsageError('not agreed: nothing was requested')
+}
+
 async function main(flags: CliFlags): Promise<number> {
   const o = readOptions(flags)
-  await ensureCertbot(o, Boolean(flags['skip-install']))
   const existing = currentCert(o)
-  if (existing && isCertCurrent(existing, o.domain) && nginxUsesCert(o)) {
+  // a staging certificate is "valid" but untrusted: replace it once a real one is asked for
+  const replaceTestCert = existing !== undefined && isTestCert(existing) && !o.staging && !o.acmeServer
+  const current = existing !== undefined && isCertCurrent(existing, o.domain) && !replaceTestCert
+  if (!current) await agreeToTerms(o, flags.yes)
+  await ensureCertbot(o, flags['skip-install'])
+  if (current && nginxUsesCert(o))
     say(`certificate for ${o.domain} is valid and nginx uses it: nothing issued`)
-  } else {
-    if (existing && isCertCurrent(existing, o.domain))
-      say(`certificate for ${o.domain} is valid: installing it into nginx`)
-    else {
-      const where = o.acmeServer ?? (o.staging ? "Let's Encrypt staging" : "Let's Encrypt")
-      if (
-        !(await confirm(
-          `Agree to ${where}'s terms of service and request a certificate for ${o.domain}?`,
-          Boolean(flags.yes),
-          'agree to the ACME terms of service',
-        ))
-      )
-        throw new UsageError('not agreed: nothing was requested')
-    }
-    await runCertbot(o, issueArgs(o), `certbot --nginx for ${o.domain}`)
+  else {
+    if (current) say(`certificate for ${o.domain} is valid: installing it into nginx`)
+    if (replaceTestCert) say(`replacing the untrusted staging certificate for ${o.domain} with a real one`)
+    await runCertbot(o, issueArgs({ ...o, forceRenewal: replaceTestCert }), `certbot --nginx for ${o.domain}`)
     say(`nginx serves https://${o.domain} with the certificate; http redirects to https`)
   }
   installDeployHook(o)

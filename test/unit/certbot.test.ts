@@ -8,6 +8,7 @@ import {
   certbotReason,
   isCertCurrent,
   issueArgs,
+  isTestCert,
   readCertInfo,
   renewDryRunArgs,
   STAGING_SERVER,
@@ -50,6 +51,12 @@ describe('certbot command lines', () => {
     })
     expect(args.join(' ')).toContain('--server https://localhost:14000/dir')
     expect(args.join(' ')).toContain('--http-01-port 5002 --https-port 5443')
+  })
+
+  it('forces a new certificate only when asked (replacing a staging one)', () => {
+    const args = issueArgs({ ...issue, forceRenewal: true })
+    expect(args).toContain('--force-renewal')
+    expect(args).not.toContain('--keep-until-expiring')
   })
 
   it('dry-runs renewal against the same server, without the random cron sleep', () => {
@@ -113,6 +120,14 @@ describe('certificate info', () => {
     expect(info.daysLeft).toBeGreaterThanOrEqual(89)
     expect(isCertCurrent(info, 'posthog.example.com')).toBe(true)
     expect(isCertCurrent(info, 'other.example.com')).toBe(false)
+  })
+
+  it("recognises Let's Encrypt staging certificates", () => {
+    const info = readCertInfo(makeCert(90, 'posthog.example.com'))
+    expect(isTestCert(info)).toBe(false)
+    expect(
+      isTestCert({ ...info, issuer: "C=US, O=(STAGING) Let's Encrypt, CN=(STAGING) Counterfeit Cashew R10" }),
+    ).toBe(true)
   })
 
   it('treats a certificate certbot would renew as not current', () => {

@@ -228,6 +228,15 @@ describe('installNginxSite', () => {
     expect(reloads).toBe(0)
   })
 
+  it('says to install nginx when there is none, and leaves nothing behind', async () => {
+    const attempt = installNginxSite({ ...opts(ok), nginxBin: path.join(dir, 'no-nginx') })
+    await expect(attempt).rejects.toMatchObject({
+      message: expect.stringMatching(/no-nginx not found/),
+      fix: expect.stringMatching(/apt-get install nginx/),
+    })
+    expect(fs.existsSync(siteFile())).toBe(false)
+  })
+
   it('refuses to replace a regular file where the enabling symlink goes', async () => {
     fs.mkdirSync(enabled, { recursive: true })
     fs.writeFileSync(link(), 'user file')
