@@ -1,0 +1,49 @@
+// Step script: gets PostHog's compose files and mounted configs at POSTHOG_APP_TAG and writes
+// everything STACK_DIR needs (override, env file, compose scripts, share/). Safe to re-run.
+import path from 'node:path'
+import { runScript, say } from '../lib/cli.mts'
+import { assertSecretsUnchanged, ensureEnvFile, loadConfig } from '../lib/env.mts'
+import { prepareStack } from '../lib/prepare.mts'
+
+const spec = {
+  usage: 'npx tsx scripts/prepare.mts [--no-geoip] [--env-file FILE] [--accept-new-secrets]',
+  summary:
+    'Fetches PostHog (POSTHOG_APP_TAG of POSTHOG_REPO_URL) into STACK_DIR/posthog, shallow, partial and sparse,\n' +
+    'and writes STACK_DIR: the compose files, docker-compose.override.yml, the env file Compose reads,\n' +
+    'compose/ scripts and share/. Creates .env with new secrets when there is none. Changes nothing\n' +
+    'that is already right; docker-compose.local.yml (your own changes) is never touched.',
+  flags: {
+    'no-geoip': {
+      type: 'boolean' as const,
+      env: 'HOMELAB_NO_GEOIP',
+      help: 'skip the GeoLite2-City download (GEOIP_URL overrides where it comes from)',
+    },
+    'env-file': {
+      type: 'string' as const,
+      env: 'HOMELAB_ENV_FILE',
+      default: '.env',
+      help: 'the configuration file',
+    },
+    'accept-new-secrets': {
+      type: 'boolean' as const,
+      help: 'go on although the secrets differ from the ones the stack was first started with',
+    },
+  },
+}
+
+await runScript('prepare', spec, async (flags) => {
+  const envFile = flags['env-file']
+  const ensured = ensureEnvFile({ envFile })
+  if (ensured.created) say(`created ${envFile} from .env.example with newly generated secrets`)
+  else if (ensured.generated.length) say(`generated ${ensured.generated.join(' and ')} in ${envFile}`)
+  const cfg = loadConfig({ envFile })
+  assertSecretsUnchanged(cfg, flags['accept-new-secrets'])
+  const stack = path.relative(process.cwd(), cfg.stackDir) || '.'
+  const res = await prepareStack(cfg, { geoip: !flags['no-geoip'], log: say })
+  for (const notice of res.notices) say(`notice: ${notice}`)
+  const where = `PostHog ${cfg.appTag} at ${res.commit.slice(0, 12)}`
+  const services = `${res.enabledServices.length} of ${res.services.length} services enabled`
+  if (res.changed.length === 0) say(`${stack} is up to date (${where}, ${services}); nothing changed`)
+  else say(`${stack} prepared (${where}, ${services}); changed: ${res.changed.join(', ')}`)
+  return 0
+})
