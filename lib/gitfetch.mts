@@ -61,8 +61,8 @@ export function refspecFor(ref: string): string {
 
 /** Non-cone sparse-checkout patterns matching exactly these paths (a directory includes its contents). */
 export function sparsePatterns(paths: string[]): string[] {
-  const escape = (p: string) => p.replace(/[\\*?[\]!#]/g, (c) => `\\${c}`)
-  return [...new Set(paths.map((p) => `/${escape(p.replace(/^\/+|\/+$/g, ''))}`))].sort()
+  const escapeGlob = (p: string) => p.replace(/[\\*?[\]!#]/g, (c) => `\\${c}`)
+  return [...new Set(paths.map((p) => `/${escapeGlob(p.replace(/^\/+|\/+$/g, ''))}`))].sort()
 }
 
 export type FailureKind = 'network' | 'missing-ref' | 'missing-repo' | 'other'
