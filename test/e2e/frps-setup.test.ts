@@ -84,6 +84,11 @@ describe('frps-setup', () => {
     const env = { ...s.env }
     if (canRunNginx) {
       nginx = makeNginx(path.join(s.root, 'nginx'))
+      // Without any server block nginx listens on *:80, which the public-path test needs free.
+      fs.writeFileSync(
+        path.join(nginx.root, 'conf.d/placeholder.conf'),
+        `server { listen 127.0.0.1:${await freePort()}; return 404; }\n`,
+      )
       nginx.start()
       const httpPort = await freePort()
       Object.assign(env, {
