@@ -30,19 +30,62 @@ interface InspectEntry {
     ExitCode?: number
     Health?: { Status?: string }
   }
+  Config?: { Labels?: Record<string, string> }
 }
 
+function parseInspect(stdout: string): InspectEntry[] {
+  try {
+    const parsed = JSON.parse(stdout) as InspectEntry[]
+    return Array.isArray(parsed) ? parsed : []
+  } catch {
+    return []
+  }
+}
+
+function fromInspect(i: InspectEntry): ContainerInfo | undefined {
+  const service = i.Config?.Labels?.['com.docker.compose.service']
+  if (!service) return undefined
+  return {
+    service,
+    name: i.Name.replace(/^\//, ''),
+    state: i.State?.Status ?? 'unknown',
+    exitCode: i.State?.ExitCode ?? 0,
+    health: i.State?.Health?.Status ?? '',
+    restartCount: i.RestartCount ?? 0,
+    oomKilled: i.State?.OOMKilled ?? false,
+    id: i.Id,
+  }
+}
+
+/**
+ * The cheap path for a run every few minutes: one `docker inspect` of the containers the last
+ * run saw. Undefined when that is not enough (a container is gone, or an expected service has
+ * none among them): then list them with `listContainers`.
+ */
+export async function inspectKnown(
+  names: string[],
+  expected: string[],
+  timeout = '15s',
+): Promise<ContainerInfo[] | undefined> {
+  if (names.length === 0) return undefined
+  const out = await docker(['inspect', ...names], { timeout, nothrow: true })
+  if (!out.ok) return undefined
+  const found = parseInspect(out.stdout).map(fromInspect)
+  if (found.length !== names.length || found.some((c) => !c)) return undefined
+  const containers = found as ContainerInfo[]
+  const seen = new Set(containers.map((c) => c.service))
+  if (expected.some((s) => !seen.has(s) && !ONE_SHOT_SERVICES.includes(s))) return undefined
+  return containers
+}
+
+/** Every container of the project: `docker compose ps --all`, then one `docker inspect` of them all. */
 export async function listContainers(stackDir: string, timeout = '15s'): Promise<ContainerInfo[]> {
   const ps = await composePs(stackDir, { timeout })
   if (ps.length === 0) return []
   const names = ps.map((p) => p.Name)
   const out = await docker(['inspect', ...names], { timeout, nothrow: true })
-  let inspected: InspectEntry[] = []
-  try {
-    inspected = JSON.parse(out.stdout) as InspectEntry[]
-  } catch {
-    inspected = [] // a container removed between the two calls: fall back to compose ps alone
-  }
+  // A container removed between the two calls: fall back to what compose ps says.
+  const inspected = parseInspect(out.stdout)
   const byName = new Map(inspected.map((i) => [i.Name.replace(/^\//, ''), i]))
   return ps.map((p) => {
     const i = byName.get(p.Name)

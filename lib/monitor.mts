@@ -226,6 +226,8 @@ export interface MonitorState {
   heals: Record<string, string[]>
   /** Cached list of expected services with the compose files' fingerprint it was read from. */
   services?: { key: string; names: string[] }
+  /** Container names seen at the last run (one `docker inspect` of them is the cheap path). */
+  containerNames?: string[]
 }
 
 export function emptyState(): MonitorState {

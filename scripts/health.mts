@@ -8,6 +8,7 @@ import {
   composeKey,
   evaluateServices,
   expectedServices,
+  inspectKnown,
   listContainers,
   type ServiceProblem,
 } from '../lib/containers.mts'
@@ -142,7 +143,7 @@ async function heal(s: Settings, state: MonitorState, problems: ServiceProblem[]
     const verb = problems.some((p) => p.service === service && p.kind === 'missing') ? 'up' : 'restart'
     const args = verb === 'up' ? ['up', '-d', service] : ['restart', service]
     const res = await compose(s.cfg.stackDir, args, {
-      timeout: `${Math.round(callTimeout(s) / 1000)}s`,
+      timeout: `${Math.max(1, Math.round(callTimeout(s) / 1000))}s`,
       nothrow: true,
     })
     state.heals[service] = [...(state.heals[service] ?? []), new Date(now).toISOString()].slice(-10)
@@ -169,7 +170,11 @@ async function containerChecks(s: Settings, state: MonitorState, doHeal: boolean
     ]
   let containers: ContainerInfo[]
   try {
-    containers = await listContainers(s.cfg.stackDir, `${Math.round(callTimeout(s) / 1000)}s`)
+    const timeout = `${Math.max(1, Math.round(callTimeout(s) / 1000))}s`
+    containers =
+      (await inspectKnown(state.containerNames ?? [], expected, timeout)) ??
+      (await listContainers(s.cfg.stackDir, timeout))
+    state.containerNames = containers.map((c) => c.name)
   } catch (e) {
     const msg = (e as { stderr?: string }).stderr?.trim().split('\n').at(-1) || (e as Error).message
     return [{ name: 'services', status: 'UNKNOWN', summary: `docker does not answer: ${msg}` }]

@@ -66,6 +66,10 @@ describe('health', () => {
     ])
     expect(webhook.received.length).toBe(before)
     expectNoSecrets(r)
+    // Later runs inspect the containers seen last time: one docker call.
+    const again = await health(p, ['--local-url', local.url])
+    expect(again.code).toBe(0)
+    expect(p.calls().slice(2)).toEqual([expect.stringMatching(/^inspect posthog-db-1 /)])
   })
 
   it('--json prints the same report for machines', async () => {
