@@ -361,7 +361,6 @@ export function makeToolsDir(): { bin: string; crontabFile: string; callsFile: s
     [
       `echo "systemctl $*" >> ${JSON.stringify(callsFile)}`,
       '[ "$1" = is-active ] || exit 1',
-      // biome-ignore lint/suspicious/noTemplateCurlyInString: bash, not a template
       'if [[ ",$INACTIVE_UNITS," == *",$2,"* ]]; then echo inactive; exit 3; fi',
       'echo active',
     ].join('\n'),
