@@ -76,7 +76,8 @@ const spec = {
   } satisfies FlagSpecs,
   notes:
     'Needs root for the default paths (sudo -E npx tsx scripts/frpc-setup.mts). Run frps-setup on the VPS with\n' +
-    'the same FRP_TOKEN; pass the CA file it prints with --frps-ca to pin the VPS identity.\n' +
+    'the same FRP_TOKEN; pass the CA file it prints with --frps-ca to pin the VPS identity (later runs keep\n' +
+    'it; delete <config-dir>/frps-ca.crt to unpin).\n' +
     'Exit codes: 0 ok, 1 download/verify/service failed, 2 bad input.',
 }
 
@@ -125,7 +126,9 @@ async function verifyConfig(frpcBin: string, dir: string, text: string): Promise
 
 async function main(flags: CliFlags): Promise<number> {
   const manager = detectServiceManager(flags['service-manager'] as string)
-  const caSource = flags['frps-ca']
+  // Once pinned, the VPS identity stays pinned on later runs without --frps-ca (delete the copy to unpin).
+  const pinnedCa = path.join(path.resolve(flags['config-dir'] as string), 'frps-ca.crt')
+  const caSource = flags['frps-ca'] ?? (fs.existsSync(pinnedCa) ? pinnedCa : undefined)
   const ca = caSource ? readCa(caSource) : undefined
   // A first run before `up` also fills in PostHog's secrets, exactly as `up` would.
   const envOwner = ownerOf(envFilePath())
@@ -141,6 +144,7 @@ async function main(flags: CliFlags): Promise<number> {
   if (!/^[\w.:-]+$/.test(serverAddr))
     throw new UsageError(`--server-addr ${serverAddr} is not an IP address or hostname`)
   const serverName = flags['server-name'] ?? raw.DOMAIN ?? ''
+  if (caSource && !flags['frps-ca']) say(`keeping the pinned frps CA (${pinnedCa})`)
   if (ca && (!isHostname(serverName) || serverName === 'localhost'))
     throw new UsageError(
       `--frps-ca needs the name on frps' certificate: set DOMAIN in ${cfg.envFile} (the domain given to frps-setup) or pass --server-name`,
@@ -153,7 +157,7 @@ async function main(flags: CliFlags): Promise<number> {
   const configDir = path.resolve(flags['config-dir'] as string)
   const logDir = path.resolve(flags['log-dir'] as string)
   const configFile = path.join(configDir, 'frpc.toml')
-  const caFile = path.join(configDir, 'frps-ca.crt')
+  const caFile = pinnedCa
 
   const bin = await installFrp({
     version: raw.FRP_VERSION!,

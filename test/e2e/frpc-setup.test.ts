@@ -120,6 +120,14 @@ describe('frpc-setup', () => {
       serverName: 'ph.example.com',
     })
     expect(r.out).not.toContain(s.token())
+
+    const configFile = path.join(s.dirs.config, 'frpc.toml')
+    const before = fs.statSync(configFile).mtimeMs
+    const again = await runStep(SCRIPT, [], s.env)
+    expect(again.code, again.out).toBe(0)
+    expect(again.out).toMatch(/keeping the pinned frps CA/)
+    expect(fs.statSync(configFile).mtimeMs).toBe(before)
+    expect(parse(fs.readFileSync(configFile, 'utf8'))).toHaveProperty('transport.tls.trustedCaFile', caCopy)
   })
 
   it('installs nothing and exits 1 on a checksum mismatch', async () => {
