@@ -149,7 +149,7 @@ async function downloadGeoip(url: string): Promise<Buffer> {
   if (!res.ok) throw new Error(`HTTP ${res.status}`)
   const body = Buffer.from(await res.arrayBuffer())
   // mmdbcdn.posthog.net serves the database brotli-compressed (upstream pipes it through `brotli -d`).
-  const data = isMmdb(body) ? body : await promisify(brotliDecompress)(body)
+  const data = await promisify(brotliDecompress)(body).catch(() => body)
   if (!isMmdb(data)) throw new Error('the download is not a MaxMind database')
   return data
 }
