@@ -1,0 +1,294 @@
+// scripts/upgrade.mts as a black box: a real PostHog-like git repository (tags v1, v2, v3) served
+// over smart HTTP, the fake docker, a real PostgreSQL for the backup, and a /_health server that
+// answers from the live .env and the fake docker's state. Scenarios: a clean upgrade (call
+// order), a dry run, a pull failure (nothing changed), migrations that never finish (rolled
+// back), and a kill -9 midway (a re-run finishes it, or rolls it back with --rollback).
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadConfig } from '../../lib/env.mts'
+import { prepareStack } from '../../lib/prepare.mts'
+import { readJournal } from '../../lib/upgrade.mts'
+import {
+  assertNoSecrets,
+  healthServer,
+  makeProject,
+  type Project,
+  runScript,
+  serviceStates,
+} from '../helpers/backup-env.ts'
+import { addCommit, makePosthogRepo, type RepoServer, serveRepo } from '../helpers/fixture-repo.ts'
+import { startPostgres, type TestPostgres } from '../helpers/postgres.ts'
+
+let pg: TestPostgres
+let repo: ReturnType<typeof makePosthogRepo>
+let server: RepoServer
+let health: Awaited<ReturnType<typeof healthServer>>
+let current: Project | undefined
+/** When true, web at v2 never finishes its migrations. */
+let stuckAtV2 = false
+const probes: { time: number; status: number }[] = []
+
+const HOBBY = fs.readFileSync(
+  path.resolve(process.cwd(), '../shared/fixtures/posthog/docker-compose.hobby.yml'),
+  'utf8',
+)
+
+function liveTag(p: Project): string {
+  return /^POSTHOG_APP_TAG=(.*)$/m.exec(fs.readFileSync(p.envFile, 'utf8'))?.[1] ?? ''
+}
+
+beforeAll(async () => {
+  pg = startPostgres()
+  pg.psql('CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2)')
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'upgrade-repo-'))
+  repo = makePosthogRepo(path.join(tmp, 'posthog.git'), { commits: 6, unrelatedFiles: 50 })
+  // v3 adds a service and drops one, for the dry-run plan.
+  const v3Hobby = HOBBY.replace(/^ {4}livestream:\n(?: {8}.*\n|\n)*/m, '').replace(
+    /^services:\n/m,
+    'services:\n    brand-new:\n        image: example/brand-new:1\n\n',
+  )
+  addCommit(repo.dir, { 'docker-compose.hobby.yml': v3Hobby }, 'v3: brand-new service', { tag: 'v3' })
+  server = await serveRepo(repo.dir)
+  health = await healthServer(() => {
+    const p = current
+    const web = p ? serviceStates(p).web?.state : undefined
+    const answer =
+      web !== 'running'
+        ? { status: 502, body: '' }
+        : stuckAtV2 && p && liveTag(p) === 'v2'
+          ? { status: 503, body: 'Migrations are not up to date' }
+          : { status: 200, body: 'ok' }
+    probes.push({ time: Date.now(), status: answer.status })
+    return answer
+  })
+}, 120_000)
+
+afterAll(async () => {
+  pg?.stop()
+  await server?.close()
+  await health?.close()
+})
+
+/** A project whose live stack was prepared at v1 and runs (every service of the hobby file). */
+async function project(): Promise<Project> {
+  const p = makeProject({
+    POSTHOG_APP_TAG: 'v1',
+    POSTHOG_REPO_URL: server.url,
+    POSTHOG_PROXY_HTTP_PORT: String(health.port),
+    HEALTH_TIMEOUT: '20s',
+  })
+  const prepared = await prepareStack(loadConfig({ envFile: p.envFile, env: {} }), {
+    geoip: false,
+    log: () => {},
+  })
+  p.writeScenario({
+    services: Object.fromEntries(prepared.services.map((s) => [s, { state: 'running' }])),
+    pgForward: { host: pg.host, port: pg.port, binDir: pg.binDir },
+  })
+  current = p
+  stuckAtV2 = false
+  return p
+}
+
+const ENV = { NO_GEOIP: '1', HOMELAB_RETRY_BACKOFF: '10ms', HOMELAB_MIN_FREE_DISK_GB: '0.01' }
+
+function upgrade(p: Project, args: string[], opts: Parameters<typeof runScript>[3] = {}) {
+  return runScript(p, 'scripts/upgrade.mts', args, { ...opts, env: { ...ENV, ...opts.env } })
+}
+
+/** Every file under STACK_DIR (and the .env) with its hash, mtime and mode, minus the upgrade's own records. */
+function tree(p: Project): Record<string, string> {
+  const out: Record<string, string> = {}
+  const walk = (rel: string) => {
+    for (const e of fs.readdirSync(path.join(p.stackDir, rel), { withFileTypes: true })) {
+      const child = rel ? `${rel}/${e.name}` : e.name
+      // git's own bookkeeping in the checkout changes with every fetch; its worktree must not.
+      if (['upgrades.log', '.lock', 'upgrade.state.json', 'posthog/.git'].includes(child)) continue
+      if (e.isDirectory()) walk(child)
+      else if (e.isFile()) out[child] = fingerprintOf(path.join(p.stackDir, child))
+    }
+  }
+  walk('')
+  out['<.env>'] = fingerprintOf(p.envFile)
+  return out
+}
+
+function fingerprintOf(file: string): string {
+  const st = fs.statSync(file)
+  return `${crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex')} ${st.mtimeMs} ${st.mode & 0o777}`
+}
+
+function contentOnly(t: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(t).map(([k, v]) => [k, v.split(' ')[0]!]))
+}
+
+function upgradesLog(p: Project): string[] {
+  const file = path.join(p.stackDir, 'upgrades.log')
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim().split('\n') : []
+}
+
+function callTimes(p: Project): { call: string; time: number }[] {
+  return fs
+    .readFileSync(p.logFile, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { argv: string[]; time: number })
+    .map((e, i) => ({ call: p.calls()[i]!, time: e.time }))
+}
+
+describe('upgrade', () => {
+  it('dry run prints the plan from the target compose files and changes nothing', async () => {
+    const p = await project()
+    const before = tree(p)
+    const res = await upgrade(p, ['--to', 'v3', '--dry-run'])
+    assertNoSecrets(res)
+    expect(res.code).toBe(0)
+    expect(res.stdout).toMatch(/PostHog v1 \([0-9a-f]{12}\) -> v3 \([0-9a-f]{12}\)/)
+    expect(res.stdout).toMatch(/services added: brand-new/)
+    expect(res.stdout).toMatch(/services removed: livestream/)
+    expect(res.stdout).toMatch(/images to pull \(\d+\): .*example\/brand-new:1.*posthog\/posthog:v3/)
+    expect(res.stdout).toMatch(/nothing was changed/)
+    expect(tree(p)).toEqual(before)
+    expect(p.calls()).toEqual([])
+  })
+
+  it('clean upgrade: backup, pull, stop, web, wait, up, wait; logged', async () => {
+    const p = await project()
+    probes.length = 0
+    const res = await upgrade(p, ['--to', 'v2'])
+    assertNoSecrets(res)
+    expect(res.stderr).toBe('')
+    expect(res.code).toBe(0)
+    expect(liveTag(p)).toBe('v2')
+    const calls = callTimes(p).filter((c) => !/^compose (ps|config)|^inspect/.test(c.call))
+    const order = [
+      'exec -T db pg_dump',
+      'compose pull',
+      'compose stop',
+      'compose up -d --no-deps web proxy',
+      'compose up -d --no-build',
+    ]
+    const at = order.map((o) => calls.findIndex((c) => c.call.includes(o)))
+    expect(at.every((i) => i >= 0)).toBe(true)
+    expect([...at].sort((a, b) => a - b)).toEqual(at)
+    const stopped = calls[at[2]!]!.call.split(' ').slice(2)
+    expect(stopped).toEqual(expect.arrayContaining(['plugins', 'ingestion-general', 'worker']))
+    expect(stopped).not.toContain('web')
+    expect(stopped).not.toContain('db')
+    // wait: /_health answered (not 5xx) after web started and before everything else started ...
+    const webAt = calls[at[3]!]!.time
+    const allAt = calls[at[4]!]!.time
+    expect(probes.some((pr) => pr.time >= webAt && pr.time <= allAt && pr.status < 500)).toBe(true)
+    // ... and 200 after everything started.
+    expect(probes.some((pr) => pr.time >= allAt && pr.status === 200)).toBe(true)
+    expect(upgradesLog(p).at(-1)).toMatch(/\tfrom=v1\tto=v2\tresult=ok$/)
+    expect(readJournal(p.stackDir)).toBeUndefined()
+    expect(fs.existsSync(path.join(p.stackDir, '.upgrade-staging'))).toBe(false)
+    expect(fs.existsSync(path.join(p.stackDir, '.upgrade-previous'))).toBe(false)
+    expect(fs.readdirSync(p.backupDir)).toHaveLength(1)
+  })
+
+  it('a pull failure changes nothing: files and .env byte-identical, same mtimes', async () => {
+    const p = await project()
+    p.writeScenario({
+      ...p.scenario,
+      rules: [
+        {
+          match: '^compose pull',
+          exitCode: 1,
+          stderr: 'Error response from daemon: manifest for posthog/posthog:v2 not found',
+        },
+      ],
+    })
+    const before = tree(p)
+    const res = await upgrade(p, ['--to', 'v2'])
+    assertNoSecrets(res)
+    expect(res.code).toBe(1)
+    expect(res.stderr).toMatch(
+      /pulling the images of PostHog v2 failed: .*manifest for posthog\/posthog:v2 not found; nothing was changed/,
+    )
+    expect(res.stderr).toMatch(/backup: /)
+    expect(tree(p)).toEqual(before)
+    expect(p.calls().filter((c) => /compose (stop|up)/.test(c))).toEqual([])
+    expect(upgradesLog(p).at(-1)).toMatch(/result=failed\tpull failed/)
+    expect(readJournal(p.stackDir)).toBeUndefined()
+  })
+
+  it('migrations that never finish: rolled back, previous version healthy, exit 1', async () => {
+    const p = await project()
+    const before = contentOnly(tree(p))
+    stuckAtV2 = true
+    const res = await upgrade(p, ['--to', 'v2', '--timeout', '3s'])
+    assertNoSecrets(res)
+    expect(res.code).toBe(1)
+    const last = res.stderr.trim().split('\n').at(-1)!
+    expect(last).toMatch(
+      /upgrade to v2 failed \(migrations failed: web's migrations did not finish within 3s/,
+    )
+    expect(last).toMatch(/rolled back to v1, which is healthy again; backup: \S+/)
+    expect(liveTag(p)).toBe('v1')
+    expect(contentOnly(tree(p))).toEqual(before)
+    expect(serviceStates(p).web?.state).toBe('running')
+    expect(upgradesLog(p).at(-1)).toMatch(/from=v1\tto=v2\tresult=rolled-back\tmigrations failed/)
+    expect(readJournal(p.stackDir)).toBeUndefined()
+  })
+
+  async function crashDuringMigrations(p: Project): Promise<void> {
+    p.writeScenario({
+      ...p.scenario,
+      rules: [{ match: 'up -d --no-deps web proxy', delayMs: 30_000, times: 1 }],
+    })
+    let pid = 0
+    const running = upgrade(p, ['--to', 'v2'], { onSpawn: (x) => (pid = x) })
+    const deadline = Date.now() + 30_000
+    while (!p.calls().some((c) => c.includes('up -d --no-deps web proxy'))) {
+      if (Date.now() > deadline) throw new Error('the upgrade never reached the web start')
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    process.kill(-pid, 'SIGKILL')
+    await running
+    expect(readJournal(p.stackDir)?.step).toBe('migrating')
+  }
+
+  it('a kill -9 midway: re-running finishes the upgrade', async () => {
+    const p = await project()
+    await crashDuringMigrations(p)
+    const res = await upgrade(p, [])
+    assertNoSecrets(res)
+    expect(res.code).toBe(0)
+    expect(res.stdout).toMatch(/found an interrupted upgrade v1 -> v2 \(step migrating\)/)
+    expect(liveTag(p)).toBe('v2')
+    expect(readJournal(p.stackDir)).toBeUndefined()
+    expect(upgradesLog(p).at(-1)).toMatch(/to=v2\tresult=ok\tresumed after an interruption at migrating/)
+  })
+
+  it('a kill -9 midway: re-running with --rollback restores the previous version', async () => {
+    const p = await project()
+    const before = contentOnly(tree(p))
+    await crashDuringMigrations(p)
+    const res = await upgrade(p, ['--rollback'])
+    assertNoSecrets(res)
+    expect(res.code).toBe(0)
+    expect(liveTag(p)).toBe('v1')
+    expect(contentOnly(tree(p))).toEqual(before)
+    expect(upgradesLog(p).at(-1)).toMatch(/to=v2\tresult=rolled-back/)
+  })
+
+  it('refuses when the target is the current version or PostHog is unhealthy', async () => {
+    const p = await project()
+    const same = await upgrade(p, ['--to', 'v1'])
+    expect(same.code).toBe(2)
+    expect(same.stderr).toMatch(/already at v1/)
+    p.writeScenario({
+      ...p.scenario,
+      services: { ...(p.scenario.services as object), web: { state: 'exited' } },
+    })
+    const sick = await upgrade(p, ['--to', 'v2'])
+    expect(sick.code).toBe(1)
+    expect(sick.stderr).toMatch(/not healthy now .*pass --force/)
+    expect(p.calls().filter((c) => /pg_dump|pull/.test(c))).toEqual([])
+  })
+})
