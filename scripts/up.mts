@@ -97,7 +97,7 @@ function previewConfig(envFile: string, root: string) {
     disabledServices: list(raw.DISABLED_SERVICES!),
     memoryLimits,
   }
-  return { input, toGenerate, envExists: readIfExists(envFile) !== undefined }
+  return { input, toGenerate }
 }
 
 function gigabytes(raw: string): number {
