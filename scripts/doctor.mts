@@ -1,6 +1,8 @@
 // One command that explains what is wrong: pre-flight, container states, memory and recent logs
 // against the catalog of known failures (lib/catalog.mts). --fix applies the safe fixes in order
 // and checks again. Exit 0 when nothing is found, 1 when something is.
+import fs from 'node:fs'
+import path from 'node:path'
 import { runScript, say, UsageError } from '../lib/cli.mts'
 import { analyse, applyFixes, formatFindings, planFixes } from '../lib/doctor.mts'
 import { loadConfig } from '../lib/env.mts'
@@ -18,12 +20,20 @@ const spec = {
       type: 'string',
       multiple: true,
       env: 'DOCTOR_LOG_FILES',
-      help: 'also scan this log (frpc, nginx error.log, certbot); repeatable, env: comma-separated',
+      help: 'also scan this log (nginx error.log, certbot; frpc.log in FRP_LOG_DIR is read anyway); repeatable',
     },
     json: { type: 'boolean', help: 'print the findings as JSON' },
     'env-file': { type: 'string', env: 'HOMELAB_ENV_FILE', help: 'configuration file (default .env)' },
   },
 } as const
+
+/** frpc's log where scripts/frpc-setup.mts puts it (FRP_LOG_DIR), when there is one. */
+function defaultLogFiles(): string[] {
+  const dir =
+    process.env.FRP_LOG_DIR || (process.platform === 'darwin' ? '/usr/local/var/log/frp' : '/var/log/frp')
+  const frpc = path.join(dir, 'frpc.log')
+  return fs.existsSync(frpc) ? [frpc] : []
+}
 
 async function main(flags: Record<string, unknown>): Promise<number> {
   const tail = Number(flags.tail)
@@ -32,7 +42,8 @@ async function main(flags: Record<string, unknown>): Promise<number> {
   if (!/^(\d+(s|m|h)|\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)?)$/.test(String(flags.since)))
     throw new UsageError(`--since=${flags.since} must be a duration such as 30m or 2h, or an RFC 3339 time`)
   const cfg = loadConfig({ envFile: flags['env-file'] as string | undefined })
-  const opts = { since: String(flags.since), tail, logFiles: flags['log-file'] as string[] }
+  const logFiles = [...new Set([...(flags['log-file'] as string[]), ...defaultLogFiles()])]
+  const opts = { since: String(flags.since), tail, logFiles }
   const findings = await analyse(cfg, opts)
   if (!flags.fix || findings.length === 0) {
     say(flags.json ? JSON.stringify(findings, null, 2) : formatFindings(findings))

@@ -124,6 +124,7 @@ export function makeStackProject(
       HOMELAB_ENV_FILE: envFile,
       HEALTH_STATE_FILE: path.join(dir, 'health-state.json'),
       HOME: dir,
+      FRP_LOG_DIR: dir, // no frpc.log here: doctor reads only the logs a test gives it
     },
     scenario(s: object) {
       fs.writeFileSync(scenarioFile, JSON.stringify(s))
