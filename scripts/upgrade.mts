@@ -186,7 +186,7 @@ async function preflight(ctx: Context, to: string): Promise<string[]> {
       `PostHog is already at ${to} (POSTHOG_APP_TAG in ${cfg.envFile}); to move a branch such as latest forward, pass --to <40-hex commit>`,
     )
   assertSecretsUnchanged(cfg, false)
-  const now = await pollHealth({ url: healthUrl(cfg.proxyPort), timeoutMs: 5000 })
+  const now = await pollHealth({ url: healthUrl(cfg.proxyPort), timeoutMs: 3000 })
   if (!isHealthy(now.last))
     problems.push(
       `PostHog is not healthy now (/_health: ${describeProbe(now.last)}); fix it first (npx tsx scripts/up.mts), or pass --force`,
