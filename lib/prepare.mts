@@ -16,7 +16,7 @@ import {
 } from './compose.mts'
 import type { Config } from './env.mts'
 import { readIfExists, type WriteResult, writeFileAtomic } from './fsutil.mts'
-import { fetchPosthog, setSparsePaths } from './gitfetch.mts'
+import { type FetchResult, fetchPosthog, setSparsePaths } from './gitfetch.mts'
 import { buildOverride } from './override.mts'
 
 export interface PrepareOptions {
@@ -154,14 +154,25 @@ async function downloadGeoip(url: string): Promise<Buffer> {
   return data
 }
 
-export async function prepareStack(cfg: Config, opts: PrepareOptions): Promise<PrepareResult> {
-  const stack = cfg.stackDir
-  const checkout = path.join(stack, CHECKOUT_DIR)
-  const notices: string[] = []
-  const log = opts.log
-  const fetchOpts = { repoUrl: cfg.repoUrl, ref: cfg.appTag, dir: checkout, log }
+export interface FetchedSources {
+  fetched: FetchResult
+  hobby: ComposeFile
+  base: ComposeFile
+  /** Repository paths the working tree holds: the copied files and every mounted path. */
+  paths: string[]
+  notices: string[]
+}
 
-  // 1. The compose files first, so they can tell which other paths to fetch.
+/**
+ * The PostHog checkout at `cfg.appTag`: the compose files first (they tell which other paths are
+ * needed), then the sparse set widened to every path they bind-mount from ./posthog/.
+ */
+export async function fetchSources(
+  cfg: Pick<Config, 'repoUrl' | 'appTag' | 'stackDir'>,
+  log: (line: string) => void,
+): Promise<FetchedSources> {
+  const checkout = path.join(cfg.stackDir, CHECKOUT_DIR)
+  const fetchOpts = { repoUrl: cfg.repoUrl, ref: cfg.appTag, dir: checkout, log }
   const initialPaths = Object.keys(COPIED_FILES)
   const fetched = await fetchPosthog({ ...fetchOpts, paths: initialPaths })
   const hobby = readCompose(checkout, 'docker-compose.hobby.yml')
@@ -171,10 +182,21 @@ export async function prepareStack(cfg: Config, opts: PrepareOptions): Promise<P
       'this PostHog version has no .env.services (the env_file of web and worker): pin POSTHOG_APP_TAG to a newer version',
     )
   const mounts = mountedPaths(hobby)
-  await setSparsePaths({ ...fetchOpts, paths: [...initialPaths, ...mounts.map((m) => m.path)] })
+  const paths = [...initialPaths, ...mounts.map((m) => m.path)]
+  await setSparsePaths({ ...fetchOpts, paths })
+  const notices: string[] = []
   for (const m of mounts)
     if (!fs.existsSync(path.join(checkout, m.path)))
       notices.push(`${m.service} mounts ./posthog/${m.path}, which this PostHog version does not have`)
+  return { fetched, hobby, base, paths, notices }
+}
+
+export async function prepareStack(cfg: Config, opts: PrepareOptions): Promise<PrepareResult> {
+  const stack = cfg.stackDir
+  const checkout = path.join(stack, CHECKOUT_DIR)
+
+  // 1. The sources (network).
+  const { fetched, hobby, base, notices } = await fetchSources(cfg, opts.log)
 
   // 2. Everything generated, before anything is written (refusals and missing values end here).
   const override = buildOverride({

@@ -32,8 +32,15 @@ export interface PosthogRepoOptions {
   filesPerCommit?: number
   /** Directory inside the repository holding the compose files (default: the root). */
   composeDir?: string
-  /** Average size of an unrelated file in bytes. */
+  /** Average size of an unrelated file in bytes (the uniform profile). */
   fileSize?: number
+  /**
+   * `uniform` (default, fast for tests): small files of plain words around `fileSize`.
+   * `realistic` (bench): a source tree's heavy-tailed sizes (90% 1-8 KiB, 9% 8-64 KiB, 1%
+   * 64-512 KiB: snapshots, lockfiles, fixtures) and code-like text with identifiers and numbers,
+   * which compresses about as well as real code (3-4x) rather than 6x+.
+   */
+  profile?: 'uniform' | 'realistic'
 }
 
 export interface PosthogRepo {
@@ -118,6 +125,45 @@ function text(seed: number, size: number): string {
   return `${out.join(' ')}\n`
 }
 
+/** Code-like text: identifiers, numbers and punctuation drawn from a wide vocabulary. */
+function codeText(seed: number, size: number): string {
+  let x = (seed * 2654435761 + 7) >>> 0
+  const next = () => {
+    x = (x * 1103515245 + 12345) >>> 0
+    return x
+  }
+  const parts: string[] = []
+  let len = 0
+  while (len < size) {
+    const r = next()
+    const word = WORDS[r % WORDS.length]!
+    const token =
+      r % 5 === 0
+        ? `${word}_${(next() % 100_000).toString(36)}`
+        : r % 7 === 0
+          ? `0x${next().toString(16)}`
+          : r % 11 === 0
+            ? `${word}(${next() % 1000}, "${(next() % 1e9).toString(36)}")`
+            : word
+    parts.push(token)
+    len += token.length + 1
+    if (r % 9 === 0) {
+      parts.push('\n')
+      len++
+    }
+  }
+  return `${parts.join(' ')}\n`
+}
+
+/** Heavy-tailed file sizes of a real source tree. */
+function realisticSize(i: number): number {
+  const r = ((i * 2654435761) >>> 0) % 1000
+  const f = (((i * 40503) >>> 0) % 1000) / 1000
+  if (r < 900) return Math.round(1024 + f * 7 * 1024)
+  if (r < 990) return Math.round(8 * 1024 + f * 56 * 1024)
+  return Math.round(64 * 1024 + f * 448 * 1024)
+}
+
 function unrelatedPath(i: number): string {
   const top = ['frontend/src/scenes', 'posthog/api', 'ee/clickhouse', 'products', 'nodejs/src', 'rust'][i % 6]
   return `${top}/m${Math.floor(i / 120) % 40}/d${Math.floor(i / 20) % 6}/file_${i}.${['ts', 'py', 'rs'][i % 3]}`
@@ -189,6 +235,10 @@ export function makePosthogRepo(dir: string, opts: PosthogRepoOptions = {}): Pos
   const unrelated = opts.unrelatedFiles ?? 1000
   const perCommit = opts.filesPerCommit ?? 5
   const size = opts.fileSize ?? 1200
+  const content =
+    opts.profile === 'realistic'
+      ? (i: number, version: number) => codeText(i * 31 + version, realisticSize(i))
+      : (i: number, version: number) => text(i * 31 + version, size / 2 + ((i * 7919 + version) % size))
   fs.mkdirSync(dir, { recursive: true })
   git(['init', '--quiet', '--bare', '--initial-branch=main', dir])
   git(['config', 'uploadpack.allowFilter', 'true'], { cwd: dir })
@@ -201,7 +251,7 @@ export function makePosthogRepo(dir: string, opts: PosthogRepoOptions = {}): Pos
     ...mountedContent(1),
     ...UNNEEDED_SIBLINGS,
   }
-  for (let i = 0; i < unrelated; i++) first[unrelatedPath(i)] = text(i, size / 2 + ((i * 7919) % size))
+  for (let i = 0; i < unrelated; i++) first[unrelatedPath(i)] = content(i, 0)
   for (let i = 0; i < 40; i++) first[`rust/capture/src/part_${i}.rs`] = text(100_000 + i, size)
   const marks = [fi.commit(first, 'Initial import\n')]
   const middle = Math.floor(commits / 2)
@@ -209,7 +259,7 @@ export function makePosthogRepo(dir: string, opts: PosthogRepoOptions = {}): Pos
     const files: Record<string, string> = {}
     for (let k = 0; k < perCommit && unrelated > 0; k++) {
       const i = (c * 7 + k * 131) % unrelated
-      files[unrelatedPath(i)] = text(i * 31 + c, size / 2 + ((i * 7919 + c) % size))
+      files[unrelatedPath(i)] = content(i, c)
     }
     if (c === commits - 1) files['docker/kafka/topics.txt'] = mountedContent(2)['docker/kafka/topics.txt']!
     marks.push(fi.commit(files, `Change ${c}\n`, marks[c - 1]))
