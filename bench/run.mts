@@ -13,7 +13,11 @@ const benches = fs
 let failed = 0
 for (const file of benches) {
   process.stdout.write(`\n== bench/${file}\n`)
-  const res = await $({ stdio: 'inherit', nothrow: true, timeout: '15m' })`node --import tsx ${path.join(dir, file)}`
+  const res = await $({
+    stdio: 'inherit',
+    nothrow: true,
+    timeout: '15m',
+  })`node --import tsx ${path.join(dir, file)}`
   if (!res.ok) failed++
 }
 process.exitCode = failed ? 1 : 0
