@@ -4,14 +4,13 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makePosthogRepo, type RepoServer, serveRepo } from '../helpers/fixture-repo.ts'
 import {
   type HealthServer,
   healthServer,
   makeProject,
   type Project,
-  ROOT,
   runOnTty,
   runScript,
   SECRET,
@@ -36,8 +35,8 @@ const GiB = 1024 ** 3
 
 let repoDir: string
 let repo: RepoServer
-let project: Project | undefined
-let health: HealthServer | undefined
+/** Every project and health server made, cleaned up at the end (tests run concurrently). */
+const cleanups: (() => Promise<unknown> | void)[] = []
 
 beforeAll(async () => {
   repoDir = fs.mkdtempSync(path.join(os.tmpdir(), 'up-repo-'))
@@ -45,14 +44,9 @@ beforeAll(async () => {
   repo = await serveRepo(path.join(repoDir, 'posthog.git'))
 })
 afterAll(async () => {
+  for (const c of cleanups) await c()
   await repo?.close()
   fs.rmSync(repoDir, { recursive: true, force: true })
-})
-afterEach(async () => {
-  await health?.close()
-  health = undefined
-  project?.cleanup()
-  project = undefined
 })
 
 function stackScenario(extra: object = {}) {
@@ -64,15 +58,20 @@ function stackScenario(extra: object = {}) {
 }
 
 /** A project whose .env (or environment, without .env) points at the served repo and a health stand-in. */
-async function setup(opts: { withEnv?: boolean; scenario?: object; mode?: typeof usualStart } = {}) {
+async function setup(
+  opts: { withEnv?: boolean; scenario?: object; mode?: typeof usualStart } = {},
+): Promise<Project & { health: HealthServer }> {
   const p = makeProject({ withEnv: opts.withEnv === false ? false : {} })
-  project = p
-  health = await healthServer(p, opts.mode ?? usualStart)
+  const health = await healthServer(p, opts.mode ?? usualStart)
+  cleanups.push(
+    () => health.close(),
+    () => p.cleanup(),
+  )
   p.env.POSTHOG_REPO_URL = repo.url
   p.env.POSTHOG_PROXY_HTTP_PORT = String(health.port)
   p.env.HOMELAB_RETRY_BACKOFF = '10ms'
   p.scenario(opts.scenario ?? stackScenario())
-  return p
+  return Object.assign(p, { health })
 }
 
 const ups = (p: Project) =>
@@ -83,11 +82,7 @@ const ups = (p: Project) =>
 
 const oneLine = (text: string) => text.trim().split('\n').length === 1
 
-const prepareReady = !fs
-  .readFileSync(path.join(ROOT, 'lib/prepare.mts'), 'utf8')
-  .includes('not implemented yet')
-
-describe('up: pre-flight failures exit 1 with one line and a fix, and touch nothing', () => {
+describe.concurrent('up: pre-flight failures exit 1 with one line and a fix, and touch nothing', () => {
   const cases: [string, (p: Project) => void, RegExp][] = [
     [
       'no docker CLI',
@@ -154,7 +149,7 @@ describe('up: pre-flight failures exit 1 with one line and a fix, and touch noth
   })
 })
 
-describe.skipIf(!prepareReady)('up: the ordered start', () => {
+describe.concurrent('up: the ordered start', () => {
   it('creates .env (0600), starts data stores, then web alone until migrated, then everything; records fingerprints', async () => {
     const p = await setup({ withEnv: false })
     const res = await runScript('up', ['--no-geoip'], p)
@@ -162,8 +157,8 @@ describe.skipIf(!prepareReady)('up: the ordered start', () => {
     expect(fs.statSync(p.envFile).mode & 0o777).toBe(0o600)
     expect(fs.readFileSync(p.envFile, 'utf8')).toMatch(/^POSTHOG_SECRET=[0-9a-f]{56}$/m)
     expect(ups(p)).toEqual([STORES.join(' '), '--no-deps web proxy', '--no-build'])
-    expect(health!.firstReadyAt()).toBeDefined()
-    expect(health!.allStartedBeforeReady()).toBe(false)
+    expect(p.health.firstReadyAt()).toBeDefined()
+    expect(p.health.allStartedBeforeReady()).toBe(false)
     expect(res.stdout).toMatch(/created \.env \(mode 0600\)/)
     expect(res.stdout).toMatch(/PostHog is healthy: http:\/\/127\.0\.0\.1:\d+/)
     expect(res.stdout).toMatch(/To go public: set DOMAIN/)
