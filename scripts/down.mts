@@ -17,7 +17,11 @@ const spec = {
       type: 'boolean' as const,
       help: 'also DELETE the volumes (every event, person and setting); asks you to type the project name',
     },
-    yes: { type: 'boolean' as const, env: 'HOMELAB_YES', help: 'skip the typed confirmation of --volumes' },
+    // No environment fallback on purpose: deleting data must be asked for on the command line.
+    yes: {
+      type: 'boolean' as const,
+      help: 'skip the typed confirmation of --volumes (needed without a terminal)',
+    },
     'env-file': {
       type: 'string' as const,
       env: 'HOMELAB_ENV_FILE',

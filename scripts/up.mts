@@ -55,11 +55,7 @@ const spec = {
       help: 'the configuration file',
       default: '.env',
     },
-    yes: {
-      type: 'boolean' as const,
-      env: 'HOMELAB_YES',
-      help: 'never ask (up asks nothing today; accepted for symmetry)',
-    },
+    yes: { type: 'boolean' as const, help: 'never ask (up asks nothing today; accepted for symmetry)' },
     'retry-backoff': {
       type: 'string' as const,
       env: 'HOMELAB_RETRY_BACKOFF',
