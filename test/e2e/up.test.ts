@@ -36,7 +36,7 @@ const GiB = 1024 ** 3
 let repoDir: string
 let repo: RepoServer
 /** Every project and health server made, cleaned up at the end (tests run concurrently). */
-const cleanups: (() => Promise<unknown> | void)[] = []
+const cleanups: (() => unknown)[] = []
 
 beforeAll(async () => {
   repoDir = fs.mkdtempSync(path.join(os.tmpdir(), 'up-repo-'))
