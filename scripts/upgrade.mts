@@ -468,6 +468,13 @@ async function upgrade(ctx: Context, to: string): Promise<number> {
   const staging = path.join(cfg.stackDir, STAGING_DIR)
   journalFor(ctx, base, 'staging')
   const prepared = await stage(cfg, to, staging).catch((e: Error) => {
+    appendUpgradeLog(cfg.stackDir, {
+      time: new Date(),
+      from: base.from,
+      to,
+      result: 'failed',
+      detail: e.message,
+    })
     clearJournal(cfg.stackDir)
     throw e
   })

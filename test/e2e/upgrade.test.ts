@@ -277,6 +277,18 @@ describe('upgrade', () => {
     expect(upgradesLog(p).at(-1)).toMatch(/to=v2\tresult=rolled-back/)
   })
 
+  it('a target that does not exist changes nothing and is logged', async () => {
+    const p = await project()
+    const before = tree(p)
+    const res = await upgrade(p, ['--to', 'v9'])
+    assertNoSecrets(res)
+    expect(res.code).toBe(1)
+    expect(res.stderr).toMatch(/could not prepare PostHog v9: .*; nothing was changed/)
+    expect(tree(p)).toEqual(before)
+    expect(p.calls().filter((c) => /pg_dump|pull|stop|up /.test(c))).toEqual([])
+    expect(upgradesLog(p).at(-1)).toMatch(/from=v1\tto=v9\tresult=failed/)
+  })
+
   it('refuses when the target is the current version or PostHog is unhealthy', async () => {
     const p = await project()
     const same = await upgrade(p, ['--to', 'v1'])
