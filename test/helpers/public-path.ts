@@ -7,8 +7,10 @@ import fs from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
 import net from 'node:net'
+import os from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
+import { acquireLock } from '../../lib/lock.mts'
 import { freePort, waitFor } from './frp.ts'
 
 export function hasBinary(name: string): boolean {
@@ -444,8 +446,28 @@ export interface Nginx {
   /** `-c <conf>`, for `nginx -t` and `-s reload`. */
   args: string[]
   start: () => void
-  reload: () => void
+  /** Reloads and waits until the master has started workers with the new configuration. */
+  reload: () => Promise<void>
   stop: () => void
+}
+
+/**
+ * Serialises tests that need a fixed port (80) across vitest workers and concurrent runs on one
+ * machine: an atomic mkdir lock, taken over when its owner is gone.
+ */
+export async function holdPortLock(name: string, timeoutMs: number): Promise<() => void> {
+  const dir = path.join(os.tmpdir(), `posthog-homelab-${name}.lock`)
+  return waitFor(
+    () => {
+      try {
+        return acquireLock(dir, `test ${name}`)
+      } catch {
+        return undefined
+      }
+    },
+    `the ${name} lock (${dir})`,
+    timeoutMs,
+  )
 }
 
 export function makeNginx(root: string): Nginx {
@@ -459,7 +481,7 @@ export function makeNginx(root: string): Nginx {
     isRoot ? 'user root;' : '',
     'worker_processes 1;',
     `pid ${root}/nginx.pid;`,
-    `error_log ${root}/error.log;`,
+    `error_log ${root}/error.log notice;`,
     'events { worker_connections 256; }',
     'http {',
     '    access_log off;',
@@ -484,7 +506,13 @@ export function makeNginx(root: string): Nginx {
     sitesEnabled,
     args,
     start: () => run([]),
-    reload: () => run(['-s', 'reload']),
+    reload: async () => {
+      const log = path.join(root, 'error.log')
+      const generations = () => (fs.readFileSync(log, 'utf8').match(/start worker processes/g) ?? []).length
+      const before = generations()
+      run(['-s', 'reload'])
+      await waitFor(() => generations() > before, 'nginx to reload', 10_000)
+    },
     stop: () => {
       try {
         run(['-s', 'stop'])
