@@ -327,8 +327,9 @@ function renderSite(opts: SiteOptions, certbot: CertbotAdditions | undefined): s
 // and (2) after it: the shape certbot itself writes, so certbot recognises it on its next run.
 
 export interface CertbotAdditions {
-  /** Marked directives of the proxy server block (listen 443 ssl, ssl_certificate, include ...). */
-  serverDirectives: NginxDirective[]
+  /** Marked lines of the proxy server block (listen 443 ssl, ssl_certificate, include ...; older
+   * certbot versions put an `if ($scheme != "https") {...}` redirect here). */
+  serverDirectives: (NginxDirective | NginxBlock)[]
   /** Other server blocks certbot added (the HTTP->HTTPS redirect). */
   extraServers: NginxBlock[]
   /** `listen` values of the generated core that certbot removed from the proxy block. */
@@ -358,8 +359,8 @@ export function extractCertbot(
   }
   const servers = nodes.filter((n): n is NginxBlock => n.type === 'block' && n.name === 'server')
   const proxy = servers.find(isProxyServer)
-  const serverDirectives = (proxy?.children ?? []).filter(
-    (c): c is NginxDirective => c.type === 'directive' && isMarked(c),
+  const serverDirectives = (proxy?.children ?? []).filter((c): c is NginxDirective | NginxBlock =>
+    isMarked(c),
   )
   const extraServers = servers.filter((s) => s !== proxy && hasMarked(s))
   if (serverDirectives.length === 0 && extraServers.length === 0) return undefined

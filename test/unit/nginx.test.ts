@@ -152,6 +152,16 @@ describe('certbot additions', () => {
     expect(recordedHash(next)).toBe(recordedHash(buildNginxSite({ ...base, upstreamPort: 13080 })))
   })
 
+  it("keeps an older certbot's in-block redirect", () => {
+    const inBlock = `    if ($scheme != "https") {\n        return 301 https://$host$request_uri;\n    } # managed by Certbot`
+    const edited = buildNginxSite(base).replace(/\n}\n$/, `\n${CERTBOT_LINES[0]}\n${inBlock}\n}\n`)
+    const next = planSite({ ...base, upstreamPort: 13080 }, edited)
+    expect(next).toContain(
+      '    if ($scheme != "https" ) {\n        return 301 https://$host$request_uri;\n    } # managed by Certbot\n}',
+    )
+    expect(next).toContain('    listen 80;\n')
+  })
+
   it('replaces a file it cannot parse (the installer keeps a backup)', () => {
     expect(planSite(base, 'server { broken')).toBe(buildNginxSite(base))
   })
