@@ -3,6 +3,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
+  bundled,
   type HealthServer,
   type LeafCert,
   makeCa,
@@ -21,10 +22,11 @@ import {
   type Webhook,
 } from '../helpers/monitor-env.ts'
 
-const HEALTH = path.join(ROOT, 'scripts/health.mts')
+// The bundle schedule.mts installs (dist/health.mjs is built the same way).
+let HEALTH: string
 
 function health(p: StackProject, args: string[] = [], env: Record<string, string> = {}, timeoutMs = 30_000) {
-  return run(HEALTH, args, { cwd: p.dir, env: { ...p.env, ...env }, timeoutMs })
+  return run(HEALTH, args, { cwd: p.dir, env: { ...p.env, ...env }, timeoutMs, tsx: false })
 }
 
 function expectNoSecrets(r: { stdout: string; stderr: string }, extra: string[] = []) {
@@ -40,6 +42,7 @@ let ca: TestCa
 const leaves: Record<number, LeafCert> = {}
 
 beforeAll(async () => {
+  HEALTH = await bundled(path.join(ROOT, 'scripts/health.mts'))
   local = await startHealthServer('ok')
   webhook = await startWebhook()
   ca = makeCa()
