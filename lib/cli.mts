@@ -1,7 +1,9 @@
 // Shared command-line plumbing for every step script: flags with env-var fallbacks, --help,
 // exit codes (0 ok, 1 runtime failure, 2 bad input), one-line errors, secret redaction.
 import { parseArgs } from 'node:util'
-import { $, ProcessOutput } from 'zx'
+// zx/core (the same $ and ProcessOutput as 'zx') keeps bundles small and quick to start: the full
+// 'zx' also loads globby, fs-extra, yaml and fetch, which the cron health check pays for every run.
+import { $, ProcessOutput } from 'zx/core'
 
 /** Bad input or configuration: exit 2, nothing has been changed. */
 export class UsageError extends Error {

@@ -2,7 +2,6 @@
 // `docker inspect` of all containers (two docker calls, whatever the number of services).
 import fs from 'node:fs'
 import path from 'node:path'
-import { parse as parseYaml } from 'yaml'
 import { composePs, docker } from './docker.mts'
 
 export interface ContainerInfo {
@@ -109,7 +108,16 @@ export const ONE_SHOT_SERVICES = ['kafka-init']
  * The services the stack should run: those the compose file defines, minus DISABLED_SERVICES,
  * minus those with `deploy.replicas: 0` (in the file or in the base service it extends).
  */
-export function expectedServices(stackDir: string, disabled: string[]): string[] {
+export async function expectedServices(stackDir: string, disabled: string[]): Promise<string[]> {
+  // Loaded on demand: the scheduled health check reads the compose file only when it changed.
+  const { parse } = await import('yaml')
+  const readCompose = (file: string): { services?: unknown } | undefined => {
+    try {
+      return parse(fs.readFileSync(file, 'utf8')) as { services?: unknown }
+    } catch {
+      return undefined
+    }
+  }
   const file = path.join(stackDir, 'docker-compose.yml')
   const doc = readCompose(file)
   const services = (doc?.services ?? {}) as Record<string, ComposeService>
@@ -132,14 +140,6 @@ export function expectedServices(stackDir: string, disabled: string[]): string[]
 interface ComposeService {
   extends?: { file?: string; service?: string }
   deploy?: { replicas?: number }
-}
-
-function readCompose(file: string): { services?: unknown } | undefined {
-  try {
-    return parseYaml(fs.readFileSync(file, 'utf8')) as { services?: unknown }
-  } catch {
-    return undefined
-  }
 }
 
 /** A cheap key that changes whenever the compose files do (for caching expectedServices). */

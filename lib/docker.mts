@@ -2,7 +2,7 @@
 // and run through zx's `$`, which quotes every item.
 import fs from 'node:fs'
 import path from 'node:path'
-import { $, type ProcessOutput } from 'zx'
+import { $, type ProcessOutput } from 'zx/core'
 
 /** Fixed Compose project name, so volume names do not follow the install directory. */
 export const PROJECT_NAME = 'posthog'

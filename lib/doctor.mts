@@ -307,7 +307,7 @@ export async function analyse(cfg: Config, opts: AnalyseOptions = {}): Promise<F
     if (pre.some((r) => !r.ok && (r.name === 'docker-cli' || r.name === 'docker-daemon'))) return findings
   }
   const containers = await listContainers(cfg.stackDir, '30s').catch(() => [] as ContainerInfo[])
-  const expected = expectedServices(cfg.stackDir, cfg.disabledServices)
+  const expected = await expectedServices(cfg.stackDir, cfg.disabledServices)
   const all: Finding[] = [...stateFindings(containers, expected)]
   const [stats, memTotal] = await Promise.all([dockerStats(), dockerMemTotal()])
   all.push(...memoryFindings(stats, memTotal))

@@ -4,7 +4,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { $ } from 'zx'
+import { $ } from 'zx/core'
 import { RuntimeFailure, UsageError } from './cli.mts'
 import { timestamp } from './fsutil.mts'
 

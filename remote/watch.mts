@@ -5,7 +5,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { $ } from 'zx'
+import { $ } from 'zx/core'
 import { parseDuration, registerSecret, runScript, say, UsageError, warn } from '../lib/cli.mts'
 import { envErrors, isHostname, parseEnvText, setEnvValue } from '../lib/env.mts'
 import { readIfExists, writeFileAtomic } from '../lib/fsutil.mts'

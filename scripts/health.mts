@@ -116,11 +116,11 @@ function servicesCheck(problems: ServiceProblem[], running: number, healed: stri
   return { name: 'services', status: problems.every(isWarning) ? 'WARNING' : 'CRITICAL', summary: text }
 }
 
-function cachedExpected(state: MonitorState, cfg: Config): string[] | undefined {
+async function cachedExpected(state: MonitorState, cfg: Config): Promise<string[] | undefined> {
   const key = composeKey(cfg.stackDir, cfg.disabledServices)
   if (!key) return undefined
   if (state.services?.key === key) return state.services.names
-  const names = expectedServices(cfg.stackDir, cfg.disabledServices)
+  const names = await expectedServices(cfg.stackDir, cfg.disabledServices)
   state.services = { key, names }
   return names
 }
@@ -159,7 +159,7 @@ async function heal(s: Settings, state: MonitorState, problems: ServiceProblem[]
 }
 
 async function containerChecks(s: Settings, state: MonitorState, doHeal: boolean): Promise<CheckResult[]> {
-  const expected = cachedExpected(state, s.cfg)
+  const expected = await cachedExpected(state, s.cfg)
   if (!expected)
     return [
       {

@@ -4,7 +4,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { $ } from 'zx'
+import { $ } from 'zx/core'
 import { RuntimeFailure, runScript, say, UsageError } from '../lib/cli.mts'
 import { loadConfig } from '../lib/env.mts'
 import { writeFileAtomic } from '../lib/fsutil.mts'
