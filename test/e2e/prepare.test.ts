@@ -22,6 +22,7 @@ const ROOT = process.cwd()
 let tmp: string
 let repo: PosthogRepo
 let server: RepoServer
+let fetchMode: 'precise' | 'sparse' = 'precise'
 
 interface Run {
   code: number | null
@@ -45,6 +46,7 @@ function run(project: string, args: string[] = [], env: Record<string, string> =
           HOMELAB_FETCH_RETRIES: '2',
           HOMELAB_FETCH_BACKOFF: '10ms',
           GEOIP_URL: 'http://127.0.0.1:9/unreachable',
+          HOMELAB_FETCH_MODE: fetchMode,
           ...env,
         },
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -97,19 +99,15 @@ function mtimes(stack: string): Record<string, number> {
   return out
 }
 
-/** Paths at HEAD whose blob is present in the partial clone. */
-function presentBlobPaths(checkout: string): string[] {
-  const listing = git(['ls-tree', '-r', 'HEAD'], { cwd: checkout })
-  const missing = new Set(
-    git(['rev-list', '--objects', '--missing=print', 'HEAD'], { cwd: checkout })
-      .split('\n')
-      .filter((l) => l.startsWith('?'))
-      .map((l) => l.slice(1)),
+/** Paths of `commit` whose blob is present in the checkout's object store (read without lazy fetching). */
+function presentBlobPaths(checkout: string, commit: string): string[] {
+  const present = new Set(
+    git(['cat-file', '--batch-all-objects', '--batch-check=%(objectname)'], { cwd: checkout }).split('\n'),
   )
-  return listing
+  return git(['ls-tree', '-r', commit], { cwd: repo.dir })
     .split('\n')
     .map((l) => /^\d+ blob ([0-9a-f]{40})\t(.*)$/.exec(l))
-    .filter((m): m is RegExpExecArray => m !== null && !missing.has(m[1]!))
+    .filter((m): m is RegExpExecArray => m !== null && present.has(m[1]!))
     .map((m) => m[2]!)
     .sort()
 }
@@ -125,12 +123,15 @@ afterAll(async () => {
   fs.rmSync(tmp, { recursive: true, force: true })
 })
 
-describe('prepare', () => {
+describe.each(['precise', 'sparse'] as const)('prepare, fetching the %s way', (mode) => {
   let dir: string
   let stack: string
+  beforeAll(() => {
+    fetchMode = mode
+  })
 
   it('creates .env, fetches only what the stack needs and writes STACK_DIR', async () => {
-    dir = project('main')
+    dir = project(`main-${mode}`)
     stack = path.join(dir, 'stack')
     server.resetStats()
     const r = await run(dir)
@@ -172,7 +173,14 @@ describe('prepare', () => {
     expect(git(['rev-parse', 'HEAD'], { cwd: checkout })).toBe(repo.tags.v1)
     expect(git(['rev-parse', '--is-shallow-repository'], { cwd: checkout })).toBe('true')
     // Exactly the needed blobs were fetched: nothing unrelated, not the siblings of mounted files.
-    expect(presentBlobPaths(checkout)).toEqual([...repo.neededFiles].sort())
+    expect(presentBlobPaths(checkout, repo.tags.v1!)).toEqual([...repo.neededFiles].sort())
+    if (mode === 'precise') {
+      // Only the trees on the needed paths: root, docker, posthog and the 10 below them.
+      const trees = git(['cat-file', '--batch-all-objects', '--batch-check=%(objecttype)'], { cwd: checkout })
+        .split('\n')
+        .filter((t) => t === 'tree')
+      expect(trees).toHaveLength(13)
+    }
     for (const f of Object.keys(UNNEEDED_SIBLINGS)) expect(fs.existsSync(path.join(checkout, f))).toBe(false)
     expect(fs.existsSync(path.join(checkout, 'posthog/idl/nested/schema.json'))).toBe(true)
     expect(fs.existsSync(path.join(checkout, 'rust'))).toBe(true)
@@ -237,14 +245,24 @@ describe('prepare', () => {
     expect(aside.some((a) => fs.existsSync(path.join(stack, a, 'my-notes.txt')))).toBe(true)
     expect(git(['rev-parse', 'HEAD'], { cwd: checkout })).toBe(repo.tags.v1)
   })
+})
+
+describe('prepare', () => {
+  beforeAll(() => {
+    fetchMode = 'precise'
+  })
 
   it('ends an unreachable repository in one line, exit 1, after retries', async () => {
     const d = project('offline')
-    const r = await run(d, ['--no-geoip'], { POSTHOG_REPO_URL: 'http://127.0.0.1:9/posthog.git' })
+    const closed = http.createServer()
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve))
+    const port = (closed.address() as AddressInfo).port
+    await new Promise<void>((resolve) => closed.close(() => resolve()))
+    const r = await run(d, ['--no-geoip'], { POSTHOG_REPO_URL: `http://127.0.0.1:${port}/posthog.git` })
     expect(r.code).toBe(1)
     expect(r.stderr.trim().split('\n')).toHaveLength(1)
     expect(r.stderr).toMatch(
-      /^prepare: error: fetching v1 from .* failed after 2 attempts: .*; check the network/,
+      /^prepare: error: (fetching|looking up) v1 from .* failed after 2 attempts: .*; check the network/,
     )
     expect(r.stdout).toMatch(/network error .* retrying/)
     expectNoSecrets(d, r)
