@@ -124,6 +124,7 @@ async function networkStep(opts: FetchOptions, what: string, step: () => Promise
       await step()
       return
     } catch (e) {
+      if (e instanceof UsageError || e instanceof RuntimeFailure) throw e
       const stderr = e instanceof WireError ? e.message : ((e as ProcessOutput).stderr ?? String(e))
       const kind = e instanceof WireError && e.network ? 'network' : classifyGitError(stderr)
       if (kind === 'missing-ref')
@@ -135,7 +136,12 @@ async function networkStep(opts: FetchOptions, what: string, step: () => Promise
           `POSTHOG_REPO_URL=${opts.repoUrl} is not a git repository: fix POSTHOG_REPO_URL in .env`,
         )
       if (kind !== 'network')
-        throw new RuntimeFailure(`${what} failed: ${lastLine(stderr)}`, `see 'git -C ${opts.dir} status'`)
+        throw new RuntimeFailure(
+          `${what} failed: ${lastLine(stderr)}`,
+          e instanceof WireError
+            ? 'run again with HOMELAB_FETCH_MODE=sparse to fetch with stock git instead'
+            : `see 'git -C ${opts.dir} status'`,
+        )
       if (attempt >= attempts)
         throw new RuntimeFailure(
           `${what} from ${opts.repoUrl} failed after ${attempts} attempt${attempts > 1 ? 's' : ''}: ${lastLine(stderr)}`,

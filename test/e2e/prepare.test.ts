@@ -268,6 +268,20 @@ describe('prepare', () => {
     expectNoSecrets(d, r)
   })
 
+  it('never overwrites a mounted file changed by hand', async () => {
+    const d = project('edited')
+    expect((await run(d, ['--no-geoip'])).code).toBe(0)
+    const users = path.join(d, 'stack/posthog/docker/clickhouse/users.xml')
+    fs.writeFileSync(users, '<clickhouse><users><me/></users></clickhouse>\n')
+    const r = await run(d, ['--no-geoip'], { POSTHOG_APP_TAG: 'v2' })
+    expect(r.code).toBe(1)
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    expect(r.stderr).toMatch(
+      /users\.xml was changed by hand; move your change to STACK_DIR\/docker-compose\.local\.yml/,
+    )
+    expect(fs.readFileSync(users, 'utf8')).toContain('<me/>')
+  })
+
   it('reports a ref the repository does not have with exit 2', async () => {
     const d = project('noref')
     const r = await run(d, ['--no-geoip'], { POSTHOG_APP_TAG: 'v999' })
