@@ -135,13 +135,13 @@ async function networkStep(opts: FetchOptions, what: string, step: () => Promise
         throw new UsageError(
           `POSTHOG_REPO_URL=${opts.repoUrl} is not a git repository: fix POSTHOG_REPO_URL in .env`,
         )
-      if (kind !== 'network')
-        throw new RuntimeFailure(
+      if (kind !== 'network' && e instanceof WireError)
+        throw new WireRefused(
           `${what} failed: ${lastLine(stderr)}`,
-          e instanceof WireError
-            ? 'run again with HOMELAB_FETCH_MODE=sparse to fetch with stock git instead'
-            : `see 'git -C ${opts.dir} status'`,
+          'run again with HOMELAB_FETCH_MODE=sparse to fetch with stock git instead',
         )
+      if (kind !== 'network')
+        throw new RuntimeFailure(`${what} failed: ${lastLine(stderr)}`, `see 'git -C ${opts.dir} status'`)
       if (attempt >= attempts)
         throw new RuntimeFailure(
           `${what} from ${opts.repoUrl} failed after ${attempts} attempt${attempts > 1 ? 's' : ''}: ${lastLine(stderr)}`,
@@ -228,24 +228,37 @@ function writePatterns(dir: string, patterns: string[]): void {
  */
 export async function fetchPosthog(opts: FetchOptions): Promise<FetchResult> {
   const refspec = refspecFor(opts.ref)
-  const mode = fetchModeFor(opts.repoUrl)
+  // An existing checkout keeps the way it was fetched, unless HOMELAB_FETCH_MODE says otherwise.
+  const forced = forcedMode()
+  let mode = forced ?? fetchModeFor(opts.repoUrl)
   let fresh = false
   let movedAside: string | undefined
   let previousCommit: string | undefined
   if (fs.existsSync(opts.dir)) {
-    const state = await inspectCheckout(opts.dir, opts.repoUrl, mode)
+    const state = await inspectCheckout(opts.dir, opts.repoUrl, forced)
     if (!state.usable) {
       movedAside = moveAside(opts.dir)
       opts.log?.(`${opts.dir} is unusable (${state.reason}); moved it aside to ${movedAside}`)
-    } else previousCommit = state.commit
+    } else {
+      previousCommit = state.commit
+      mode = await checkoutMode(opts.dir)
+    }
   }
   if (!fs.existsSync(opts.dir)) {
     await initCheckout(opts.dir, opts.repoUrl, mode)
     fresh = true
   }
   if (mode === 'precise') {
-    const commit = await preciseFetch(opts)
-    return { commit, previousCommit, fresh, movedAside }
+    try {
+      const commit = await preciseFetch(opts)
+      return { commit, previousCommit, fresh, movedAside }
+    } catch (e) {
+      if (!(e instanceof WireRefused) || !fresh || forced) throw e
+      // A server that will not answer the precise requests still serves stock git.
+      opts.log?.(`the server refused the precise fetch (${e.message}); fetching with stock git instead`)
+      fs.rmSync(opts.dir, { recursive: true, force: true }) // created by this run moments ago
+      await initCheckout(opts.dir, opts.repoUrl, 'sparse')
+    }
   }
   opts.log?.(`fetching PostHog ${opts.ref} from ${opts.repoUrl} (shallow, without blobs)`)
   await networkStep(opts, `fetching ${opts.ref}`, () =>
@@ -311,11 +324,23 @@ const PROXY_VARS = ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'http_proxy', 'htt
  * helpers and ssh) otherwise, or when HOMELAB_FETCH_MODE=sparse.
  */
 export function fetchModeFor(url: string, env: NodeJS.ProcessEnv = process.env): FetchMode {
-  const forced = env.HOMELAB_FETCH_MODE
-  if (forced === 'precise' || forced === 'sparse') return forced
+  const forced = forcedMode(env)
+  if (forced) return forced
   if (!/^https?:\/\/[^/@]+\//.test(url)) return 'sparse'
   return PROXY_VARS.some((k) => env[k]) ? 'sparse' : 'precise'
 }
+
+function forcedMode(env: NodeJS.ProcessEnv = process.env): FetchMode | undefined {
+  const v = env.HOMELAB_FETCH_MODE
+  if (v === undefined || v === '') return undefined
+  if (v === 'precise' || v === 'sparse') return v
+  throw new UsageError(
+    `HOMELAB_FETCH_MODE=${v} is not a fetch mode: use precise or sparse, or leave it unset`,
+  )
+}
+
+/** The precise fetch was refused by the server (not a network failure). */
+export class WireRefused extends RuntimeFailure {}
 
 async function checkoutMode(dir: string): Promise<FetchMode> {
   const out = await gitNothrow(dir, ['config', '--get', 'homelab.fetchmode'])

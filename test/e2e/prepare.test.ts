@@ -282,6 +282,25 @@ describe('prepare', () => {
     expect(fs.readFileSync(users, 'utf8')).toContain('<me/>')
   })
 
+  it('falls back to stock git when the server refuses the precise requests', async () => {
+    const plain = makePosthogRepo(path.join(tmp, 'nofilter.git'), { commits: 3, unrelatedFiles: 20 })
+    git(['config', 'uploadpack.allowFilter', 'false'], { cwd: plain.dir })
+    const plainServer = await serveRepo(plain.dir)
+    try {
+      const d = project('nofilter')
+      // Not forced either way (the other tests force one), as users run it.
+      const env = { POSTHOG_REPO_URL: plainServer.url, HOMELAB_FETCH_MODE: '' }
+      const r = await run(d, ['--no-geoip'], env)
+      expect(r.stderr).toBe('')
+      expect(r.code).toBe(0)
+      expect(r.stdout).toMatch(/refused the precise fetch .*; fetching with stock git instead/)
+      expect(fs.existsSync(path.join(d, 'stack/posthog/docker/kafka/topics.txt'))).toBe(true)
+      expect((await run(d, ['--no-geoip'], env)).stdout).toMatch(/nothing changed/)
+    } finally {
+      await plainServer.close()
+    }
+  })
+
   it('reports a ref the repository does not have with exit 2', async () => {
     const d = project('noref')
     const r = await run(d, ['--no-geoip'], { POSTHOG_APP_TAG: 'v999' })
