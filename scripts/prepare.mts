@@ -3,7 +3,9 @@
 import path from 'node:path'
 import { runScript, say } from '../lib/cli.mts'
 import { assertSecretsUnchanged, ensureEnvFile, loadConfig } from '../lib/env.mts'
+import { acquireLock } from '../lib/lock.mts'
 import { prepareStack } from '../lib/prepare.mts'
+import { stackLockDir } from '../lib/startup.mts'
 
 const spec = {
   usage: 'npx tsx scripts/prepare.mts [--no-geoip] [--env-file FILE] [--accept-new-secrets]',
@@ -48,7 +50,14 @@ await runScript('prepare', spec, async (flags) => {
   const cfg = loadConfig({ envFile })
   assertSecretsUnchanged(cfg, flags['accept-new-secrets'])
   const stack = path.relative(process.cwd(), cfg.stackDir) || '.'
-  const res = await prepareStack(cfg, { geoip: !flags['no-geoip'], log: say })
+  // The same lock as up, down, upgrade and restore: never rewrite STACK_DIR under a running step.
+  const release = acquireLock(stackLockDir(cfg))
+  let res: Awaited<ReturnType<typeof prepareStack>>
+  try {
+    res = await prepareStack(cfg, { geoip: !flags['no-geoip'], log: say })
+  } finally {
+    release()
+  }
   for (const notice of res.notices) say(`notice: ${notice}`)
   const where = `PostHog ${cfg.appTag} at ${res.commit.slice(0, 12)}`
   const services = `${res.enabledServices.length} of ${res.services.length} services enabled`

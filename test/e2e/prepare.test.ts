@@ -301,6 +301,20 @@ describe('prepare', () => {
     }
   })
 
+  it('waits for no one: a stack locked by a running step is left alone (exit 1)', async () => {
+    const d = project('locked')
+    const lock = path.join(d, 'stack', '.lock')
+    fs.mkdirSync(lock, { recursive: true })
+    fs.writeFileSync(
+      path.join(lock, 'owner.json'),
+      JSON.stringify({ pid: process.pid, started: 'now', command: 'up' }),
+    )
+    const r = await run(d, ['--no-geoip'])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/another run holds the lock .*\.lock \(pid \d+/)
+    expect(fs.readdirSync(path.join(d, 'stack'))).toEqual(['.lock'])
+  })
+
   it('reports a ref the repository does not have with exit 2', async () => {
     const d = project('noref')
     const r = await run(d, ['--no-geoip'], { POSTHOG_APP_TAG: 'v999' })
