@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { brotliDecompress } from 'node:zlib'
-import { UsageError } from './cli.mts'
+import { parseDuration, UsageError } from './cli.mts'
 import {
   buildContexts,
   type ComposeFile,
@@ -18,6 +18,7 @@ import type { Config } from './env.mts'
 import { readIfExists, type WriteResult, writeFileAtomic } from './fsutil.mts'
 import { type FetchResult, fetchPosthog, setSparsePaths } from './gitfetch.mts'
 import { buildOverride } from './override.mts'
+import { download, downloadProgress } from './release.mts'
 
 export interface PrepareOptions {
   /** Download GeoLite2-City into share/ (failures are a notice, never fatal). */
@@ -145,9 +146,14 @@ function isMmdb(data: Buffer): boolean {
 }
 
 async function downloadGeoip(url: string): Promise<Buffer> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(120_000) })
-  if (!res.ok) throw new Error(`HTTP ${res.status}`)
-  const body = Buffer.from(await res.arrayBuffer())
+  const { progress, done } = downloadProgress('downloading GeoLite2-City')
+  let body: Buffer
+  try {
+    const base = parseDuration(process.env.HOMELAB_FETCH_BACKOFF ?? '2s', 'HOMELAB_FETCH_BACKOFF')
+    body = await download(url, { timeoutMs: 300_000, attempts: 2, progress, backoffMs: () => base })
+  } finally {
+    done()
+  }
   // mmdbcdn.posthog.net serves the database brotli-compressed (upstream pipes it through `brotli -d`).
   const data = await promisify(brotliDecompress)(body).catch(() => body)
   if (!isMmdb(data)) throw new Error('the download is not a MaxMind database')
@@ -270,9 +276,9 @@ async function prepareGeoip(
       0o644,
     )
   } catch (e) {
-    const err = e as Error & { cause?: { message?: string } }
+    const why = (e as Error).message.replace(/^could not download \S+: /, '')
     notices.push(
-      `GeoLite2 download from ${url} failed (${err.cause?.message ?? err.message}); skipped, events get no GeoIP data. Run prepare again later to retry`,
+      `GeoLite2 download from ${url} failed (${why}); skipped, events get no GeoIP data. Run prepare again later to retry`,
     )
   }
 }
