@@ -1,7 +1,7 @@
 // Running git for the PostHog checkout: a clean environment, timeouts on every call, and
 // network steps with bounded retries whose failures end in one clear line.
 import { $, expBackoff, type ProcessOutput, sleep } from 'zx'
-import { RuntimeFailure, UsageError } from './cli.mts'
+import { parseDuration, RuntimeFailure, UsageError } from './cli.mts'
 import { WireError } from './gitwire.mts'
 
 export interface FetchOptions {
@@ -67,6 +67,14 @@ export function classifyGitError(stderr: string): FailureKind {
   return 'other'
 }
 
+function describeFailure(e: unknown): string {
+  if (e instanceof WireError) return e.message
+  const out = e as ProcessOutput
+  // zx kills a git call that outlives its timeout: no stderr, only the signal.
+  if (out.signal && !out.stderr?.trim()) return `git timed out (${out.signal})`
+  return out.stderr ?? String(e)
+}
+
 function lastLine(text: string): string {
   return (
     text
@@ -93,17 +101,18 @@ export async function networkStep(
   step: () => Promise<unknown>,
 ): Promise<void> {
   const attempts = retryCount(opts)
-  const delays = expBackoff(
-    '30s',
-    (opts.backoff ?? process.env.HOMELAB_FETCH_BACKOFF ?? '2s') as `${number}s`,
+  const base = parseDuration(
+    opts.backoff ?? process.env.HOMELAB_FETCH_BACKOFF ?? '2s',
+    'HOMELAB_FETCH_BACKOFF',
   )
+  const delays = expBackoff('30s', base)
   for (let attempt = 1; ; attempt++) {
     try {
       await step()
       return
     } catch (e) {
       if (e instanceof UsageError || e instanceof RuntimeFailure) throw e
-      const stderr = e instanceof WireError ? e.message : ((e as ProcessOutput).stderr ?? String(e))
+      const stderr = describeFailure(e)
       const kind = e instanceof WireError && e.network ? 'network' : classifyGitError(stderr)
       if (kind === 'missing-ref')
         throw new UsageError(
