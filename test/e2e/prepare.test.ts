@@ -280,6 +280,7 @@ describe('prepare', () => {
       /users\.xml was changed by hand; move your change to STACK_DIR\/docker-compose\.local\.yml/,
     )
     expect(fs.readFileSync(users, 'utf8')).toContain('<me/>')
+    expectNoSecrets(d, r)
   })
 
   it('falls back to stock git when the server refuses the precise requests', async () => {
@@ -294,6 +295,7 @@ describe('prepare', () => {
       expect(r.stderr).toBe('')
       expect(r.code).toBe(0)
       expect(r.stdout).toMatch(/refused the precise fetch .*; fetching with stock git instead/)
+      expectNoSecrets(d, r)
       expect(fs.existsSync(path.join(d, 'stack/posthog/docker/kafka/topics.txt'))).toBe(true)
       expect((await run(d, ['--no-geoip'], env)).stdout).toMatch(/nothing changed/)
     } finally {
@@ -313,6 +315,7 @@ describe('prepare', () => {
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(/another run holds the lock .*\.lock \(pid \d+/)
     expect(fs.readdirSync(path.join(d, 'stack'))).toEqual(['.lock'])
+    expectNoSecrets(d, r)
   })
 
   it('reports a ref the repository does not have with exit 2', async () => {
@@ -320,6 +323,7 @@ describe('prepare', () => {
     const r = await run(d, ['--no-geoip'], { POSTHOG_APP_TAG: 'v999' })
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/POSTHOG_APP_TAG=v999 does not exist/)
+    expectNoSecrets(d, r)
   })
 
   it('refuses a bad .env with exit 2 and writes nothing', async () => {
@@ -368,6 +372,7 @@ describe('prepare', () => {
       r = await run(d, [], { GEOIP_URL: url })
       expect(r.stdout).toMatch(/nothing changed/)
       expect(hits).toBe(1)
+      expectNoSecrets(d, r)
     } finally {
       geo.close()
     }
