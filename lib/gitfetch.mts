@@ -78,9 +78,11 @@ async function initCheckout(dir: string, repoUrl: string, mode: FetchMode): Prom
   fs.mkdirSync(dir, { recursive: true })
   await git(dir, ['init', '--quiet'])
   await git(dir, ['remote', 'add', 'origin', repoUrl])
-  // A partial clone: objects left out by the filter are fetched from origin when needed.
-  await git(dir, ['config', 'remote.origin.promisor', 'true'])
-  await git(dir, ['config', 'remote.origin.partialclonefilter', 'blob:none'])
+  // The stock-git way is a partial clone: git fetches what the filter left out when a checkout
+  // needs it. The precise way fetches everything itself; without a promisor remote a stray
+  // `git status` in the checkout fails fast instead of fetching the missing trees one by one.
+  await git(dir, ['config', 'remote.origin.promisor', mode === 'sparse' ? 'true' : 'false'])
+  if (mode === 'sparse') await git(dir, ['config', 'remote.origin.partialclonefilter', 'blob:none'])
   await git(dir, ['config', 'core.sparseCheckout', 'true'])
   await git(dir, ['config', 'core.sparseCheckoutCone', 'false'])
   await git(dir, ['config', 'advice.detachedHead', 'false'])
