@@ -6,26 +6,18 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx/core'
-import { parseDuration, registerSecret, runScript, say, UsageError, warn } from '../lib/cli.mts'
+import { parseDuration, registerSecret, runScript, say, UsageError } from '../lib/cli.mts'
 import { envErrors, isHostname, parseEnvText, setEnvValue } from '../lib/env.mts'
 import { readIfExists, writeFileAtomic } from '../lib/fsutil.mts'
-import { acquireLock } from '../lib/lock.mts'
 import {
-  aggregate,
   bounded,
   type CheckResult,
   checkHealthUrl,
-  EXIT_CODE,
-  formatReport,
-  formatReportJson,
-  loadState,
-  notifyIfDue,
   readCaFile,
-  recordResult,
   rotateLog,
-  saveState,
   type WebhookFormat,
 } from '../lib/monitor.mts'
+import { runMonitor } from '../lib/monitor-run.mts'
 import { applyCronEntry, cronCommand, cronSchedule, parseEvery } from '../lib/schedule.mts'
 
 const home = () => path.join(os.homedir(), '.posthog-watch')
@@ -132,47 +124,31 @@ async function serviceRunning(name: string, timeoutMs: number): Promise<CheckRes
   return { name, status: 'UNKNOWN', summary: 'neither systemctl nor pgrep could tell' }
 }
 
-async function check(s: Settings, flags: Flags): Promise<number> {
-  const print = (text: string) => process.stdout.write(`${text}\n`)
-  let release: () => void
-  try {
-    release = acquireLock(`${s.stateFile}.lock`)
-  } catch (e) {
-    const report = aggregate('POSTHOG', [
-      {
-        name: 'lock',
-        status: 'UNKNOWN',
-        summary: `another watch run is still running: ${(e as Error).message}`,
-      },
-    ])
-    print(flags.json ? formatReportJson(report) : formatReport(report))
-    return EXIT_CODE.UNKNOWN
-  }
-  try {
-    const deadline = Date.now() + s.runMs
-    const callMs = () => Math.max(200, Math.min(10_000, deadline - Date.now() - 300))
-    const ca = readCaFile(s.caFile)
-    const state = loadState(s.stateFile)
-    const groups = await Promise.all([
-      bounded('public', deadline, () => checkHealthUrl('public', s.url, { timeoutMs: callMs(), ca })),
-      ...s.services.map((svc) => bounded(svc, deadline, async () => [await serviceRunning(svc, callMs())])),
-    ])
-    const report = aggregate('POSTHOG', groups.flat())
-    const notice = await notifyIfDue(state, report, {
+async function watchChecks(s: Settings, ca: string | undefined): Promise<CheckResult[]> {
+  const deadline = Date.now() + s.runMs
+  const callMs = () => Math.max(200, Math.min(10_000, deadline - Date.now() - 300))
+  const groups = await Promise.all([
+    bounded('public', deadline, () => checkHealthUrl('public', s.url, { timeoutMs: callMs(), ca })),
+    ...s.services.map((svc) => bounded(svc, deadline, async () => [await serviceRunning(svc, callMs())])),
+  ])
+  return groups.flat()
+}
+
+function check(s: Settings, flags: Flags): Promise<number> {
+  const ca = readCaFile(s.caFile)
+  return runMonitor({
+    name: 'watch',
+    stateFile: s.stateFile,
+    json: Boolean(flags.json),
+    check: () => watchChecks(s, ca),
+    notify: () => ({
       url: s.notify.HEALTH_WEBHOOK_URL || undefined,
       format: s.notify.HEALTH_WEBHOOK_FORMAT as WebhookFormat,
       remindHours: Number(s.notify.HEALTH_REMIND_HOURS),
       timeoutMs: 5000,
       ca,
-    })
-    recordResult(state, report)
-    saveState(s.stateFile, state)
-    print(flags.json ? formatReportJson(report) : formatReport(report))
-    if (notice) warn(`watch: ${notice}`)
-    return EXIT_CODE[report.status]
-  } finally {
-    release()
-  }
+    }),
+  })
 }
 
 /** Saves the settings (0600: the webhook URL may hold a token) and sets the crontab entry. */

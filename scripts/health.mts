@@ -2,7 +2,7 @@
 // DOMAIN) https://DOMAIN/_health with its certificate. monitoring-plugins output and exit codes,
 // change-only notifications, optional --heal. Scheduled by scripts/schedule.mts as a bundle.
 import path from 'node:path'
-import { parseDuration, runScript, UsageError, warn } from '../lib/cli.mts'
+import { parseDuration, runScript, UsageError } from '../lib/cli.mts'
 import {
   type ContainerInfo,
   composeKey,
@@ -14,24 +14,16 @@ import {
 } from '../lib/containers.mts'
 import { compose } from '../lib/docker.mts'
 import { type Config, loadConfig } from '../lib/env.mts'
-import { acquireLock } from '../lib/lock.mts'
 import {
-  aggregate,
   bounded,
   type CheckResult,
   checkHealthUrl,
-  EXIT_CODE,
-  formatReport,
-  formatReportJson,
-  loadState,
   type MonitorState,
-  notifyIfDue,
   readCaFile,
-  recordResult,
   rotateLog,
-  saveState,
   type WebhookFormat,
 } from '../lib/monitor.mts'
+import { runMonitor } from '../lib/monitor-run.mts'
 
 const spec = {
   usage: 'node dist/health.mjs [options]   (or: npx tsx scripts/health.mts)',
@@ -186,54 +178,37 @@ async function containerChecks(s: Settings, state: MonitorState, doHeal: boolean
   return [servicesCheck(evaluation.problems, evaluation.running, healed), ...healResults]
 }
 
+async function allChecks(s: Settings, state: MonitorState, doHeal: boolean): Promise<CheckResult[]> {
+  const probeOpts = () => ({ timeoutMs: callTimeout(s), ca: s.ca })
+  const groups = await Promise.all([
+    bounded('local', s.deadline, () => checkHealthUrl('local', s.localUrl, probeOpts())),
+    bounded('services', s.deadline, () => containerChecks(s, state, doHeal)),
+    ...(s.publicUrl
+      ? [bounded('public', s.deadline, () => checkHealthUrl('public', s.publicUrl!, probeOpts()))]
+      : []),
+  ])
+  return groups.flat()
+}
+
 async function main(flags: Record<string, unknown>): Promise<number> {
   const maxMb = Number(flags['log-max-mb'])
   if (!(maxMb > 0)) throw new UsageError(`--log-max-mb=${flags['log-max-mb']} must be a number above 0`)
   if (flags['rotate-log']) rotateLog(String(flags['rotate-log']), maxMb * 1024 * 1024)
   const cfg = loadConfig({ envFile: flags['env-file'] as string | undefined })
   const s = settingsFrom(flags, cfg)
-  const print = (text: string) => process.stdout.write(`${text}\n`)
-
-  let release: () => void
-  try {
-    release = acquireLock(`${s.stateFile}.lock`)
-  } catch (e) {
-    const report = aggregate('POSTHOG', [
-      {
-        name: 'lock',
-        status: 'UNKNOWN',
-        summary: `another health run is still running: ${(e as Error).message}`,
-      },
-    ])
-    print(flags.json ? formatReportJson(report) : formatReport(report))
-    return EXIT_CODE.UNKNOWN
-  }
-  try {
-    const state = loadState(s.stateFile)
-    const probeOpts = () => ({ timeoutMs: callTimeout(s), ca: s.ca })
-    const groups = await Promise.all([
-      bounded('local', s.deadline, () => checkHealthUrl('local', s.localUrl, probeOpts())),
-      bounded('services', s.deadline, () => containerChecks(s, state, Boolean(flags.heal))),
-      ...(s.publicUrl
-        ? [bounded('public', s.deadline, () => checkHealthUrl('public', s.publicUrl!, probeOpts()))]
-        : []),
-    ])
-    const report = aggregate('POSTHOG', groups.flat())
-    const notice = await notifyIfDue(state, report, {
+  return runMonitor({
+    name: 'health',
+    stateFile: s.stateFile,
+    json: Boolean(flags.json),
+    check: (state) => allChecks(s, state, Boolean(flags.heal)),
+    notify: () => ({
       url: cfg.raw.HEALTH_WEBHOOK_URL || undefined,
       format: (cfg.raw.HEALTH_WEBHOOK_FORMAT as WebhookFormat) ?? 'json',
       remindHours: Number(cfg.raw.HEALTH_REMIND_HOURS),
       timeoutMs: Math.min(5000, Math.max(1000, s.deadline + 5000 - Date.now())),
       ca: s.ca,
-    })
-    recordResult(state, report)
-    saveState(s.stateFile, state)
-    print(flags.json ? formatReportJson(report) : formatReport(report))
-    if (notice) warn(`health: ${notice}`)
-    return EXIT_CODE[report.status]
-  } finally {
-    release()
-  }
+    }),
+  })
 }
 
 await runScript('health', spec, (flags) => main(flags as unknown as Record<string, unknown>))
