@@ -4,7 +4,7 @@ import fs from 'node:fs'
 import { $ } from 'zx'
 import { RuntimeFailure, UsageError } from './cli.mts'
 import { writeFileAtomic } from './fsutil.mts'
-import { xmlEscape } from './schedule.mts'
+import { plistKey as key, plistDocument, plistStringArray, plistString as str } from './plist.mts'
 
 export const FRPC_LAUNCHD_LABEL = 'dev.posthog-homelab.frpc'
 
@@ -107,9 +107,6 @@ export interface LaunchDaemon {
   stderrPath: string
 }
 
-const str = (v: string) => `<string>${xmlEscape(v)}</string>`
-const key = (k: string) => `<key>${xmlEscape(k)}</key>`
-
 /**
  * A LaunchDaemon property list (/Library/LaunchDaemons, root, starts at boot without a login):
  * RunAtLoad, KeepAlive (launchd restarts frpc whenever it exits), ThrottleInterval 10 s.
@@ -119,9 +116,7 @@ export function buildLaunchDaemonPlist(d: LaunchDaemon): string {
     key('Label'),
     str(d.label),
     key('ProgramArguments'),
-    '<array>',
-    ...d.programArguments.map((a) => `  ${str(a)}`),
-    '</array>',
+    ...plistStringArray(d.programArguments),
     key('RunAtLoad'),
     '<true/>',
     key('KeepAlive'),
@@ -133,16 +128,7 @@ export function buildLaunchDaemonPlist(d: LaunchDaemon): string {
     key('StandardErrorPath'),
     str(d.stderrPath),
   ]
-  return [
-    '<?xml version="1.0" encoding="UTF-8"?>',
-    '<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">',
-    '<plist version="1.0">',
-    '<dict>',
-    ...body.map((l) => `  ${l}`),
-    '</dict>',
-    '</plist>',
-    '',
-  ].join('\n')
+  return plistDocument(body)
 }
 
 export function frpcLaunchDaemon(o: { binPath: string; configFile: string; logDir: string }): string {

@@ -7,6 +7,7 @@ import path from 'node:path'
 import { $ } from 'zx/core'
 import { RuntimeFailure, UsageError } from './cli.mts'
 import { timestamp } from './fsutil.mts'
+import { plistKey as key, plistDocument, plistStringArray, plistString as str } from './plist.mts'
 
 export const MARK_PREFIX = '# posthog-homelab:'
 
@@ -159,27 +160,13 @@ export interface LaunchAgent {
   environment?: Record<string, string>
 }
 
-export function xmlEscape(text: string): string {
-  return text
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;')
-    .replace(/'/g, '&apos;')
-}
-
-const str = (v: string) => `<string>${xmlEscape(v)}</string>`
-const key = (k: string) => `<key>${xmlEscape(k)}</key>`
-
-/** A launchd property list (XML 1.0, Apple's PropertyList-1.0 DTD). */
+/** A launchd agent's property list: runs every `startIntervalSeconds` and once at load. */
 export function buildLaunchAgentPlist(agent: LaunchAgent): string {
   const body: string[] = [
     key('Label'),
     str(agent.label),
     key('ProgramArguments'),
-    '<array>',
-    ...agent.programArguments.map((a) => `  ${str(a)}`),
-    '</array>',
+    ...plistStringArray(agent.programArguments),
     key('WorkingDirectory'),
     str(agent.workingDirectory),
     key('StartInterval'),
@@ -198,14 +185,5 @@ export function buildLaunchAgentPlist(agent: LaunchAgent): string {
     for (const [k, v] of Object.entries(agent.environment)) body.push(`  ${key(k)}`, `  ${str(v)}`)
     body.push('</dict>')
   }
-  return [
-    '<?xml version="1.0" encoding="UTF-8"?>',
-    '<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">',
-    '<plist version="1.0">',
-    '<dict>',
-    ...body.map((l) => `  ${l}`),
-    '</dict>',
-    '</plist>',
-    '',
-  ].join('\n')
+  return plistDocument(body)
 }
