@@ -2,6 +2,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
+import { expectNoSecrets } from '../helpers/common.ts'
 import {
   bundled,
   makeStackProject,
@@ -9,6 +10,7 @@ import {
   run,
   SALT,
   SECRET,
+  SECRETS,
   type StackProject,
 } from '../helpers/monitor-env.ts'
 
@@ -29,13 +31,6 @@ const RUNNING = {
 
 function doctor(p: StackProject, args: string[] = []) {
   return run(DOCTOR, args, { cwd: p.dir, env: p.env, timeoutMs: 30_000, tsx: false })
-}
-
-function expectNoSecrets(r: { stdout: string; stderr: string }) {
-  for (const s of [SECRET, SALT]) {
-    expect(r.stdout).not.toContain(s)
-    expect(r.stderr).not.toContain(s)
-  }
 }
 
 // One scenario per pitfall: what the containers and logs show, and what doctor must say.
@@ -142,7 +137,7 @@ describe('doctor', () => {
     expect(block).toMatch(t.cause)
     expect(block).toContain(`evidence: ${t.evidence}`.slice(0, 60))
     expect(block).toMatch(t.fix)
-    expectNoSecrets(r)
+    expectNoSecrets(r, SECRETS)
   })
 
   it('redacts secrets in the evidence', async () => {
@@ -158,7 +153,7 @@ describe('doctor', () => {
     const r = await doctor(p)
     expect(r.code).toBe(1)
     expect(r.stdout).toContain('Region is missing (SECRET_KEY=***, salt ***, postgres://***@db/posthog)')
-    expectNoSecrets(r)
+    expectNoSecrets(r, SECRETS)
   })
 
   it('scans frpc’s log and the logs given with --log-file', async () => {

@@ -2,6 +2,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { expectNoSecrets } from '../helpers/common.ts'
 import {
   bundled,
   type HealthServer,
@@ -11,8 +12,7 @@ import {
   makeStackProject,
   ROOT,
   run,
-  SALT,
-  SECRET,
+  SECRETS,
   type StackProject,
   startHealthServer,
   startHttpsHealthServer,
@@ -27,13 +27,6 @@ let HEALTH: string
 
 function health(p: StackProject, args: string[] = [], env: Record<string, string> = {}, timeoutMs = 30_000) {
   return run(HEALTH, args, { cwd: p.dir, env: { ...p.env, ...env }, timeoutMs, tsx: false })
-}
-
-function expectNoSecrets(r: { stdout: string; stderr: string }, extra: string[] = []) {
-  for (const s of [SECRET, SALT, WEBHOOK_TOKEN, ...extra]) {
-    expect(r.stdout).not.toContain(s)
-    expect(r.stderr).not.toContain(s)
-  }
 }
 
 let local: HealthServer
@@ -68,7 +61,7 @@ describe('health', () => {
       expect.stringMatching(/^inspect posthog-db-1 /),
     ])
     expect(webhook.received.length).toBe(before)
-    expectNoSecrets(r)
+    expectNoSecrets(r, SECRETS)
     // Later runs inspect the containers seen last time: one docker call.
     const again = await health(p, ['--local-url', local.url])
     expect(again.code).toBe(0)
@@ -122,7 +115,7 @@ describe('health', () => {
     expect(r3.code).toBe(0)
     expect(webhook.received.length).toBe(start + 2)
     expect(JSON.parse(webhook.received.at(-1)!.body)).toMatchObject({ status: 'OK', reason: 'changed' })
-    for (const r of [r1, r2, r3]) expectNoSecrets(r)
+    for (const r of [r1, r2, r3]) expectNoSecrets(r, SECRETS)
     for (const w of webhook.received) expect(w.body).not.toContain(WEBHOOK_TOKEN)
   })
 

@@ -5,14 +5,14 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { findCronEntry, markerLine } from '../../lib/schedule.mts'
+import { expectNoSecrets } from '../helpers/common.ts'
 import {
   type HealthServer,
   makeStackProject,
   makeToolsDir,
   ROOT,
   run,
-  SALT,
-  SECRET,
+  SECRETS,
   scratch,
   startHealthServer,
 } from '../helpers/monitor-env.ts'
@@ -42,10 +42,6 @@ function setup() {
   return { tools, home, project, log, env, schedule }
 }
 
-function expectNoSecrets(r: { stdout: string; stderr: string }) {
-  for (const s of [SECRET, SALT]) expect(r.stdout + r.stderr).not.toContain(s)
-}
-
 describe('schedule on Linux (crontab)', () => {
   it('installs a marked entry, keeps the user’s lines, and a re-run changes nothing', async () => {
     const { tools, log, schedule, home, project, env } = setup()
@@ -62,7 +58,7 @@ describe('schedule on Linux (crontab)', () => {
       `*/5 * * * * cd ${ROOT} && ${process.execPath} dist/health.mjs --rotate-log ${log} --log-max-mb 5 --env-file ${project.envFile} >> ${log} 2>&1`,
     )
     expect(entry).not.toMatch(/npx|tsx/)
-    expectNoSecrets(r1)
+    expectNoSecrets(r1, SECRETS)
 
     // The exact scheduled command runs and appends a report to the log.
     const command = entry.split(' ').slice(5).join(' ')

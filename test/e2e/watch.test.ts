@@ -5,6 +5,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bundleEntry } from '../../lib/bundle.mts'
 import { findCronEntry } from '../../lib/schedule.mts'
+import { expectNoSecrets } from '../helpers/common.ts'
 import {
   type LeafCert,
   makeCa,
@@ -12,6 +13,7 @@ import {
   makeToolsDir,
   ROOT,
   run,
+  SECRETS,
   scratch,
   startHttpsHealthServer,
   startWebhook,
@@ -44,10 +46,6 @@ function setup(extraEnv: Record<string, string> = {}) {
   return { tools, home, env, watch }
 }
 
-function expectNoToken(r: { stdout: string; stderr: string }) {
-  expect(r.stdout + r.stderr).not.toContain(WEBHOOK_TOKEN)
-}
-
 describe('watch', () => {
   it('OK when the site answers through TLS and frps and nginx are active', async () => {
     const site = await startHttpsHealthServer(leaves[30]!)
@@ -63,7 +61,7 @@ describe('watch', () => {
         'OK nginx: active',
       ])
       expect(fs.readFileSync(tools.callsFile, 'utf8')).toContain('systemctl is-active frps')
-      expectNoToken(r)
+      expectNoSecrets(r, SECRETS)
     } finally {
       await site.close()
     }
@@ -89,7 +87,7 @@ describe('watch', () => {
       expect(r3.code).toBe(1)
       expect(r3.stdout).toMatch(/^WARNING certificate: expires in (9|10) days/m)
       expect(webhook.received.length).toBe(start + 2)
-      for (const r of [r1, r2, r3]) expectNoToken(r)
+      for (const r of [r1, r2, r3]) expectNoSecrets(r, SECRETS)
     } finally {
       await site.close()
     }
@@ -110,7 +108,7 @@ describe('watch', () => {
     const args = ['--domain', 'ph.example.com', '--install']
     const r1 = await watch(args)
     expect(r1.code).toBe(0)
-    expectNoToken(r1)
+    expectNoSecrets(r1, SECRETS)
     const envFile = path.join(home, '.posthog-watch', 'watch.env')
     expect(fs.statSync(envFile).mode & 0o777).toBe(0o600)
     const settings = fs.readFileSync(envFile, 'utf8')

@@ -1,12 +1,19 @@
 // A scratch project for the backup / restore / upgrade black-box tests: a .env with known
 // secrets, STACK_DIR and BACKUP_DIR in a temp dir, a fake-docker scenario, and a runner that
 // spawns a script with the fake docker first on PATH.
-import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
-import os from 'node:os'
 import path from 'node:path'
+import {
+  dockerCalls,
+  expectNoSecrets,
+  type Listening,
+  listenLocal,
+  type ProcessResult,
+  scratchDir,
+  startProcess,
+  writeEnvFile,
+} from './common.ts'
 
 export const SECRET = 'f00dfeed'.repeat(7) // 56 hex characters
 export const SALT = 'a1b2c3d4'.repeat(4) // 32 characters
@@ -26,7 +33,7 @@ export interface Project {
 }
 
 export function makeProject(env: Record<string, string> = {}): Project {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'homelab-e2e-'))
+  const dir = scratchDir('homelab-e2e-')
   const stackDir = path.join(dir, 'stack')
   const backupDir = path.join(dir, 'backups')
   fs.mkdirSync(stackDir)
@@ -39,13 +46,7 @@ export function makeProject(env: Record<string, string> = {}): Project {
     POSTHOG_APP_TAG: 'v1',
     ...env,
   }
-  fs.writeFileSync(
-    envFile,
-    `# test project\n${Object.entries(values)
-      .map(([k, v]) => `${k}=${v}`)
-      .join('\n')}\n`,
-    { mode: 0o600 },
-  )
+  writeEnvFile(envFile, values, 'test project')
   const scenarioFile = path.join(dir, 'scenario.json')
   const logFile = path.join(dir, 'docker.log')
   const project: Project = {
@@ -62,39 +63,14 @@ export function makeProject(env: Record<string, string> = {}): Project {
       fs.rmSync(`${scenarioFile}.state.json`, { force: true })
     },
     calls() {
-      if (!fs.existsSync(logFile)) return []
-      return fs
-        .readFileSync(logFile, 'utf8')
-        .trim()
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => normalise((JSON.parse(l) as { argv: string[] }).argv))
+      return dockerCalls(logFile).map((argv) => argv.join(' '))
     },
   }
   project.writeScenario({})
   return project
 }
 
-const GLOBAL_WITH_VALUE = new Set([
-  '-f',
-  '--file',
-  '-p',
-  '--project-name',
-  '--project-directory',
-  '--env-file',
-])
-function normalise(argv: string[]): string {
-  if (argv[0] !== 'compose') return argv.join(' ')
-  let i = 1
-  while (i < argv.length && GLOBAL_WITH_VALUE.has(argv[i]!)) i += 2
-  return ['compose', ...argv.slice(i)].join(' ')
-}
-
-export interface RunResult {
-  code: number | null
-  stdout: string
-  stderr: string
-}
+export type RunResult = ProcessResult
 
 export interface RunOptions {
   env?: Record<string, string>
@@ -104,78 +80,48 @@ export interface RunOptions {
   onSpawn?: (pid: number) => void
 }
 
+/** Spawns `node --import tsx <script>` from the project root with the fake docker first on PATH. */
 export function runScript(
   project: Project,
   script: string,
   args: string[],
   opts: RunOptions = {},
 ): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const child = spawn('node', ['--import', 'tsx', script, ...args], {
-      cwd: process.cwd(),
-      detached: true, // own process group: the crash test kills the whole group
-      env: {
-        ...process.env,
-        PATH: `${FAKES}:${process.env.PATH}`,
-        DOCKER_BIN: path.join(FAKES, 'docker'),
-        FAKE_DOCKER_SCENARIO: project.scenarioFile,
-        FAKE_DOCKER_LOG: project.logFile,
-        HOMELAB_ENV_FILE: project.envFile,
-        ...opts.env,
-      },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => {
-      stdout += d
-    })
-    child.stderr.on('data', (d) => {
-      stderr += d
-    })
-    if (child.pid) opts.onSpawn?.(child.pid)
-    child.stdin.end(opts.input ?? '')
-    const timer = setTimeout(() => {
-      try {
-        process.kill(-child.pid!, 'SIGKILL')
-      } catch {}
-    }, opts.timeoutMs ?? 60_000)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr })
-    })
+  const child = startProcess('node', ['--import', 'tsx', script, ...args], {
+    cwd: process.cwd(),
+    detached: true, // own process group: the crash test kills the whole group
+    env: {
+      ...process.env,
+      PATH: `${FAKES}:${process.env.PATH}`,
+      DOCKER_BIN: path.join(FAKES, 'docker'),
+      FAKE_DOCKER_SCENARIO: project.scenarioFile,
+      FAKE_DOCKER_LOG: project.logFile,
+      HOMELAB_ENV_FILE: project.envFile,
+      ...opts.env,
+    },
+    input: opts.input ?? '',
+    timeoutMs: opts.timeoutMs ?? 60_000,
   })
+  opts.onSpawn?.(child.pid)
+  return child.done
 }
 
-/** Asserts (by throwing) that no secret value appears in the output. */
+/** Fails the test when a secret value of the project's .env appears in the output. */
 export function assertNoSecrets(res: RunResult): void {
-  for (const s of [SECRET, SALT])
-    if (res.stdout.includes(s) || res.stderr.includes(s))
-      throw new Error('a secret value appeared in the output')
+  expectNoSecrets(res, [SECRET, SALT])
 }
 
 /**
  * A stand-in for PostHog's /_health behind Caddy on 127.0.0.1: answers what `respond()` returns
  * at the time of each request (the test decides from the fake docker state, a file, ...).
  */
-export async function healthServer(
-  respond: () => { status: number; body: string },
-): Promise<{ port: number; close: () => Promise<void> }> {
+export async function healthServer(respond: () => { status: number; body: string }): Promise<Listening> {
   const server = http.createServer((req, res) => {
     const { status, body } = req.url === '/_health' ? respond() : { status: 404, body: 'not found' }
     res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' })
     res.end(body)
   })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  const port = (server.address() as AddressInfo).port
-  return {
-    port,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections()
-        server.close(() => r())
-      }),
-  }
+  return listenLocal(server)
 }
 
 /** The fake docker's current service states (what `compose up`/`stop` left). */

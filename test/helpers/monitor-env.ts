@@ -2,13 +2,19 @@
 // STACK_DIR/docker-compose.yml), the fake docker with a scenario, local HTTP/HTTPS servers for
 // /_health (certificates made here with openssl, short validity), a webhook receiver, stand-ins
 // for crontab/systemctl/launchctl, and a runner that spawns a script with a timeout.
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
-import type { AddressInfo } from 'node:net'
-import os from 'node:os'
 import path from 'node:path'
+import {
+  dockerCalls,
+  listenLocal,
+  type ProcessResult,
+  runProcess,
+  scratchDir,
+  writeEnvFile,
+} from './common.ts'
 
 export const ROOT = process.cwd()
 export const TSX = path.resolve(ROOT, 'node_modules/tsx/dist/loader.mjs')
@@ -17,17 +23,14 @@ export const FAKE_DOCKER = path.resolve(ROOT, 'test/fakes/docker')
 export const SECRET = 'feedbead'.repeat(7) // 56 characters
 export const SALT = 'mon1t0r5'.repeat(4) // 32 characters
 export const WEBHOOK_TOKEN = 'tok3n-very-private-4242'
+/** Every value above: none may ever appear in a script's output. */
+export const SECRETS = [SECRET, SALT, WEBHOOK_TOKEN]
 
 export function scratch(prefix = 'monitor-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  return scratchDir(prefix)
 }
 
-export interface RunResult {
-  code: number | null
-  stdout: string
-  stderr: string
-  ms: number
-}
+export type RunResult = ProcessResult
 
 /** Spawns `node --import tsx <script> ...args` (or a plain node file) and collects its output. */
 export function run(
@@ -35,28 +38,11 @@ export function run(
   args: string[],
   opts: { cwd: string; env?: Record<string, string>; timeoutMs?: number; tsx?: boolean },
 ): Promise<RunResult> {
-  const started = Date.now()
   const nodeArgs = opts.tsx === false ? [script, ...args] : ['--import', TSX, script, ...args]
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, nodeArgs, {
-      cwd: opts.cwd,
-      env: { ...process.env, ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => {
-      stdout += d
-    })
-    child.stderr.on('data', (d) => {
-      stderr += d
-    })
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000)
-    child.on('error', reject)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr, ms: Date.now() - started })
-    })
+  return runProcess(process.execPath, nodeArgs, {
+    cwd: opts.cwd,
+    env: { ...process.env, ...opts.env },
+    timeoutMs: opts.timeoutMs ?? 30_000,
   })
 }
 
@@ -112,13 +98,7 @@ export function makeStackProject(
     DISABLED_SERVICES: 'livestream',
     ...opts.env,
   }
-  fs.writeFileSync(
-    envFile,
-    `${Object.entries(values)
-      .map(([k, v]) => `${k}=${v}`)
-      .join('\n')}\n`,
-    { mode: 0o600 },
-  )
+  writeEnvFile(envFile, values)
   const scenarioFile = path.join(dir, 'scenario.json')
   const dockerLog = path.join(dir, 'docker-calls.jsonl')
   const project: StackProject = {
@@ -142,33 +122,13 @@ export function makeStackProject(
       fs.rmSync(`${scenarioFile}.state.json`, { force: true })
     },
     calls() {
-      if (!fs.existsSync(dockerLog)) return []
-      return fs
-        .readFileSync(dockerLog, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => normalise((JSON.parse(l) as { argv: string[] }).argv).join(' '))
+      return dockerCalls(dockerLog).map((argv) => argv.join(' '))
     },
   }
   project.scenario({
     services: Object.fromEntries(services.map((s) => [s, s === 'kafka-init' ? { state: 'exited' } : {}])),
   })
   return project
-}
-
-const GLOBAL_WITH_VALUE = new Set([
-  '-f',
-  '--file',
-  '-p',
-  '--project-name',
-  '--project-directory',
-  '--env-file',
-])
-function normalise(argv: string[]): string[] {
-  if (argv[0] !== 'compose') return argv
-  let i = 1
-  while (i < argv.length && GLOBAL_WITH_VALUE.has(argv[i]!)) i += 2
-  return ['compose', ...argv.slice(i)]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -197,18 +157,9 @@ async function listen(
   state: { mode: HealthMode },
   scheme: string,
 ): Promise<HealthServer> {
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  const port = (server.address() as AddressInfo).port
+  const { port, close } = await listenLocal(server)
   const host = scheme === 'https' ? 'localhost' : '127.0.0.1'
-  return Object.assign(state, {
-    url: `${scheme}://${host}:${port}/_health`,
-    port,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections()
-        server.close(() => r())
-      }),
-  }) as HealthServer
+  return Object.assign(state, { url: `${scheme}://${host}:${port}/_health`, port, close }) as HealthServer
 }
 
 export function startHealthServer(mode: HealthMode = 'ok'): Promise<HealthServer> {
@@ -241,17 +192,8 @@ export async function startWebhook(): Promise<Webhook> {
       res.writeHead(200).end('ok')
     })
   })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  const port = (server.address() as AddressInfo).port
-  return {
-    url: `http://127.0.0.1:${port}/hook?auth=${WEBHOOK_TOKEN}`,
-    received,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections()
-        server.close(() => r())
-      }),
-  }
+  const { port, close } = await listenLocal(server)
+  return { url: `http://127.0.0.1:${port}/hook?auth=${WEBHOOK_TOKEN}`, received, close }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -272,18 +214,17 @@ function openssl(args: string[], cwd: string): void {
   execFileSync('openssl', args, { cwd, stdio: 'ignore', timeout: 30_000 })
 }
 
+/** `openssl req` arguments for a new unencrypted P-256 key written to `keyFile`. */
+function newEcKey(keyFile: string): string[] {
+  return ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', keyFile]
+}
+
 export function makeCa(dir = scratch('ca-')): TestCa {
   openssl(
     [
       'req',
       '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      'ca.key',
+      ...newEcKey('ca.key'),
       '-out',
       'ca.pem',
       '-days',
@@ -303,23 +244,7 @@ export function makeLeaf(ca: TestCa, days: number): LeafCert {
     path.join(ca.dir, `${name}.ext`),
     'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n',
   )
-  openssl(
-    [
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.csr`,
-      '-subj',
-      '/CN=localhost',
-    ],
-    ca.dir,
-  )
+  openssl(['req', ...newEcKey(`${name}.key`), '-out', `${name}.csr`, '-subj', '/CN=localhost'], ca.dir)
   openssl(
     [
       'x509',

@@ -4,9 +4,17 @@
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
-import os from 'node:os'
 import path from 'node:path'
+import {
+  dockerCalls,
+  listenLocal,
+  type ProcessResult,
+  type StartedProcess,
+  scratchDir,
+  secretsFound,
+  startProcess,
+  writeEnvFile,
+} from './common.ts'
 
 export const ROOT = process.cwd()
 export const FAKES = path.resolve(ROOT, 'test/fakes')
@@ -30,18 +38,12 @@ export interface Project {
 }
 
 export function makeProject(opts: { withEnv?: Record<string, string> | false } = {}): Project {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stack-e2e-'))
+  const dir = scratchDir('stack-e2e-')
   fs.copyFileSync(path.join(ROOT, '.env.example'), path.join(dir, '.env.example'))
   const envFile = path.join(dir, '.env')
   if (opts.withEnv !== false) {
     const values = { POSTHOG_SECRET: SECRET, ENCRYPTION_SALT_KEYS: SALT, ...(opts.withEnv ?? {}) }
-    fs.writeFileSync(
-      envFile,
-      Object.entries(values)
-        .map(([k, v]) => `${k}=${v}\n`)
-        .join(''),
-      { mode: 0o600 },
-    )
+    writeEnvFile(envFile, values)
   }
   const scenarioFile = path.join(dir, 'scenario.json')
   const logFile = path.join(dir, 'docker-calls.jsonl')
@@ -62,13 +64,7 @@ export function makeProject(opts: { withEnv?: Record<string, string> | false } =
       fs.rmSync(`${scenarioFile}.state.json`, { force: true })
     },
     calls() {
-      if (!fs.existsSync(logFile)) return []
-      return fs
-        .readFileSync(logFile, 'utf8')
-        .trim()
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => normalise((JSON.parse(l) as { argv: string[] }).argv))
+      return dockerCalls(logFile)
     },
     cleanup() {
       fs.rmSync(dir, { recursive: true, force: true })
@@ -77,34 +73,10 @@ export function makeProject(opts: { withEnv?: Record<string, string> | false } =
   return project
 }
 
-const GLOBAL_WITH_VALUE = new Set([
-  '-f',
-  '--file',
-  '-p',
-  '--project-name',
-  '--project-directory',
-  '--env-file',
-])
-function normalise(argv: string[]): string[] {
-  if (argv[0] !== 'compose') return argv
-  let i = 1
-  while (i < argv.length && GLOBAL_WITH_VALUE.has(argv[i]!)) i += 2
-  return ['compose', ...argv.slice(i)]
-}
+export type RunResult = Pick<ProcessResult, 'code' | 'stdout' | 'stderr'>
+export type Running = StartedProcess
 
-export interface RunResult {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-export interface Running {
-  pid: number
-  done: Promise<RunResult>
-  kill(): void
-}
-
-/** Spawns `node --import tsx scripts/<name>.mts` in the project directory (never throws). */
+/** Spawns `node --import tsx scripts/<name>.mts` in the project directory; a failing script is no error. */
 export function startScript(
   name: string,
   args: string[],
@@ -112,31 +84,15 @@ export function startScript(
   extraEnv: Record<string, string> = {},
   timeoutMs = 60_000,
 ): Running {
-  const child = spawn(
+  return startProcess(
     process.execPath,
     ['--import', TSX, path.join(ROOT, 'scripts', `${name}.mts`), ...args],
     {
       cwd: project.dir,
       env: { HOME: process.env.HOME ?? '/root', ...project.env, ...extraEnv },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      timeoutMs,
     },
   )
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString()
-  })
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString()
-  })
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-  const done = new Promise<RunResult>((resolve) => {
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr })
-    })
-  })
-  return { pid: child.pid!, done, kill: () => child.kill('SIGTERM') }
 }
 
 export function runScript(
@@ -159,8 +115,7 @@ export function secretsIn(res: RunResult, project: Project): string[] {
       if (m?.[1] && m[1].length >= 6) values.push(m[1])
     }
   }
-  const output = res.stdout + res.stderr
-  return values.filter((v) => output.includes(v))
+  return secretsFound(res, values)
 }
 
 // ---- a stand-in for Caddy's /_health -----------------------------------------------------------
@@ -204,16 +159,8 @@ export async function healthServer(project: Project, mode: HealthMode): Promise<
     res.writeHead(answer.status, { 'content-type': 'text/plain' })
     res.end(answer.body)
   })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  return {
-    port: (server.address() as AddressInfo).port,
-    firstReadyAt: () => readyAt,
-    allStartedBeforeReady: () => allBeforeReady,
-    close: async () => {
-      server.closeAllConnections()
-      await new Promise((r) => server.close(r))
-    },
-  }
+  const { port, close } = await listenLocal(server)
+  return { port, firstReadyAt: () => readyAt, allStartedBeforeReady: () => allBeforeReady, close }
 }
 
 /**

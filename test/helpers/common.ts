@@ -1,0 +1,229 @@
+// Test scaffolding every black-box test needs, in one place: scratch dirs, free loopback ports,
+// polling, spawning a process with a timeout and collecting its output, long-running processes,
+// loopback HTTP servers, the fake docker's call log, .env files, and the no-secret-in-output check.
+//
+//   const res = await runProcess(process.execPath, ['--import', 'tsx', 'scripts/x.mts'], { env, timeoutMs: 30_000 })
+//   expectNoSecrets(res, [SECRET, SALT])
+import { type ChildProcess, spawn } from 'node:child_process'
+import fs from 'node:fs'
+import type http from 'node:http'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { expect } from 'vitest'
+
+/** A fresh directory under the system temp dir. */
+export function scratchDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+}
+
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.once('error', reject)
+    srv.listen(0, host, () => {
+      const { port } = srv.address() as net.AddressInfo
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+/** Polls `probe` every 50 ms until it returns something other than undefined/false. */
+export async function waitFor<T>(
+  probe: () => T | undefined | Promise<T | undefined>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = await probe()
+    if (v !== undefined && v !== false) return v
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes that end by themselves
+
+export interface ProcessResult {
+  code: number | null
+  stdout: string
+  stderr: string
+  /** stdout and stderr interleaved in the order they arrived. */
+  output: string
+  ms: number
+}
+
+export interface ProcessOptions {
+  cwd?: string
+  /** The child's whole environment (default: this process's). */
+  env?: NodeJS.ProcessEnv
+  /** Written to stdin, which is then closed; without it stdin is /dev/null. */
+  input?: string
+  /** Killed with SIGKILL after this long (its process group when `detached`). */
+  timeoutMs: number
+  /** Own process group, so a timeout (or a test) can kill it with every child. */
+  detached?: boolean
+}
+
+export interface StartedProcess {
+  pid: number
+  done: Promise<ProcessResult>
+  /** SIGTERM to the process. */
+  kill(): void
+}
+
+export function startProcess(cmd: string, args: string[], opts: ProcessOptions): StartedProcess {
+  const started = Date.now()
+  const child = spawn(cmd, args, {
+    cwd: opts.cwd,
+    env: opts.env ?? process.env,
+    detached: opts.detached,
+    stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+  })
+  let stdout = ''
+  let stderr = ''
+  let output = ''
+  child.stdout?.on('data', (d: Buffer) => {
+    stdout += d
+    output += d
+  })
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d
+    output += d
+  })
+  if (opts.input !== undefined) child.stdin?.end(opts.input)
+  const timer = setTimeout(() => {
+    try {
+      if (opts.detached) process.kill(-child.pid!, 'SIGKILL')
+      else child.kill('SIGKILL')
+    } catch {}
+  }, opts.timeoutMs)
+  const done = new Promise<ProcessResult>((resolve, reject) => {
+    child.on('error', (e) => {
+      clearTimeout(timer)
+      reject(e)
+    })
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr, output, ms: Date.now() - started })
+    })
+  })
+  return { pid: child.pid!, done, kill: () => child.kill('SIGTERM') }
+}
+
+/** Runs a process to its end (or its timeout) and collects its output; a non-zero exit is no error. */
+export function runProcess(cmd: string, args: string[], opts: ProcessOptions): Promise<ProcessResult> {
+  return startProcess(cmd, args, opts).done
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes that run until stopped (servers, frp, pebble)
+
+export interface Daemon {
+  child: ChildProcess
+  /** What the process printed so far, stdout and stderr together. */
+  output: () => string
+  stop: () => Promise<void>
+}
+
+export function startDaemon(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Daemon {
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout?.on('data', (d) => {
+    out += d
+  })
+  child.stderr?.on('data', (d) => {
+    out += d
+  })
+  return {
+    child,
+    output: () => out,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve()
+        child.once('exit', () => resolve())
+        child.kill('SIGTERM')
+      }),
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loopback HTTP(S) servers
+
+export interface Listening {
+  port: number
+  /** Drops open connections, then stops listening. */
+  close: () => Promise<void>
+}
+
+/** Starts `server` on 127.0.0.1 (a random free port unless `port` is given). */
+export async function listenLocal(server: http.Server, port = 0): Promise<Listening> {
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r))
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections()
+        server.close(() => r())
+      }),
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Project files
+
+/** Writes KEY=value lines (mode 0600, like the toolkit's own .env), after an optional comment. */
+export function writeEnvFile(file: string, values: Record<string, string>, comment?: string): void {
+  const lines = Object.entries(values).map(([k, v]) => `${k}=${v}`)
+  if (comment !== undefined) lines.unshift(`# ${comment}`)
+  fs.writeFileSync(file, `${lines.join('\n')}\n`, { mode: 0o600 })
+}
+
+const COMPOSE_GLOBALS_WITH_VALUE = new Set([
+  '-f',
+  '--file',
+  '-p',
+  '--project-name',
+  '--project-directory',
+  '--env-file',
+])
+
+/** A docker call with compose's global flags dropped: `compose -f x -p y up -d web` -> `compose up -d web`. */
+export function withoutComposeGlobals(argv: string[]): string[] {
+  if (argv[0] !== 'compose') return argv
+  let i = 1
+  while (i < argv.length && COMPOSE_GLOBALS_WITH_VALUE.has(argv[i]!)) i += 2
+  return ['compose', ...argv.slice(i)]
+}
+
+/** The fake docker's calls so far (its FAKE_DOCKER_LOG jsonl), compose globals dropped. */
+export function dockerCalls(logFile: string): string[][] {
+  if (!fs.existsSync(logFile)) return []
+  return fs
+    .readFileSync(logFile, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => withoutComposeGlobals((JSON.parse(l) as { argv: string[] }).argv))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets
+
+type Output = string | { stdout: string; stderr: string }
+
+function text(output: Output): string {
+  return typeof output === 'string' ? output : output.stdout + output.stderr
+}
+
+/** The secret values that appear in the output (stdout and stderr together). */
+export function secretsFound(output: Output, secrets: string[]): string[] {
+  if (secrets.some((s) => s === '')) throw new Error('an empty secret matches every output')
+  return secrets.filter((s) => text(output).includes(s))
+}
+
+/** Fails the test when any secret value appears in the output (stdout and stderr together). */
+export function expectNoSecrets(output: Output, secrets: string[]): void {
+  expect(secretsFound(output, secrets), 'a secret value appeared in the output').toEqual([])
+}
