@@ -143,6 +143,12 @@ export async function applyCronEntry(
   return { change, backup }
 }
 
+/** The line that reports what applyCronEntry did, e.g. `crontab entry 'posthog-homelab:watch': installed`. */
+export function describeCronChange(id: string, r: { change: CronChange; backup?: string }): string {
+  const saved = r.backup ? ` (previous crontab saved to ${r.backup})` : ''
+  return `crontab entry 'posthog-homelab:${id}': ${r.change}${saved}`
+}
+
 export function defaultBackupDir(): string {
   return path.join(os.homedir(), '.posthog-homelab', 'backups')
 }

@@ -18,7 +18,13 @@ import {
   type WebhookFormat,
 } from '../lib/monitor.mts'
 import { runMonitor } from '../lib/monitor-run.mts'
-import { applyCronEntry, cronCommand, cronSchedule, parseEvery } from '../lib/schedule.mts'
+import {
+  applyCronEntry,
+  cronCommand,
+  cronSchedule,
+  describeCronChange,
+  parseEvery,
+} from '../lib/schedule.mts'
 
 const home = () => path.join(os.homedir(), '.posthog-watch')
 
@@ -181,11 +187,9 @@ async function install(s: Settings, flags: Flags): Promise<number> {
     s.stateFile,
   ]
   const entry = `${cronSchedule(minutes)} ${cronCommand(process.cwd(), [...argv, '--rotate-log', log], log)}`
-  const { change, backup } = await applyCronEntry('watch', entry)
+  const cron = await applyCronEntry('watch', entry)
   say(`settings ${s.envFile}: ${written}`)
-  say(
-    `crontab entry 'posthog-homelab:watch': ${change}${backup ? ` (previous crontab saved to ${backup})` : ''}`,
-  )
+  say(describeCronChange('watch', cron))
   say(`every ${minutes} min, output appended to ${log}`)
   return 0
 }
@@ -195,10 +199,7 @@ async function main(flags: Flags): Promise<number> {
   if (!(maxMb > 0)) throw new UsageError(`--log-max-mb=${flags['log-max-mb']} must be a number above 0`)
   if (flags.install && flags.uninstall) throw new UsageError('--install and --uninstall exclude each other')
   if (flags.uninstall) {
-    const { change, backup } = await applyCronEntry('watch', undefined)
-    say(
-      `crontab entry 'posthog-homelab:watch': ${change}${backup ? ` (previous crontab saved to ${backup})` : ''}`,
-    )
+    say(describeCronChange('watch', await applyCronEntry('watch', undefined)))
     return 0
   }
   if (flags['rotate-log']) rotateLog(String(flags['rotate-log']), maxMb * 1024 * 1024)

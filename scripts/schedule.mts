@@ -13,6 +13,7 @@ import {
   buildLaunchAgentPlist,
   cronCommand,
   cronSchedule,
+  describeCronChange,
   parseEvery,
 } from '../lib/schedule.mts'
 
@@ -92,10 +93,7 @@ async function bundleHealth(root: string): Promise<string> {
 
 async function installCron(p: Plan): Promise<void> {
   const entry = `${cronSchedule(p.minutes)} ${cronCommand(p.root, [p.node, ...p.healthArgs], p.log)}`
-  const { change, backup } = await applyCronEntry(CRON_ID, entry)
-  say(
-    `crontab entry 'posthog-homelab:${CRON_ID}': ${change}${backup ? ` (previous crontab saved to ${backup})` : ''}`,
-  )
+  say(describeCronChange(CRON_ID, await applyCronEntry(CRON_ID, entry)))
   say(`  ${entry}`)
 }
 
@@ -151,12 +149,7 @@ async function main(flags: Record<string, unknown>): Promise<number> {
   )
   if (flags.uninstall) {
     if (platform === 'darwin') await uninstallLaunchd(agentsDir)
-    else {
-      const { change, backup } = await applyCronEntry(CRON_ID, undefined)
-      say(
-        `crontab entry 'posthog-homelab:${CRON_ID}': ${change}${backup ? ` (previous crontab saved to ${backup})` : ''}`,
-      )
-    }
+    else say(describeCronChange(CRON_ID, await applyCronEntry(CRON_ID, undefined)))
     return 0
   }
   const p = plan(flags)
