@@ -1,6 +1,7 @@
 // Pure builders for the services that keep frp running: systemd units (frpc on a Linux home box,
 // frps on the VPS) and a LaunchDaemon for frpc on macOS (starts at boot, before any login).
 import fs from 'node:fs'
+import path from 'node:path'
 import { $ } from 'zx'
 import { RuntimeFailure, UsageError } from './cli.mts'
 import { writeFileAtomic } from './fsutil.mts'
@@ -237,4 +238,32 @@ export async function applyService(
   for (const cmd of launchdCommands(o.name, o.file, loaded)) await run(cmd)
   o.say(`${o.name} ${loaded ? 'reloaded' : 'started'} (launchctl print system/${o.name})`)
   return loaded ? 'restarted' : 'started'
+}
+
+/**
+ * `frpc|frps verify -c` on `text` written to a temporary file in `dir`, before it replaces the
+ * installed config: a file frp rejects never reaches the running service.
+ */
+export async function verifyFrpConfig(o: {
+  kind: 'frpc' | 'frps'
+  bin: string
+  /** Where the temporary copy goes (the config dir). */
+  dir: string
+  text: string
+  /** What to do when frp rejects it. */
+  hint: string
+}): Promise<void> {
+  const { kind, hint } = o
+  const tmp = path.join(o.dir, `.${kind}.toml.verify-${process.pid}`)
+  fs.writeFileSync(tmp, o.text, { mode: 0o600 })
+  try {
+    const r = await $({ quiet: true, nothrow: true, timeout: '30s' })`${o.bin} ${['verify', '-c', tmp]}`
+    if (r.exitCode !== 0)
+      throw new RuntimeFailure(
+        `${kind} verify rejected the new ${kind}.toml: ${(r.stdout + r.stderr).trim().split('\n').at(-1)}; the installed file was left as it was`,
+        hint,
+      )
+  } finally {
+    fs.rmSync(tmp, { force: true })
+  }
 }

@@ -18,7 +18,13 @@ import {
   warn,
 } from '../lib/cli.mts'
 import { frpsToml } from '../lib/frp.mts'
-import { applyService, detectServiceManager, frpsUnit, type ServiceManager } from '../lib/frp-service.mts'
+import {
+  applyService,
+  detectServiceManager,
+  frpsUnit,
+  type ServiceManager,
+  verifyFrpConfig,
+} from '../lib/frp-service.mts'
 import { writeFileAtomic } from '../lib/fsutil.mts'
 import { installNginxSite, validateDomain, validatePort } from '../lib/nginx.mts'
 import { installFrp } from '../lib/release.mts'
@@ -264,21 +270,6 @@ function protect(file: string, owner: { uid: number; gid: number } | undefined):
   fs.chmodSync(file, 0o640)
 }
 
-async function verifyConfig(frpsBin: string, dir: string, text: string): Promise<void> {
-  const tmp = path.join(dir, `.frps.toml.verify-${process.pid}`)
-  fs.writeFileSync(tmp, text, { mode: 0o600 })
-  try {
-    const r = await $({ quiet: true, nothrow: true, timeout: '30s' })`${frpsBin} ${['verify', '-c', tmp]}`
-    if (r.exitCode !== 0)
-      throw new RuntimeFailure(
-        `frps verify rejected the new frps.toml: ${(r.stdout + r.stderr).trim().split('\n').at(-1)}; the installed file was left as it was`,
-        'check --frp-version (frp 0.52 or later reads TOML)',
-      )
-  } finally {
-    fs.rmSync(tmp, { force: true })
-  }
-}
-
 async function openFirewall(ufwBin: string, bindPort: number): Promise<void> {
   const status = await $({ quiet: true, nothrow: true, timeout: '30s' })`${ufwBin} ${['status']}`
   if (status.exitCode === 127 || /command not found|No such file/.test(status.stderr)) {
@@ -365,7 +356,13 @@ async function main(flags: CliFlags): Promise<number> {
     keyFile: id.keyFile,
     logFile: path.join(o.logDir, 'frps.log'),
   })
-  await verifyConfig(frpsBin, o.configDir, text)
+  await verifyFrpConfig({
+    kind: 'frps',
+    bin: frpsBin,
+    dir: o.configDir,
+    text,
+    hint: 'check --frp-version (frp 0.52 or later reads TOML)',
+  })
   const configFile = path.join(o.configDir, 'frps.toml')
   const configResult = writeFileAtomic(configFile, text, { mode: 0o644, backup: true })
   say(configResult === 'unchanged' ? `${configFile} is up to date` : `${configFile} ${configResult}`)

@@ -3,8 +3,7 @@
 // `frpc verify -c`, and installs a service that starts at boot (LaunchDaemon / systemd unit).
 import fs from 'node:fs'
 import path from 'node:path'
-import { $ } from 'zx'
-import { type FlagSpecs, type Flags, RuntimeFailure, runScript, say, UsageError } from '../lib/cli.mts'
+import { type FlagSpecs, type Flags, runScript, say, UsageError } from '../lib/cli.mts'
 import { ensureEnvFile, envFilePath, isHostname, loadConfig } from '../lib/env.mts'
 import { frpcToml } from '../lib/frp.mts'
 import {
@@ -13,6 +12,7 @@ import {
   FRPC_LAUNCHD_LABEL,
   frpcLaunchDaemon,
   frpcUnit,
+  verifyFrpConfig,
 } from '../lib/frp-service.mts'
 import { writeFileAtomic } from '../lib/fsutil.mts'
 import { installFrp } from '../lib/release.mts'
@@ -109,21 +109,6 @@ function keepOwner(envFile: string, owner: { uid: number; gid: number }): void {
     fs.chownSync(envFile, owner.uid, owner.gid)
 }
 
-async function verifyConfig(frpcBin: string, dir: string, text: string): Promise<void> {
-  const tmp = path.join(dir, `.frpc.toml.verify-${process.pid}`)
-  fs.writeFileSync(tmp, text, { mode: 0o600 })
-  try {
-    const r = await $({ quiet: true, nothrow: true, timeout: '30s' })`${frpcBin} ${['verify', '-c', tmp]}`
-    if (r.exitCode !== 0)
-      throw new RuntimeFailure(
-        `frpc verify rejected the new frpc.toml: ${(r.stdout + r.stderr).trim().split('\n').at(-1)}; the installed file was left as it was`,
-        'check FRP_VERSION (frp 0.52 or later reads TOML) and report this as a bug',
-      )
-  } finally {
-    fs.rmSync(tmp, { force: true })
-  }
-}
-
 async function main(flags: CliFlags): Promise<number> {
   const manager = detectServiceManager(flags['service-manager'] as string)
   // Once pinned, the VPS identity stays pinned on later runs without --frps-ca (delete the copy to unpin).
@@ -184,7 +169,13 @@ async function main(flags: CliFlags): Promise<number> {
     logFile: path.join(logDir, 'frpc.log'),
     ...(ca ? { trustedCaFile: caFile, serverName } : {}),
   })
-  await verifyConfig(frpcBin, configDir, text)
+  await verifyFrpConfig({
+    kind: 'frpc',
+    bin: frpcBin,
+    dir: configDir,
+    text,
+    hint: 'check FRP_VERSION (frp 0.52 or later reads TOML) and report this as a bug',
+  })
   const caResult = ca ? writeFileAtomic(caFile, ca, { mode: 0o644, backup: true }) : 'unchanged'
   if (caResult !== 'unchanged') say(`frps CA ${caResult}: ${caFile} (frpc checks the VPS is ${serverName})`)
   const configResult = writeFileAtomic(configFile, text, { mode: 0o600, backup: true })
