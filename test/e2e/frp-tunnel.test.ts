@@ -2,18 +2,18 @@
 // and forward 127.0.0.1:<remotePort> to a local HTTP server, with the tunnel identity checked.
 import fs from 'node:fs'
 import http from 'node:http'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { frpcToml, frpsToml } from '../../lib/frp.mts'
 import { ensureTunnelIdentity, type TunnelIdentity } from '../../lib/tunnel-identity.mts'
-import { freePort, listeningAddresses, type RunningFrp, startFrp, waitForLog } from '../helpers/frp.ts'
+import { canConnect, freePort, type Listening, listenLocal } from '../helpers/common.ts'
+import { listeningAddresses, type RunningFrp, startFrp, waitForLog } from '../helpers/frp.ts'
 
 const token = 'T0k3n'.repeat(8)
 let dir: string
 let id: TunnelIdentity
-let backend: http.Server
+let backend: Listening | undefined
 let localPort: number
 let bindPort: number
 let remotePort: number
@@ -30,21 +30,6 @@ function get(port: number, host = '127.0.0.1'): Promise<{ status: number; body: 
     })
     req.on('error', reject)
     req.on('timeout', () => req.destroy(new Error('timeout')))
-  })
-}
-
-function connects(port: number, host: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ port, host, timeout: 2000 })
-    s.once('connect', () => {
-      s.destroy()
-      resolve(true)
-    })
-    s.once('error', () => resolve(false))
-    s.once('timeout', () => {
-      s.destroy()
-      resolve(false)
-    })
   })
 }
 
@@ -87,9 +72,8 @@ function writeClient(name: string, o: { token?: string; ca?: string; serverName?
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'frp-tunnel-'))
   id = await ensureTunnelIdentity({ dir: path.join(dir, 'tls'), serverName: 'vps.example.com' })
-  backend = http.createServer((_req, res) => res.end('ok'))
-  await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r))
-  localPort = (backend.address() as net.AddressInfo).port
+  backend = await listenLocal(http.createServer((_req, res) => res.end('ok')))
+  localPort = backend.port
   bindPort = await freePort()
   remotePort = await freePort()
   running.push(startFrp('frps', writeServer('frps')))
@@ -98,7 +82,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(running.map((r) => r.stop()))
-  backend?.close()
+  await backend?.close()
 })
 
 describe('tunnel through the frp stand-ins', () => {
@@ -109,7 +93,7 @@ describe('tunnel through the frp stand-ins', () => {
     expect(log).toMatch(/login to server success, get run id \[\w+\]/)
     expect(await get(remotePort)).toEqual({ status: 200, body: 'ok' })
     expect(listeningAddresses(remotePort)).toEqual([`127.0.0.1:${remotePort}`])
-    expect(await connects(remotePort, '::1')).toBe(false)
+    expect(await canConnect(remotePort, '::1', 2000)).toBe(false)
     expect(fs.readFileSync(path.join(dir, 'frps.log'), 'utf8')).toMatch(
       /new proxy \[posthog\] type \[tcp\] success/,
     )

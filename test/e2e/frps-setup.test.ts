@@ -4,19 +4,12 @@
 // frpc-setup's config pinned to the CA frps-setup made.
 import fs from 'node:fs'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { parse } from 'smol-toml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  freePort,
-  listeningAddresses,
-  type RunningFrp,
-  runStep,
-  startFrp,
-  waitForLog,
-} from '../helpers/frp.ts'
+import { freePort, listenLocal } from '../helpers/common.ts'
+import { listeningAddresses, type RunningFrp, runStep, startFrp, waitForLog } from '../helpers/frp.ts'
 import { buildRelease, type FakeRelease, serveDir } from '../helpers/frp-release.ts'
 import { hasBinary, makeNginx, type Nginx } from '../helpers/public-path.ts'
 
@@ -202,8 +195,7 @@ describe('frps-setup', () => {
   })
 
   it('the installed frps and frpc-setup --frps-ca make a tunnel that only answers on 127.0.0.1', async () => {
-    const backend = http.createServer((_q, res) => res.end('ok'))
-    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r))
+    const backend = await listenLocal(http.createServer((_q, res) => res.end('ok')))
     try {
       const bindPort = await freePort()
       const remotePort = await freePort()
@@ -224,7 +216,7 @@ describe('frps-setup', () => {
         FRP_SERVER_ADDR: '127.0.0.1',
         FRP_SERVER_PORT: String(bindPort),
         FRP_REMOTE_PORT: String(remotePort),
-        POSTHOG_PROXY_HTTP_PORT: String((backend.address() as AddressInfo).port),
+        POSTHOG_PROXY_HTTP_PORT: String(backend.port),
         FRP_RELEASE_BASE_URL: releases.baseUrl,
         FRP_INSTALL_DIR: path.join(home, 'bin'),
         FRP_CONFIG_DIR: path.join(home, 'etc'),
@@ -255,7 +247,7 @@ describe('frps-setup', () => {
       expect(body).toBe('ok')
       expect(listeningAddresses(remotePort)).toEqual([`127.0.0.1:${remotePort}`])
     } finally {
-      backend.close()
+      await backend.close()
     }
   })
 

@@ -6,7 +6,7 @@
 // DEFAULT_LISTEN_PORT), so nginx's HTTP side and Pebble's HTTP-01 port are 127.0.0.1:80: this
 // test needs root, as CI has. Every key of the generated TOML files is checked against frp's full
 // examples by test/unit/frp.test.ts; here the frp stand-in's strict `verify` runs on them too.
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -16,17 +16,9 @@ import { RuntimeFailure } from '../../lib/cli.mts'
 import { frpcToml, frpsToml } from '../../lib/frp.mts'
 import { CERTBOT_MARK, installNginxSite } from '../../lib/nginx.mts'
 import { ensureTunnelIdentity } from '../../lib/tunnel-identity.mts'
+import { canConnect, freePort, type ProcessOptions, runProcess, waitFor } from '../helpers/common.ts'
+import { FAKE_FRP, listeningAddresses, type RunningFrp, startFrp, waitForLog } from '../helpers/frp.ts'
 import {
-  FAKE_FRP,
-  freePort,
-  listeningAddresses,
-  type RunningFrp,
-  startFrp,
-  waitFor,
-  waitForLog,
-} from '../helpers/frp.ts'
-import {
-  canConnect,
   hasBinary,
   holdPortLock,
   httpGet,
@@ -91,32 +83,10 @@ interface Ran {
 }
 
 /** Runs a command without blocking the event loop (the stand-in PostHog lives in this process). */
-function run(
-  cmd: string,
-  args: string[],
-  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs: number },
-): Promise<Ran> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, {
-      cwd: opts.cwd,
-      env: opts.env ?? process.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => {
-      stdout += d
-    })
-    child.stderr.on('data', (d) => {
-      stderr += d
-    })
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs)
-    child.on('close', (status) => {
-      clearTimeout(timer)
-      outputs.push(stdout, stderr)
-      resolve({ status, stdout, stderr })
-    })
-  })
+async function run(cmd: string, args: string[], opts: ProcessOptions): Promise<Ran> {
+  const { code, stdout, stderr } = await runProcess(cmd, args, opts)
+  outputs.push(stdout, stderr)
+  return { status: code, stdout, stderr }
 }
 
 function certbotScript(domain: string, extra: string[] = []): Promise<Ran> {

@@ -43,6 +43,23 @@ export async function waitFor<T>(
   }
 }
 
+/** Whether a TCP connection to host:port opens within `timeoutMs`. */
+export function canConnect(port: number, host = '127.0.0.1', timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host })
+    s.setTimeout(timeoutMs)
+    s.on('connect', () => {
+      s.destroy()
+      resolve(true)
+    })
+    s.on('error', () => resolve(false))
+    s.on('timeout', () => {
+      s.destroy()
+      resolve(false)
+    })
+  })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Processes that end by themselves
 

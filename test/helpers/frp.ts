@@ -1,60 +1,20 @@
 // Test helpers around the frp stand-in (test/fakes/frp.mjs): start frps/frpc from generated
-// TOML files, wait for their log lines, find free loopback ports. Used by the tunnel tests and
-// the whole-public-path e2e test.
+// TOML files, wait for their log lines, see which addresses listen, run a step script. Used by
+// the tunnel tests and the whole-public-path e2e test. Free ports and polling: ./common.ts.
 //
 //   const frps = startFrp('frps', '/tmp/x/frps.toml')   // logs go where the file's log.to says
 //   await waitForLog(logFile, /start proxy success/)
 //   frps.stop()
-import { type ChildProcess, spawn } from 'node:child_process'
 import fs from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
+import { type Daemon, runProcess, startDaemon, waitFor } from './common.ts'
 
 export const FAKE_FRP = path.resolve(process.cwd(), 'test/fakes/frp.mjs')
 
-export interface RunningFrp {
-  child: ChildProcess
-  /** What the process printed (console logs, errors). */
-  output: () => string
-  stop: () => Promise<void>
-}
+export type RunningFrp = Daemon
 
 export function startFrp(role: 'frpc' | 'frps', configFile: string, env: NodeJS.ProcessEnv = {}): RunningFrp {
-  const child = spawn(process.execPath, [FAKE_FRP, role, '-c', configFile], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let out = ''
-  child.stdout?.on('data', (d) => {
-    out += d
-  })
-  child.stderr?.on('data', (d) => {
-    out += d
-  })
-  return {
-    child,
-    output: () => out,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve()
-        child.once('exit', () => resolve())
-        child.kill('SIGTERM')
-      }),
-  }
-}
-
-export async function waitFor<T>(
-  probe: () => T | undefined | Promise<T | undefined>,
-  what: string,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await probe()
-    if (v !== undefined && v !== false) return v
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
+  return startDaemon(process.execPath, [FAKE_FRP, role, '-c', configFile], env)
 }
 
 export function waitForLog(file: string, pattern: RegExp, timeoutMs = 10_000): Promise<string> {
@@ -66,17 +26,6 @@ export function waitForLog(file: string, pattern: RegExp, timeoutMs = 10_000): P
     `${pattern} in ${file}`,
     timeoutMs,
   )
-}
-
-export function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once('error', reject)
-    srv.listen(0, host, () => {
-      const { port } = srv.address() as net.AddressInfo
-      srv.close(() => resolve(port))
-    })
-  })
 }
 
 /** Local addresses (host:port) listening on `port` per /proc/net/tcp{,6} (Linux). */
@@ -114,26 +63,16 @@ export interface Run {
 }
 
 /** Runs a step script (`node --import tsx`) from the project root with the given environment (async: the release server lives here). */
-export function runStep(
+export async function runStep(
   script: string,
   args: string[],
   env: Record<string, string>,
   input?: string,
 ): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-      timeout: 60_000,
-    })
-    let out = ''
-    child.stdout.on('data', (d) => {
-      out += d
-    })
-    child.stderr.on('data', (d) => {
-      out += d
-    })
-    child.stdin.end(input ?? '')
-    child.on('close', (code) => resolve({ code, out }))
+  const r = await runProcess(process.execPath, ['--import', 'tsx', script, ...args], {
+    env: { ...process.env, ...env },
+    input: input ?? '',
+    timeoutMs: 60_000,
   })
+  return { code: r.code, out: r.output }
 }

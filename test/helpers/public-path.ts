@@ -1,17 +1,17 @@
 // Test helpers for the whole public path on loopback: a stand-in PostHog (health, echo, WebSocket,
 // server-sent events, big uploads), a private nginx instance, and Pebble + pebble-challtestsrv as
 // the ACME server (reference tunnel-proxy-tls.md §7, Debian's pebble 2.4.0 flags).
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
-import net from 'node:net'
+import type net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
 import { acquireLock } from '../../lib/lock.mts'
-import { freePort, waitFor } from './frp.ts'
+import { canConnect, freePort, startDaemon, waitFor } from './common.ts'
 
 export function hasBinary(name: string): boolean {
   return (process.env.PATH ?? '').split(':').some((dir) => dir && fs.existsSync(path.join(dir, name)))
@@ -127,11 +127,28 @@ export interface TlsTarget {
   ca: string
 }
 
+export interface HttpAnswer {
+  status: number
+  body: string
+  headers: http.IncomingHttpHeaders
+}
+
+function collectResponse(res: http.IncomingMessage): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    res.on('data', (c: Buffer) => chunks.push(c))
+    res.on('error', reject)
+    res.on('end', () =>
+      resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), headers: res.headers }),
+    )
+  })
+}
+
 export function httpsRequest(
   t: TlsTarget,
   urlPath: string,
   opts: { method?: string; body?: Buffer | string; timeoutMs?: number } = {},
-): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const req = https.request(
       {
@@ -144,17 +161,7 @@ export function httpsRequest(
         headers: { host: t.host },
         timeout: opts.timeoutMs ?? 15_000,
       },
-      (res) => {
-        const chunks: Buffer[] = []
-        res.on('data', (c: Buffer) => chunks.push(c))
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            body: Buffer.concat(chunks).toString(),
-            headers: res.headers,
-          }),
-        )
-      },
+      (res) => collectResponse(res).then(resolve, reject),
     )
     req.on('timeout', () => req.destroy(new Error(`timeout: ${urlPath}`)))
     req.on('error', reject)
@@ -162,25 +169,11 @@ export function httpsRequest(
   })
 }
 
-export function httpGet(
-  port: number,
-  host: string,
-  urlPath: string,
-): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+export function httpGet(port: number, host: string, urlPath: string): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const req = http.get(
       { host: '127.0.0.1', port, path: urlPath, headers: { host }, timeout: 10_000 },
-      (res) => {
-        const chunks: Buffer[] = []
-        res.on('data', (c: Buffer) => chunks.push(c))
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            body: Buffer.concat(chunks).toString(),
-            headers: res.headers,
-          }),
-        )
-      },
+      (res) => collectResponse(res).then(resolve, reject),
     )
     req.on('timeout', () => req.destroy(new Error(`timeout: ${urlPath}`)))
     req.on('error', reject)
@@ -256,52 +249,6 @@ export function readEvents(t: TlsTarget, urlPath: string, count: number): Promis
     )
     const timer = setTimeout(() => req.destroy(new Error('event stream stalled')), 5_000)
     req.on('error', reject)
-  })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Processes
-
-export interface Proc {
-  child: ChildProcess
-  output: () => string
-  stop: () => Promise<void>
-}
-
-function startProc(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout?.on('data', (d) => {
-    out += d
-  })
-  child.stderr?.on('data', (d) => {
-    out += d
-  })
-  return {
-    child,
-    output: () => out,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve()
-        child.once('exit', () => resolve())
-        child.kill('SIGTERM')
-      }),
-  }
-}
-
-export function canConnect(port: number, host = '127.0.0.1'): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ port, host })
-    s.setTimeout(1000)
-    s.on('connect', () => {
-      s.destroy()
-      resolve(true)
-    })
-    s.on('error', () => resolve(false))
-    s.on('timeout', () => {
-      s.destroy()
-      resolve(false)
-    })
   })
 }
 
@@ -401,11 +348,11 @@ export async function startPebble(dir: string, httpPort: number): Promise<Pebble
   }
   const configFile = path.join(dir, 'pebble-config.json')
   fs.writeFileSync(configFile, JSON.stringify(config))
-  const chall = startProc('pebble-challtestsrv', [
+  const chall = startDaemon('pebble-challtestsrv', [
     ...['-dns01', `127.0.0.1:${dns}`, '-http01', '', '-https01', '', '-tlsalpn01', ''],
     ...['-management', `127.0.0.1:${dnsMgmt}`, '-defaultIPv4', '127.0.0.1', '-defaultIPv6', ''],
   ])
-  const pebble = startProc('pebble', ['-config', configFile, '-dnsserver', `127.0.0.1:${dns}`], {
+  const pebble = startDaemon('pebble', ['-config', configFile, '-dnsserver', `127.0.0.1:${dns}`], {
     PEBBLE_VA_NOSLEEP: '1',
     PEBBLE_WFE_NONCEREJECT: '0',
   })

@@ -1,6 +1,4 @@
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
-import net from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   describeProbe,
@@ -13,30 +11,19 @@ import {
   pollHealth,
   waitUntilNot503Migrations,
 } from '../../lib/health.mts'
+import { freePort, type Listening, listenLocal } from '../helpers/common.ts'
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void
 
-const servers: http.Server[] = []
+const servers: Listening[] = []
 afterEach(async () => {
-  for (const s of servers.splice(0)) {
-    s.closeAllConnections()
-    await new Promise((r) => s.close(r))
-  }
+  for (const s of servers.splice(0)) await s.close()
 })
 
 async function serve(handler: Handler, port = 0): Promise<number> {
-  const server = http.createServer(handler)
+  const server = await listenLocal(http.createServer(handler), port)
   servers.push(server)
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r))
-  return (server.address() as AddressInfo).port
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const { port } = s.address() as AddressInfo
-  await new Promise((r) => s.close(r))
-  return port
+  return server.port
 }
 
 const answer = (res: http.ServerResponse, status: number, body: string) => {
