@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import dotenv from 'dotenv'
-import { parseDuration, RuntimeFailure, registerSecret, UsageError } from './cli.mts'
+import { type FlagSpec, parseDuration, RuntimeFailure, registerSecret, UsageError } from './cli.mts'
 import { readIfExists, writeFileAtomic } from './fsutil.mts'
 
 type Validator = (value: string) => string | undefined
@@ -273,6 +273,14 @@ export function envFilePath(opts: LoadOptions = {}): string {
   const root = path.resolve(opts.root ?? process.cwd())
   return path.resolve(root, opts.envFile ?? (opts.env ?? process.env).HOMELAB_ENV_FILE ?? '.env')
 }
+
+/** The `--env-file` flag of the scripts that default it to `.env` (backup, restore, upgrade). */
+export const ENV_FILE_FLAG = {
+  type: 'string',
+  env: 'HOMELAB_ENV_FILE',
+  help: 'configuration file',
+  default: '.env',
+} as const satisfies FlagSpec
 
 /** Loads and validates the configuration without changing any file. */
 export function loadConfig(opts: LoadOptions = {}): Config {

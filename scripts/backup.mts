@@ -2,7 +2,7 @@
 // into BACKUP_DIR/<timestamp>/ with a manifest, then keeps the newest BACKUP_KEEP backups.
 import { backupSettings, displayPath, formatBytes, takeBackup } from '../lib/backup.mts'
 import { runScript, say } from '../lib/cli.mts'
-import { loadConfig } from '../lib/env.mts'
+import { ENV_FILE_FLAG, loadConfig } from '../lib/env.mts'
 import { acquireLock } from '../lib/lock.mts'
 import { stackLockDir } from '../lib/startup.mts'
 
@@ -16,12 +16,7 @@ const spec = {
       env: 'BACKUP_CLICKHOUSE',
       help: "also run ClickHouse's native BACKUP (large; needs the /backups mount, see README)",
     },
-    'env-file': {
-      type: 'string' as const,
-      env: 'HOMELAB_ENV_FILE',
-      help: 'configuration file',
-      default: '.env',
-    },
+    'env-file': ENV_FILE_FLAG,
   },
   notes: 'Restore with: npx tsx scripts/restore.mts --from <timestamp>',
 }

@@ -14,7 +14,7 @@ import {
 } from '../lib/backup.mts'
 import { confirm, parseDuration, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
 import { compose } from '../lib/docker.mts'
-import { type Config, GUARDED_SECRETS, loadConfig, secretFingerprints } from '../lib/env.mts'
+import { type Config, ENV_FILE_FLAG, GUARDED_SECRETS, loadConfig, secretFingerprints } from '../lib/env.mts'
 import { formatElapsed } from '../lib/health.mts'
 import { acquireLock } from '../lib/lock.mts'
 import { describeStuckServices, stackLockDir, startStack } from '../lib/startup.mts'
@@ -41,12 +41,7 @@ const spec = {
       type: 'string' as const,
       help: 'how long to wait for health after the restore, e.g. 20m (default HEALTH_TIMEOUT)',
     },
-    'env-file': {
-      type: 'string' as const,
-      env: 'HOMELAB_ENV_FILE',
-      help: 'configuration file',
-      default: '.env',
-    },
+    'env-file': ENV_FILE_FLAG,
   },
   notes:
     'Everything written to PostHog since the backup is lost. ClickHouse (events) is not restored by this script; see README "Backups and upgrades".',

@@ -12,6 +12,7 @@ import { compose } from '../lib/docker.mts'
 import {
   assertSecretsUnchanged,
   type Config,
+  ENV_FILE_FLAG,
   isGitRefName,
   loadConfig,
   parseEnvText,
@@ -37,6 +38,7 @@ import {
   composeServiceNames,
   formatPlan,
   hasSnapshot,
+  type LogEntry,
   readJournal,
   recoveryFor,
   restoreSnapshot,
@@ -84,12 +86,7 @@ const spec = {
       default: '5s',
     },
     'no-geoip': { type: 'boolean' as const, env: 'NO_GEOIP', help: 'skip the GeoLite2 download' },
-    'env-file': {
-      type: 'string' as const,
-      env: 'HOMELAB_ENV_FILE',
-      help: 'configuration file',
-      default: '.env',
-    },
+    'env-file': ENV_FILE_FLAG,
   },
   notes:
     'Every upgrade appends a line to STACK_DIR/upgrades.log. If an upgrade is interrupted (crash, kill), run ' +
@@ -159,9 +156,12 @@ function journalFor(
   return j
 }
 
-function cleanup(stackDir: string): void {
+/** Ends an upgrade for good: staging and snapshot removed, its line in upgrades.log, no journal left. */
+function closeUpgrade(stackDir: string, entry: Omit<LogEntry, 'time'>): void {
   fs.rmSync(path.join(stackDir, STAGING_DIR), { recursive: true, force: true })
   fs.rmSync(path.join(stackDir, SNAPSHOT_DIR), { recursive: true, force: true })
+  appendUpgradeLog(stackDir, { time: new Date(), ...entry })
+  clearJournal(stackDir)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -308,15 +308,7 @@ async function switchAndMigrate(ctx: Context, j: UpgradeJournal): Promise<void> 
 }
 
 function succeed(ctx: Context, j: UpgradeJournal, note = ''): number {
-  cleanup(ctx.cfg.stackDir)
-  appendUpgradeLog(ctx.cfg.stackDir, {
-    time: new Date(),
-    from: j.from,
-    to: j.to,
-    result: 'ok',
-    detail: note || undefined,
-  })
-  clearJournal(ctx.cfg.stackDir)
+  closeUpgrade(ctx.cfg.stackDir, { from: j.from, to: j.to, result: 'ok', detail: note || undefined })
   say(
     `PostHog upgraded ${j.from} -> ${j.to} and healthy${note ? ` (${note})` : ''}; backup: ${j.backup ? displayPath(j.backup) : 'none'}`,
   )
@@ -370,15 +362,7 @@ async function rollback(
       `restore the database with 'npx tsx scripts/restore.mts --from ${j.backup ? path.basename(j.backup) : '<backup>'}' (${where}), or run upgrade again to retry the rollback`,
     )
   }
-  cleanup(cfg.stackDir)
-  appendUpgradeLog(cfg.stackDir, {
-    time: new Date(),
-    from: j.from,
-    to: j.to,
-    result: 'rolled-back',
-    detail: failure,
-  })
-  clearJournal(cfg.stackDir)
+  closeUpgrade(cfg.stackDir, { from: j.from, to: j.to, result: 'rolled-back', detail: failure })
   if (requested) {
     say(`rolled back to ${j.from}, which is healthy again (${where})`)
     return 0
@@ -411,15 +395,12 @@ async function recover(ctx: Context, j: UpgradeJournal): Promise<number | undefi
     )
   say(`found an interrupted upgrade ${j.from} -> ${j.to} (step ${j.step})`)
   if (action === 'discard') {
-    cleanup(ctx.cfg.stackDir)
-    appendUpgradeLog(ctx.cfg.stackDir, {
-      time: new Date(),
+    closeUpgrade(ctx.cfg.stackDir, {
       from: j.from,
       to: j.to,
       result: 'discarded',
       detail: `interrupted at ${j.step}, before anything live changed`,
     })
-    clearJournal(ctx.cfg.stackDir)
     say('it stopped before anything live changed; its leftovers are removed')
     return to ? undefined : 0
   }
@@ -468,14 +449,7 @@ async function upgrade(ctx: Context, to: string): Promise<number> {
   const staging = path.join(cfg.stackDir, STAGING_DIR)
   journalFor(ctx, base, 'staging')
   const prepared = await stage(cfg, to, staging).catch((e: Error) => {
-    appendUpgradeLog(cfg.stackDir, {
-      time: new Date(),
-      from: base.from,
-      to,
-      result: 'failed',
-      detail: e.message,
-    })
-    clearJournal(cfg.stackDir)
+    closeUpgrade(cfg.stackDir, { from: base.from, to, result: 'failed', detail: e.message })
     throw e
   })
   say(formatPlan(buildPlan(cfg, to, staging, prepared, base.fromCommit)))
@@ -486,10 +460,7 @@ async function upgrade(ctx: Context, to: string): Promise<number> {
   try {
     backup = (await takeBackup(cfg, { log: say })).dir
   } catch (e) {
-    cleanup(cfg.stackDir)
-    clearJournal(cfg.stackDir)
-    appendUpgradeLog(cfg.stackDir, {
-      time: new Date(),
+    closeUpgrade(cfg.stackDir, {
       from: base.from,
       to,
       result: 'failed',
@@ -503,15 +474,12 @@ async function upgrade(ctx: Context, to: string): Promise<number> {
   try {
     await pull(ctx, staging, prepared.enabledServices)
   } catch (e) {
-    cleanup(cfg.stackDir)
-    appendUpgradeLog(cfg.stackDir, {
-      time: new Date(),
+    closeUpgrade(cfg.stackDir, {
       from: base.from,
       to,
       result: 'failed',
       detail: `pull failed: ${(e as Error).message}`,
     })
-    clearJournal(cfg.stackDir)
     throw new RuntimeFailure(
       `pulling the images of PostHog ${to} failed: ${(e as Error).message}; nothing was changed`,
       `check the network and run upgrade again (backup: ${displayPath(backup)})`,
