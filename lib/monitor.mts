@@ -80,11 +80,27 @@ export interface ProbeResult {
   certValidTo?: Date
 }
 
-/** One GET with a hard deadline; TLS is always verified. Never throws. */
-export function probe(url: string, opts: ProbeOptions): Promise<ProbeResult> {
+interface RequestHandlers<T> {
+  /** Reads the response and calls `finish` once with the result. */
+  response: (res: http.IncomingMessage, finish: (r: T) => void) => void
+  timeout: () => T
+  error: (e: NodeJS.ErrnoException) => T
+}
+
+/**
+ * One HTTP(S) request with a hard deadline that settles exactly once (response, error or timeout)
+ * and then destroys the request. Never rejects.
+ */
+function requestOnce<T>(
+  url: string,
+  options: https.RequestOptions,
+  timeoutMs: number,
+  on: RequestHandlers<T>,
+  body?: string,
+): Promise<T> {
   return new Promise((resolve) => {
     let settled = false
-    const finish = (r: ProbeResult) => {
+    const finish = (r: T) => {
       if (settled) return
       settled = true
       clearTimeout(timer)
@@ -93,41 +109,43 @@ export function probe(url: string, opts: ProbeOptions): Promise<ProbeResult> {
     }
     const target = new URL(url)
     const lib = target.protocol === 'https:' ? https : http
-    const req = lib.request(
-      target,
-      {
-        method: 'GET',
-        headers: { 'user-agent': 'posthog-homelab-health' },
-        agent: false,
-        ...(opts.ca ? { ca: opts.ca } : {}),
-        rejectUnauthorized: true,
-      },
-      (res) => {
-        const cert =
-          target.protocol === 'https:' ? (res.socket as TLSSocket).getPeerCertificate?.() : undefined
-        const chunks: Buffer[] = []
-        let size = 0
-        res.on('data', (c: Buffer) => {
-          if (size < 4096) chunks.push(c)
-          size += c.length
-        })
-        res.on('end', () =>
-          finish({
-            statusCode: res.statusCode,
-            body: Buffer.concat(chunks).toString('utf8').slice(0, 4096),
-            certValidTo: cert?.valid_to ? new Date(cert.valid_to) : undefined,
-          }),
-        )
-        res.on('error', (e) => finish({ statusCode: res.statusCode, error: e.message }))
-      },
-    )
-    const timer = setTimeout(
-      () => finish({ error: `no answer within ${Math.round(opts.timeoutMs / 100) / 10} s` }),
-      opts.timeoutMs,
-    )
+    const req = lib.request(target, { agent: false, ...options }, (res) => on.response(res, finish))
+    const timer = setTimeout(() => finish(on.timeout()), timeoutMs)
     timer.unref?.()
-    req.on('error', (e: NodeJS.ErrnoException) => finish({ error: describeNetError(e) }))
-    req.end()
+    req.on('error', (e: NodeJS.ErrnoException) => finish(on.error(e)))
+    req.end(body)
+  })
+}
+
+/** One GET with a hard deadline; TLS is always verified. Never throws. */
+export function probe(url: string, opts: ProbeOptions): Promise<ProbeResult> {
+  const options = {
+    method: 'GET',
+    headers: { 'user-agent': 'posthog-homelab-health' },
+    ...(opts.ca ? { ca: opts.ca } : {}),
+    rejectUnauthorized: true,
+  }
+  return requestOnce<ProbeResult>(url, options, opts.timeoutMs, {
+    response: (res, finish) => {
+      const isHttps = new URL(url).protocol === 'https:'
+      const cert = isHttps ? (res.socket as TLSSocket).getPeerCertificate?.() : undefined
+      const chunks: Buffer[] = []
+      let size = 0
+      res.on('data', (c: Buffer) => {
+        if (size < 4096) chunks.push(c)
+        size += c.length
+      })
+      res.on('end', () =>
+        finish({
+          statusCode: res.statusCode,
+          body: Buffer.concat(chunks).toString('utf8').slice(0, 4096),
+          certValidTo: cert?.valid_to ? new Date(cert.valid_to) : undefined,
+        }),
+      )
+      res.on('error', (e) => finish({ statusCode: res.statusCode, error: e.message }))
+    },
+    timeout: () => ({ error: `no answer within ${Math.round(opts.timeoutMs / 100) / 10} s` }),
+    error: (e) => ({ error: describeNetError(e) }),
   })
 }
 
@@ -321,26 +339,17 @@ export function postNotification(
   timeoutMs: number,
   ca?: string,
 ): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    let settled = false
-    const finish = (err?: string) => {
-      if (settled) return
-      settled = true
-      clearTimeout(timer)
-      req.destroy()
-      resolve(err)
-    }
-    const target = new URL(url)
-    const lib = target.protocol === 'https:' ? https : http
-    const req = lib.request(
-      target,
-      {
-        method: 'POST',
-        agent: false,
-        headers: { 'content-type': n.contentType, 'content-length': Buffer.byteLength(n.body), ...n.headers },
-        ...(ca ? { ca } : {}),
-      },
-      (res) => {
+  const options = {
+    method: 'POST',
+    headers: { 'content-type': n.contentType, 'content-length': Buffer.byteLength(n.body), ...n.headers },
+    ...(ca ? { ca } : {}),
+  }
+  return requestOnce<string | undefined>(
+    url,
+    options,
+    timeoutMs,
+    {
+      response: (res, finish) => {
         res.resume()
         res.on('end', () =>
           finish(
@@ -348,13 +357,12 @@ export function postNotification(
           ),
         )
       },
-    )
-    const timer = setTimeout(() => finish('the webhook did not answer in time'), timeoutMs)
-    timer.unref?.()
-    // Only the error code: a message could quote the URL, which may hold a token.
-    req.on('error', (e: NodeJS.ErrnoException) => finish(`the webhook is unreachable (${e.code ?? 'error'})`))
-    req.end(n.body)
-  })
+      timeout: () => 'the webhook did not answer in time',
+      // Only the error code: a message could quote the URL, which may hold a token.
+      error: (e) => `the webhook is unreachable (${e.code ?? 'error'})`,
+    },
+    n.body,
+  )
 }
 
 export interface NotifySettings {
