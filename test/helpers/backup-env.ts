@@ -7,17 +7,19 @@ import path from 'node:path'
 import {
   dockerCalls,
   expectNoSecrets,
+  FAKES,
+  fakeDockerStateFile,
   type Listening,
   listenLocal,
   type ProcessResult,
   scratchDir,
   startProcess,
   writeEnvFile,
+  writeScenario,
 } from './common.ts'
 
 export const SECRET = 'f00dfeed'.repeat(7) // 56 hex characters
 export const SALT = 'a1b2c3d4'.repeat(4) // 32 characters
-export const FAKES = path.resolve(process.cwd(), 'test/fakes')
 
 export interface Project {
   dir: string
@@ -59,8 +61,7 @@ export function makeProject(env: Record<string, string> = {}): Project {
     scenario: {},
     writeScenario(s) {
       project.scenario = s
-      fs.writeFileSync(scenarioFile, JSON.stringify(s))
-      fs.rmSync(`${scenarioFile}.state.json`, { force: true })
+      writeScenario(scenarioFile, s)
     },
     calls() {
       return dockerCalls(logFile).map((argv) => argv.join(' '))
@@ -126,7 +127,7 @@ export async function healthServer(respond: () => { status: number; body: string
 
 /** The fake docker's current service states (what `compose up`/`stop` left). */
 export function serviceStates(project: Project): Record<string, { state?: string; image?: string }> {
-  const file = `${project.scenarioFile}.state.json`
+  const file = fakeDockerStateFile(project.scenarioFile)
   const fromScenario = (project.scenario.services ?? {}) as Record<string, { state?: string }>
   if (!fs.existsSync(file)) return fromScenario
   return (JSON.parse(fs.readFileSync(file, 'utf8')) as { services: Record<string, { state?: string }> })

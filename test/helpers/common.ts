@@ -12,6 +12,13 @@ import os from 'node:os'
 import path from 'node:path'
 import { expect } from 'vitest'
 
+/** The project root: vitest, the benches and the scripts all run from it. */
+export const ROOT = process.cwd()
+/** test/fakes: the fake docker (and frpc/frps) to put first on PATH. */
+export const FAKES = path.resolve(ROOT, 'test/fakes')
+/** tsx's loader by absolute path, for `node --import` from any working directory. */
+export const TSX = path.resolve(ROOT, 'node_modules/tsx/dist/loader.mjs')
+
 /** A fresh directory under the system temp dir. */
 export function scratchDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
@@ -213,6 +220,17 @@ export function withoutComposeGlobals(argv: string[]): string[] {
   let i = 1
   while (i < argv.length && COMPOSE_GLOBALS_WITH_VALUE.has(argv[i]!)) i += 2
   return ['compose', ...argv.slice(i)]
+}
+
+/** Where the fake docker keeps what its calls changed (service states), unless FAKE_DOCKER_STATE says. */
+export function fakeDockerStateFile(scenarioFile: string): string {
+  return `${scenarioFile}.state.json`
+}
+
+/** Writes the fake docker's scenario (FAKE_DOCKER_SCENARIO) and forgets what earlier calls changed. */
+export function writeScenario(scenarioFile: string, scenario: object): void {
+  fs.writeFileSync(scenarioFile, JSON.stringify(scenario))
+  fs.rmSync(fakeDockerStateFile(scenarioFile), { force: true })
 }
 
 /** The fake docker's calls so far (its FAKE_DOCKER_LOG jsonl), compose globals dropped. */

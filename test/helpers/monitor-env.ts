@@ -9,16 +9,19 @@ import https from 'node:https'
 import path from 'node:path'
 import {
   dockerCalls,
+  FAKES,
   listenLocal,
   type ProcessResult,
+  ROOT,
   runProcess,
   scratchDir,
+  TSX,
   writeEnvFile,
+  writeScenario,
 } from './common.ts'
 
-export const ROOT = process.cwd()
-export const TSX = path.resolve(ROOT, 'node_modules/tsx/dist/loader.mjs')
-export const FAKE_DOCKER = path.resolve(ROOT, 'test/fakes/docker')
+export { ROOT }
+export const FAKE_DOCKER = path.join(FAKES, 'docker')
 
 export const SECRET = 'feedbead'.repeat(7) // 56 characters
 export const SALT = 'mon1t0r5'.repeat(4) // 32 characters
@@ -118,8 +121,7 @@ export function makeStackProject(
       FRP_LOG_DIR: dir, // no frpc.log here: doctor reads only the logs a test gives it
     },
     scenario(s: object) {
-      fs.writeFileSync(scenarioFile, JSON.stringify(s))
-      fs.rmSync(`${scenarioFile}.state.json`, { force: true })
+      writeScenario(scenarioFile, s)
     },
     calls() {
       return dockerCalls(dockerLog).map((argv) => argv.join(' '))

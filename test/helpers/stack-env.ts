@@ -7,18 +7,18 @@ import http from 'node:http'
 import path from 'node:path'
 import {
   dockerCalls,
+  FAKES,
   listenLocal,
   type ProcessResult,
+  ROOT,
   type StartedProcess,
   scratchDir,
   secretsFound,
   startProcess,
+  TSX,
   writeEnvFile,
+  writeScenario,
 } from './common.ts'
-
-export const ROOT = process.cwd()
-export const FAKES = path.resolve(ROOT, 'test/fakes')
-const TSX = path.resolve(ROOT, 'node_modules/tsx/dist/loader.mjs')
 
 export const SECRET = 'c0ffee12'.repeat(7) // 56 hex characters
 export const SALT = '5a1t5a1t'.repeat(4) // 32 characters
@@ -47,7 +47,7 @@ export function makeProject(opts: { withEnv?: Record<string, string> | false } =
   }
   const scenarioFile = path.join(dir, 'scenario.json')
   const logFile = path.join(dir, 'docker-calls.jsonl')
-  fs.writeFileSync(scenarioFile, '{}')
+  writeScenario(scenarioFile, {})
   const project: Project = {
     dir,
     envFile,
@@ -60,8 +60,7 @@ export function makeProject(opts: { withEnv?: Record<string, string> | false } =
       FAKE_DOCKER_LOG: logFile,
     },
     scenario(s) {
-      fs.writeFileSync(scenarioFile, JSON.stringify(s))
-      fs.rmSync(`${scenarioFile}.state.json`, { force: true })
+      writeScenario(scenarioFile, s)
     },
     calls() {
       return dockerCalls(logFile)
