@@ -3,9 +3,9 @@
 // nothing done; no terminal and no --yes means no request; a certbot failure is one line, exit 1.
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { scratchDir } from '../helpers/common.ts'
 
 const SECRET = 'frp-token-that-must-never-show-0123456789'
 let dir: string
@@ -38,7 +38,7 @@ const common = () => [
 ]
 
 beforeAll(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'certbot-cli-'))
+  dir = scratchDir('certbot-cli-')
   callLog = path.join(dir, 'calls.log')
   fakeCertbot = path.join(dir, 'certbot')
   // `plugins` lists nginx like certbot 2.1.0 does; anything else is logged, and fails the way a

@@ -2,12 +2,11 @@
 // and forward 127.0.0.1:<remotePort> to a local HTTP server, with the tunnel identity checked.
 import fs from 'node:fs'
 import http from 'node:http'
-import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { frpcToml, frpsToml } from '../../lib/frp.mts'
 import { ensureTunnelIdentity, type TunnelIdentity } from '../../lib/tunnel-identity.mts'
-import { canConnect, freePort, type Listening, listenLocal } from '../helpers/common.ts'
+import { canConnect, freePort, type Listening, listenLocal, scratchDir } from '../helpers/common.ts'
 import { listeningAddresses, type RunningFrp, startFrp, waitForLog } from '../helpers/frp.ts'
 
 const token = 'T0k3n'.repeat(8)
@@ -70,7 +69,7 @@ function writeClient(name: string, o: { token?: string; ca?: string; serverName?
 }
 
 beforeAll(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'frp-tunnel-'))
+  dir = scratchDir('frp-tunnel-')
   id = await ensureTunnelIdentity({ dir: path.join(dir, 'tls'), serverName: 'vps.example.com' })
   backend = await listenLocal(http.createServer((_req, res) => res.end('ok')))
   localPort = backend.port

@@ -1,10 +1,10 @@
 // scripts/frpc-setup.mts as a black box in a scratch root, with frp releases served on 127.0.0.1.
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { parse } from 'smol-toml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ensureTunnelIdentity } from '../../lib/tunnel-identity.mts'
+import { scratchDir } from '../helpers/common.ts'
 import { runStep } from '../helpers/frp.ts'
 import { buildRelease, type FakeRelease, serveDir } from '../helpers/frp-release.ts'
 
@@ -12,7 +12,7 @@ let releases: FakeRelease
 let releaseRoot: string
 
 beforeAll(async () => {
-  releaseRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'frpc-setup-rel-'))
+  releaseRoot = scratchDir('frpc-setup-rel-')
   buildRelease(releaseRoot, '0.70.1')
   buildRelease(releaseRoot, '0.69.0', { corrupt: true })
   releases = await serveDir(releaseRoot)
@@ -20,7 +20,7 @@ beforeAll(async () => {
 afterAll(() => releases.close())
 
 function scratch(extraEnv: Record<string, string> = {}) {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'frpc-setup-'))
+  const root = scratchDir('frpc-setup-')
   const envFile = path.join(root, 'home.env')
   const dirs = {
     install: path.join(root, 'usr/local/bin'),

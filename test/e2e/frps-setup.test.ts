@@ -4,11 +4,10 @@
 // frpc-setup's config pinned to the CA frps-setup made.
 import fs from 'node:fs'
 import http from 'node:http'
-import os from 'node:os'
 import path from 'node:path'
 import { parse } from 'smol-toml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { freePort, listenLocal } from '../helpers/common.ts'
+import { freePort, listenLocal, scratchDir } from '../helpers/common.ts'
 import { listeningAddresses, type RunningFrp, runStep, startFrp, waitForLog } from '../helpers/frp.ts'
 import { buildRelease, type FakeRelease, serveDir } from '../helpers/frp-release.ts'
 import { hasBinary, makeNginx, type Nginx } from '../helpers/public-path.ts'
@@ -24,7 +23,7 @@ const running: RunningFrp[] = []
 const outputs: string[] = []
 
 beforeAll(async () => {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'frps-setup-rel-'))
+  const root = scratchDir('frps-setup-rel-')
   buildRelease(root, '0.70.1')
   buildRelease(root, '0.69.0', { corrupt: true })
   releases = await serveDir(root)
@@ -36,7 +35,7 @@ afterAll(async () => {
 })
 
 function scratch(extra: Record<string, string> = {}) {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'frps-setup-'))
+  const root = scratchDir('frps-setup-')
   const dirs = {
     install: path.join(root, 'usr/local/bin'),
     config: path.join(root, 'etc/frp'),

@@ -8,7 +8,6 @@
 // examples by test/unit/frp.test.ts; here the frp stand-in's strict `verify` runs on them too.
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { certFile, deployHookPath, readCertInfo } from '../../lib/certbot.mts'
@@ -16,7 +15,14 @@ import { RuntimeFailure } from '../../lib/cli.mts'
 import { frpcToml, frpsToml } from '../../lib/frp.mts'
 import { CERTBOT_MARK, installNginxSite } from '../../lib/nginx.mts'
 import { ensureTunnelIdentity } from '../../lib/tunnel-identity.mts'
-import { canConnect, freePort, type ProcessOptions, runProcess, waitFor } from '../helpers/common.ts'
+import {
+  canConnect,
+  freePort,
+  type ProcessOptions,
+  runProcess,
+  scratchDir,
+  waitFor,
+} from '../helpers/common.ts'
 import { FAKE_FRP, listeningAddresses, type RunningFrp, startFrp, waitForLog } from '../helpers/frp.ts'
 import {
   hasBinary,
@@ -190,7 +196,7 @@ describe.skipIf(Boolean(skipReason))('the whole public path on loopback', () => 
     // another run of this file on the same machine (a second checkout, a parallel `npm test`)
     // would want port 80 too: wait for it instead of failing
     releasePort80 = await holdPortLock('port-80', 150_000)
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'public-path-'))
+    dir = scratchDir('public-path-')
     expect(await canConnect(80), 'port 80 on 127.0.0.1 is taken; stop whatever listens there').toBe(false)
     ;[httpsPort, remotePort] = [await freePort(), await freePort()]
     standIn = await startStandIn()

@@ -5,7 +5,6 @@
 // back), and a kill -9 midway (a re-run finishes it, or rolls it back with --rollback).
 import crypto from 'node:crypto'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../lib/env.mts'
@@ -19,6 +18,7 @@ import {
   runScript,
   serviceStates,
 } from '../helpers/backup-env.ts'
+import { scratchDir } from '../helpers/common.ts'
 import { addCommit, makePosthogRepo, type RepoServer, serveRepo } from '../helpers/fixture-repo.ts'
 import { startPostgres, type TestPostgres } from '../helpers/postgres.ts'
 
@@ -43,7 +43,7 @@ function liveTag(p: Project): string {
 beforeAll(async () => {
   pg = startPostgres()
   pg.psql('CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2)')
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'upgrade-repo-'))
+  const tmp = scratchDir('upgrade-repo-')
   repo = makePosthogRepo(path.join(tmp, 'posthog.git'), { commits: 6, unrelatedFiles: 50 })
   // v3 adds a service and drops one, for the dry-run plan.
   const v3Hobby = HOBBY.replace(/^ {4}livestream:\n(?: {8}.*\n|\n)*/m, '').replace(

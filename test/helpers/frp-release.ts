@@ -5,10 +5,9 @@ import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
-import os from 'node:os'
 import path from 'node:path'
 import { assetName, releaseDirName } from '../../lib/release.mts'
+import { listenLocal, scratchDir } from './common.ts'
 import { FAKE_FRP } from './frp.ts'
 
 export interface FakeRelease {
@@ -31,7 +30,7 @@ export function standInBinary(role: 'frpc' | 'frps', version: string): string {
 /** Writes <root>/v<ver>/<asset> and the checksum file; `corrupt` lists a wrong checksum. */
 export function buildRelease(root: string, version: string, opts: { corrupt?: boolean } = {}): string {
   const dir = path.join(root, `v${version}`)
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'frp-fake-release-'))
+  const work = scratchDir('frp-fake-release-')
   const top = releaseDirName(version)
   fs.mkdirSync(path.join(work, top), { recursive: true })
   for (const role of ['frpc', 'frps'] as const)
@@ -52,7 +51,7 @@ export function buildRelease(root: string, version: string, opts: { corrupt?: bo
   return dir
 }
 
-export function serveDir(root: string): Promise<FakeRelease> {
+export async function serveDir(root: string): Promise<FakeRelease> {
   const requests: string[] = []
   const server = http.createServer((req, res) => {
     const url = decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/')
@@ -65,14 +64,6 @@ export function serveDir(root: string): Promise<FakeRelease> {
     const body = fs.readFileSync(file)
     res.writeHead(200, { 'content-length': body.length }).end(body)
   })
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo
-      resolve({
-        baseUrl: `http://127.0.0.1:${port}`,
-        requests,
-        close: () => new Promise<void>((r) => server.close(() => r())),
-      })
-    })
-  })
+  const { port, close } = await listenLocal(server)
+  return { baseUrl: `http://127.0.0.1:${port}`, requests, close }
 }

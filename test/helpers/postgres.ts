@@ -3,8 +3,8 @@
 // `posthog` with trust auth, database `posthog`. As root it runs as the `postgres` user.
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
+import { scratchDir } from './common.ts'
 
 export interface TestPostgres {
   /** Socket directory: use as PGHOST. */
@@ -26,7 +26,7 @@ export function postgresBinDir(): string {
 
 export function startPostgres(): TestPostgres {
   const binDir = postgresBinDir()
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pg-test-'))
+  const dir = scratchDir('pg-test-')
   fs.chmodSync(dir, 0o755)
   const asRoot = process.getuid?.() === 0
   if (asRoot) execFileSync('chown', ['postgres:postgres', dir], { timeout: 10_000 })

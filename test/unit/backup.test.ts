@@ -1,5 +1,4 @@
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import {
@@ -18,9 +17,10 @@ import {
   verifyBackup,
 } from '../../lib/backup.mts'
 import { mergeEnv, toConfig } from '../../lib/env.mts'
+import { scratchDir } from '../helpers/common.ts'
 
 function scratch(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'backup-unit-'))
+  return scratchDir('backup-unit-')
 }
 
 function config(root: string) {

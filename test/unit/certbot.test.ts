@@ -1,6 +1,5 @@
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
@@ -13,6 +12,7 @@ import {
   renewDryRunArgs,
   STAGING_SERVER,
 } from '../../lib/certbot.mts'
+import { scratchDir } from '../helpers/common.ts'
 
 const paths = {
   configDir: '/etc/letsencrypt',
@@ -110,7 +110,7 @@ describe('certificate info', () => {
     return fs.readFileSync(out, 'utf8')
   }
   beforeAll(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'certbot-unit-'))
+    dir = scratchDir('certbot-unit-')
   })
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 

@@ -1,5 +1,4 @@
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { UsageError } from '../../lib/cli.mts'
@@ -14,11 +13,12 @@ import {
   recordSecretFingerprints,
   setEnvValue,
 } from '../../lib/env.mts'
+import { scratchDir } from '../helpers/common.ts'
 
 const example = fs.readFileSync(path.resolve(process.cwd(), '.env.example'), 'utf8')
 
 function scratch(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'env-test-'))
+  const dir = scratchDir('env-test-')
   fs.writeFileSync(path.join(dir, '.env.example'), example)
   return dir
 }

@@ -1,5 +1,4 @@
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { RuntimeFailure, UsageError } from '../../lib/cli.mts'
@@ -11,6 +10,7 @@ import {
   systemdWord,
 } from '../../lib/frp-service.mts'
 import { assetName, frpTarget, installFrp, parseChecksums, releaseUrls } from '../../lib/release.mts'
+import { scratchDir } from '../helpers/common.ts'
 import { buildRelease, type FakeRelease, serveDir } from '../helpers/frp-release.ts'
 
 describe('release naming', () => {
@@ -45,7 +45,7 @@ describe('installFrp against a local release server', () => {
   let server: FakeRelease
   const quick = { backoffMs: () => 10 }
   beforeAll(async () => {
-    root = fs.mkdtempSync(path.join(os.tmpdir(), 'frp-rel-'))
+    root = scratchDir('frp-rel-')
     buildRelease(root, '0.70.1')
     buildRelease(root, '0.69.0', { corrupt: true })
     server = await serveDir(root)
@@ -53,7 +53,7 @@ describe('installFrp against a local release server', () => {
   afterAll(() => server.close())
 
   it('installs, then skips when the binary already reports the version', async () => {
-    const installDir = fs.mkdtempSync(path.join(os.tmpdir(), 'frp-bin-'))
+    const installDir = scratchDir('frp-bin-')
     const o = { version: '0.70.1', baseUrl: server.baseUrl, installDir, binaries: ['frpc' as const] }
     expect((await installFrp(o)).result).toBe('installed')
     expect(fs.statSync(path.join(installDir, 'frpc')).mode & 0o777).toBe(0o755)
@@ -64,7 +64,7 @@ describe('installFrp against a local release server', () => {
   })
 
   it('refuses a checksum mismatch and leaves the installed binary alone', async () => {
-    const installDir = fs.mkdtempSync(path.join(os.tmpdir(), 'frp-bin-'))
+    const installDir = scratchDir('frp-bin-')
     fs.writeFileSync(path.join(installDir, 'frps'), '#!/bin/sh\necho 0.60.0\n', { mode: 0o755 })
     const o = { version: '0.69.0', baseUrl: server.baseUrl, installDir, binaries: ['frps' as const] }
     await expect(installFrp(o)).rejects.toThrow(/checksum mismatch .*nothing was installed/)
@@ -73,7 +73,7 @@ describe('installFrp against a local release server', () => {
   })
 
   it('does not retry a 404 and says what to check', async () => {
-    const installDir = fs.mkdtempSync(path.join(os.tmpdir(), 'frp-bin-'))
+    const installDir = scratchDir('frp-bin-')
     const before = server.requests.length
     const p = installFrp({
       version: '9.9.9',
@@ -91,7 +91,7 @@ describe('installFrp against a local release server', () => {
     const p = installFrp({
       version: '0.70.1',
       baseUrl: 'http://127.0.0.1:1',
-      installDir: fs.mkdtempSync(path.join(os.tmpdir(), 'frp-bin-')),
+      installDir: scratchDir('frp-bin-'),
       binaries: ['frpc'],
       download: quick,
     })

@@ -2,18 +2,18 @@
 // so `systemctl`/`launchctl` are shims first on PATH that record their arguments; FAKE_SVC_UP=1
 // makes `is-active`/`is-enabled`/`launchctl print` succeed.
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { applyService } from '../../lib/frp-service.mts'
 import { downloadProgress } from '../../lib/release.mts'
+import { scratchDir } from '../helpers/common.ts'
 
 let dir: string
 let calls: string
 const savedPath = process.env.PATH
 
 beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'frp-svc-'))
+  dir = scratchDir('frp-svc-')
   calls = path.join(dir, 'calls.log')
   for (const bin of ['systemctl', 'launchctl'])
     fs.writeFileSync(

@@ -1,5 +1,4 @@
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { parse } from 'smol-toml'
 import { describe, expect, it } from 'vitest'
@@ -13,6 +12,7 @@ import {
   tomlKeyPaths,
 } from '../../lib/frp.mts'
 import { exampleKeys, loadConfig } from '../fakes/frp.mjs'
+import { scratchDir } from '../helpers/common.ts'
 
 const fixtures = path.resolve(process.cwd(), '../shared/fixtures/frp')
 const fullKeys = (role: string) =>
@@ -115,7 +115,7 @@ describe('the frp stand-in (what verify checks)', () => {
     expect(s.has('bogus')).toBe(false)
   })
   it('rejects unknown keys like frp strict parsing, and accepts the generated files', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'frp-unit-'))
+    const dir = scratchDir('frp-unit-')
     const good = path.join(dir, 'frps.toml')
     fs.writeFileSync(good, frpsToml(frps))
     expect(loadConfig('frps', good).error).toBeUndefined()

@@ -1,5 +1,4 @@
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { RuntimeFailure, UsageError } from '../../lib/cli.mts'
@@ -15,6 +14,7 @@ import {
   recordedHash,
   renderNginx,
 } from '../../lib/nginx.mts'
+import { scratchDir } from '../helpers/common.ts'
 
 const base = { domain: 'posthog.example.com', upstreamPort: 12080 }
 
@@ -192,7 +192,7 @@ describe('installNginxSite', () => {
   })
 
   beforeEach(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nginx-unit-'))
+    dir = scratchDir('nginx-unit-')
     available = path.join(dir, 'sites-available')
     enabled = path.join(dir, 'sites-enabled')
     reloads = 0

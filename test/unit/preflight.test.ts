@@ -16,6 +16,7 @@ import {
   parseVersion,
   runPreflight,
 } from '../../lib/preflight.mts'
+import { scratchDir } from '../helpers/common.ts'
 
 const GiB = 1024 ** 3
 const fakeDocker = path.resolve(process.cwd(), 'test/fakes/docker')
@@ -97,7 +98,7 @@ describe('runPreflight with the fake docker', () => {
   // zx keeps a reference to the process.env object: edit it in place, never replace it.
   const keys = ['DOCKER_BIN', 'FAKE_DOCKER_SCENARIO'] as const
   beforeEach(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'preflight-'))
+    dir = scratchDir('preflight-')
     process.env.DOCKER_BIN = fakeDocker
   })
   afterEach(() => {

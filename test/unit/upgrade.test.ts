@@ -1,5 +1,4 @@
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import {
@@ -20,6 +19,7 @@ import {
   upgradeLogLine,
   writeJournal,
 } from '../../lib/upgrade.mts'
+import { scratchDir } from '../helpers/common.ts'
 
 const FIXTURES = path.resolve(process.cwd(), '../shared/fixtures/posthog')
 const hobby = fs.readFileSync(path.join(FIXTURES, 'docker-compose.hobby.yml'), 'utf8')
@@ -111,7 +111,7 @@ describe('journal and recovery', () => {
   })
 
   it('round-trips through the file and ignores garbage', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'journal-'))
+    const dir = scratchDir('journal-')
     writeJournal(dir, j('starting'))
     expect(readJournal(dir)?.step).toBe('starting')
     fs.writeFileSync(path.join(dir, 'upgrade.state.json'), '{"step":"nonsense"}')
@@ -133,7 +133,7 @@ describe('journal and recovery', () => {
 
 describe('snapshot', () => {
   it('puts the generated files back byte for byte and removes files the new version added', () => {
-    const stack = fs.mkdtempSync(path.join(os.tmpdir(), 'snap-'))
+    const stack = scratchDir('snap-')
     const env = path.join(stack, '..', `${path.basename(stack)}.env`)
     fs.writeFileSync(env, 'POSTHOG_APP_TAG=v1\n', { mode: 0o600 })
     fs.writeFileSync(path.join(stack, 'docker-compose.yml'), 'old')
