@@ -6,7 +6,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { frpcToml, frpsToml } from '../../lib/frp.mts'
 import { ensureTunnelIdentity, type TunnelIdentity } from '../../lib/tunnel-identity.mts'
-import { canConnect, freePort, type Listening, listenLocal, scratchDir } from '../helpers/common.ts'
+import { canConnect, freePort, httpGet, type Listening, listenLocal, scratchDir } from '../helpers/common.ts'
 import { listeningAddresses, type RunningFrp, startFrp, waitForLog } from '../helpers/frp.ts'
 
 const token = 'T0k3n'.repeat(8)
@@ -17,20 +17,6 @@ let localPort: number
 let bindPort: number
 let remotePort: number
 const running: RunningFrp[] = []
-
-function get(port: number, host = '127.0.0.1'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host, port, path: '/_health', timeout: 5000 }, (res) => {
-      let body = ''
-      res.on('data', (d) => {
-        body += d
-      })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
-    })
-    req.on('error', reject)
-    req.on('timeout', () => req.destroy(new Error('timeout')))
-  })
-}
 
 function writeServer(name: string, extra: { tokenFile?: string } = {}): string {
   const tokenFile = extra.tokenFile ?? path.join(dir, 'frps.token')
@@ -90,7 +76,8 @@ describe('tunnel through the frp stand-ins', () => {
     running.push(client)
     const log = await waitForLog(path.join(dir, 'frpc.log'), /start proxy success/)
     expect(log).toMatch(/login to server success, get run id \[\w+\]/)
-    expect(await get(remotePort)).toEqual({ status: 200, body: 'ok' })
+    const { status, body } = await httpGet(remotePort, '127.0.0.1', '/_health')
+    expect({ status, body }).toEqual({ status: 200, body: 'ok' })
     expect(listeningAddresses(remotePort)).toEqual([`127.0.0.1:${remotePort}`])
     expect(await canConnect(remotePort, '::1', 2000)).toBe(false)
     expect(fs.readFileSync(path.join(dir, 'frps.log'), 'utf8')).toMatch(

@@ -7,7 +7,7 @@ import http from 'node:http'
 import path from 'node:path'
 import { parse } from 'smol-toml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { freePort, listenLocal, scratchDir } from '../helpers/common.ts'
+import { freePort, httpGet, listenLocal, scratchDir } from '../helpers/common.ts'
 import { listeningAddresses, type RunningFrp, runStep, startFrp, waitForLog } from '../helpers/frp.ts'
 import { buildRelease, type FakeRelease, serveDir } from '../helpers/frp-release.ts'
 import { hasBinary, makeNginx, type Nginx } from '../helpers/public-path.ts'
@@ -232,18 +232,7 @@ describe('frps-setup', () => {
       await waitForLog(path.join(s.dirs.log, 'frps.log'), /frps started successfully/)
       running.push(startFrp('frpc', path.join(home, 'etc/frpc.toml')))
       await waitForLog(path.join(home, 'log/frpc.log'), /start proxy success/)
-      const body = await new Promise<string>((resolve, reject) => {
-        http
-          .get({ host: '127.0.0.1', port: remotePort, path: '/_health', timeout: 5000 }, (res) => {
-            let b = ''
-            res.on('data', (d) => {
-              b += d
-            })
-            res.on('end', () => resolve(b))
-          })
-          .on('error', reject)
-      })
-      expect(body).toBe('ok')
+      expect((await httpGet(remotePort, '127.0.0.1', '/_health')).body).toBe('ok')
       expect(listeningAddresses(remotePort)).toEqual([`127.0.0.1:${remotePort}`])
     } finally {
       await backend.close()

@@ -18,6 +18,7 @@ import { ensureTunnelIdentity } from '../../lib/tunnel-identity.mts'
 import {
   canConnect,
   freePort,
+  httpGet,
   type ProcessOptions,
   runProcess,
   scratchDir,
@@ -27,7 +28,6 @@ import { FAKE_FRP, listeningAddresses, type RunningFrp, startFrp, waitForLog } f
 import {
   hasBinary,
   holdPortLock,
-  httpGet,
   httpsRequest,
   makeNginx,
   type Nginx,

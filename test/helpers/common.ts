@@ -6,7 +6,7 @@
 //   expectNoSecrets(res, [SECRET, SALT])
 import { type ChildProcess, spawn } from 'node:child_process'
 import fs from 'node:fs'
-import type http from 'node:http'
+import http from 'node:http'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -193,6 +193,36 @@ export async function listenLocal(server: http.Server, port = 0): Promise<Listen
         server.close(() => r())
       }),
   }
+}
+
+export interface HttpAnswer {
+  status: number
+  body: string
+  headers: http.IncomingHttpHeaders
+}
+
+/** Reads a whole response. */
+export function readAnswer(res: http.IncomingMessage): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    res.on('data', (c: Buffer) => chunks.push(c))
+    res.on('error', reject)
+    res.on('end', () =>
+      resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), headers: res.headers }),
+    )
+  })
+}
+
+/** GET http://127.0.0.1:port/urlPath with `host` as the Host header. */
+export function httpGet(port: number, host: string, urlPath: string): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(
+      { host: '127.0.0.1', port, path: urlPath, headers: { host }, timeout: 10_000 },
+      (res) => readAnswer(res).then(resolve, reject),
+    )
+    req.on('timeout', () => req.destroy(new Error(`timeout: ${urlPath}`)))
+    req.on('error', reject)
+  })
 }
 
 // ---------------------------------------------------------------------------------------------

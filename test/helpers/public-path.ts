@@ -11,7 +11,7 @@ import os from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
 import { acquireLock } from '../../lib/lock.mts'
-import { canConnect, freePort, startDaemon, waitFor } from './common.ts'
+import { canConnect, freePort, type HttpAnswer, readAnswer, startDaemon, waitFor } from './common.ts'
 
 export function hasBinary(name: string): boolean {
   return (process.env.PATH ?? '').split(':').some((dir) => dir && fs.existsSync(path.join(dir, name)))
@@ -127,21 +127,16 @@ export interface TlsTarget {
   ca: string
 }
 
-export interface HttpAnswer {
-  status: number
-  body: string
-  headers: http.IncomingHttpHeaders
-}
-
-function collectResponse(res: http.IncomingMessage): Promise<HttpAnswer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    res.on('data', (c: Buffer) => chunks.push(c))
-    res.on('error', reject)
-    res.on('end', () =>
-      resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), headers: res.headers }),
-    )
-  })
+/** A request to 127.0.0.1 for `t.host` (Host header and SNI), verifying the server against `t.ca`. */
+function tlsRequestOptions(t: TlsTarget, urlPath: string): https.RequestOptions {
+  return {
+    host: '127.0.0.1',
+    servername: t.host,
+    port: t.port,
+    path: urlPath,
+    ca: t.ca,
+    headers: { host: t.host },
+  }
 }
 
 export function httpsRequest(
@@ -151,32 +146,12 @@ export function httpsRequest(
 ): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const req = https.request(
-      {
-        host: '127.0.0.1',
-        servername: t.host,
-        port: t.port,
-        path: urlPath,
-        method: opts.method ?? 'GET',
-        ca: t.ca,
-        headers: { host: t.host },
-        timeout: opts.timeoutMs ?? 15_000,
-      },
-      (res) => collectResponse(res).then(resolve, reject),
+      { ...tlsRequestOptions(t, urlPath), method: opts.method ?? 'GET', timeout: opts.timeoutMs ?? 15_000 },
+      (res) => readAnswer(res).then(resolve, reject),
     )
     req.on('timeout', () => req.destroy(new Error(`timeout: ${urlPath}`)))
     req.on('error', reject)
     req.end(opts.body)
-  })
-}
-
-export function httpGet(port: number, host: string, urlPath: string): Promise<HttpAnswer> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(
-      { host: '127.0.0.1', port, path: urlPath, headers: { host }, timeout: 10_000 },
-      (res) => collectResponse(res).then(resolve, reject),
-    )
-    req.on('timeout', () => req.destroy(new Error(`timeout: ${urlPath}`)))
-    req.on('error', reject)
   })
 }
 
@@ -225,28 +200,18 @@ export function webSocketEcho(t: TlsTarget, urlPath: string, message: string): P
 /** Reads `count` server-sent events from a stream that never ends by itself. */
 export function readEvents(t: TlsTarget, urlPath: string, count: number): Promise<string[]> {
   return new Promise((resolve, reject) => {
-    const req = https.get(
-      {
-        host: '127.0.0.1',
-        servername: t.host,
-        port: t.port,
-        path: urlPath,
-        ca: t.ca,
-        headers: { host: t.host },
-      },
-      (res) => {
-        let text = ''
-        res.on('data', (c: Buffer) => {
-          text += c
-          const events = text.split('\n\n').filter((e) => e.startsWith('data: '))
-          if (events.length >= count) {
-            clearTimeout(timer)
-            req.destroy()
-            resolve(events.slice(0, count).map((e) => e.slice(6)))
-          }
-        })
-      },
-    )
+    const req = https.get(tlsRequestOptions(t, urlPath), (res) => {
+      let text = ''
+      res.on('data', (c: Buffer) => {
+        text += c
+        const events = text.split('\n\n').filter((e) => e.startsWith('data: '))
+        if (events.length >= count) {
+          clearTimeout(timer)
+          req.destroy()
+          resolve(events.slice(0, count).map((e) => e.slice(6)))
+        }
+      })
+    })
     const timer = setTimeout(() => req.destroy(new Error('event stream stalled')), 5_000)
     req.on('error', reject)
   })
