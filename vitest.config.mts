@@ -3,7 +3,9 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['test/unit/**/*.test.ts', 'test/e2e/**/*.test.ts'],
-    testTimeout: 60_000,
+    // Black-box tests spawn scripts that fetch, bundle and poll; on a loaded 2-core CI machine a few
+    // take close to a minute, so the bound is generous (each script has its own timeouts too).
+    testTimeout: 180_000,
     hookTimeout: 120_000,
     pool: 'forks',
   },
