@@ -246,6 +246,8 @@ export interface MonitorState {
   services?: { key: string; names: string[] }
   /** Container names seen at the last run (one `docker inspect` of them is the cheap path). */
   containerNames?: string[]
+  /** A status change whose notification failed to go out; the next run sends it again. */
+  unsentChange?: boolean
 }
 
 export function emptyState(): MonitorState {
@@ -273,7 +275,8 @@ export type NotifyReason = 'changed' | 'reminder'
 
 /**
  * Whether to notify: when the overall status differs from the last run's (a first run only when
- * it is not OK), and while CRITICAL again once `remindHours` have passed since the last notice.
+ * it is not OK), when the last change could not be sent and the status still differs from the
+ * last one notified, and while CRITICAL again once `remindHours` have passed since the last notice.
  */
 export function notificationReason(
   state: MonitorState,
@@ -283,6 +286,7 @@ export function notificationReason(
 ): NotifyReason | undefined {
   const previous = state.last?.status ?? 'OK'
   if (report.status !== previous) return 'changed'
+  if (state.unsentChange && report.status !== (state.lastNotified?.status ?? 'OK')) return 'changed'
   if (report.status !== 'CRITICAL') return undefined
   const lastTime = state.lastNotified ? Date.parse(state.lastNotified.time) : 0
   if (now.getTime() - lastTime >= remindHours * 3_600_000) return 'reminder'
@@ -393,7 +397,11 @@ export async function notifyIfDue(
     settings.timeoutMs,
     settings.ca,
   )
-  if (error) return `notification not sent: ${error}`
+  if (error) {
+    if (reason === 'changed') state.unsentChange = true
+    return `notification not sent: ${error}`
+  }
+  delete state.unsentChange
   state.lastNotified = { status: report.status, time: now.toISOString() }
   return `notification sent (${reason === 'changed' ? 'state changed' : 'reminder'})`
 }

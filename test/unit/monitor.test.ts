@@ -1,3 +1,5 @@
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { type ContainerInfo, evaluateServices } from '../../lib/containers.mts'
 import {
@@ -9,6 +11,8 @@ import {
   formatReport,
   healthCheckFromProbe,
   notificationReason,
+  notifyIfDue,
+  recordResult,
   worst,
 } from '../../lib/monitor.mts'
 
@@ -95,6 +99,48 @@ describe('notifications', () => {
     expect(notificationReason(stateWith('CRITICAL', 1), report('CRITICAL'), 6, now)).toBeUndefined()
     expect(notificationReason(stateWith('CRITICAL', 5.9), report('CRITICAL'), 6, now)).toBeUndefined()
     expect(notificationReason(stateWith('CRITICAL', 6), report('CRITICAL'), 6, now)).toBe('reminder')
+  })
+
+  it('sends a change again on the next run when its POST failed, unless the status turned back', () => {
+    const unsent = { ...stateWith('OK', 1), unsentChange: true }
+    unsent.lastNotified!.status = 'CRITICAL'
+    expect(notificationReason(unsent, report('OK'), 6, now)).toBe('changed')
+    expect(notificationReason({ ...unsent, unsentChange: undefined }, report('OK'), 6, now)).toBeUndefined()
+    const turnedBack = { ...stateWith('CRITICAL', 1), unsentChange: true }
+    expect(notificationReason(turnedBack, report('CRITICAL'), 6, now)).toBeUndefined()
+  })
+
+  it('retries a recovery notice that the webhook refused (real POSTs to a local receiver)', async () => {
+    const answers = [500, 200]
+    const bodies: string[] = []
+    const server = http.createServer((req, res) => {
+      let body = ''
+      req.on('data', (c) => {
+        body += c
+      })
+      req.on('end', () => {
+        bodies.push(body)
+        res.writeHead(answers.shift() ?? 200).end()
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`
+      const settings = { url, format: 'json' as const, remindHours: 6, timeoutMs: 3000 }
+      const state = stateWith('CRITICAL', 1)
+      const recovered = report('OK')
+      expect(await notifyIfDue(state, recovered, settings, now)).toMatch(/not sent: the webhook answered 500/)
+      recordResult(state, recovered)
+      expect(await notifyIfDue(state, report('OK'), settings, now)).toBe('notification sent (state changed)')
+      expect(bodies.map((b) => JSON.parse(b).status)).toEqual(['OK', 'OK'])
+      expect(state.unsentChange).toBeUndefined()
+      expect(state.lastNotified?.status).toBe('OK')
+      expect(await notifyIfDue(state, report('OK'), settings, now)).toBeUndefined()
+      expect(bodies).toHaveLength(2)
+    } finally {
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }
   })
 
   it('builds JSON and plain-text bodies', () => {
