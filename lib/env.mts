@@ -303,11 +303,17 @@ export function formatEnvValue(value: string): string {
   return `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`
 }
 
-/** Returns `text` with KEY set to `value`: the existing line is edited in place, or one is appended. */
+/**
+ * Returns `text` with KEY set to `value`: the existing line is edited in place, or one is appended.
+ * When KEY is set more than once, the last line is edited: dotenv reads the last one, and the
+ * earlier lines (perhaps a real secret) stay as the user wrote them.
+ */
 export function setEnvValue(text: string, key: string, value: string): string {
-  const line = new RegExp(`^(\\s*(?:export\\s+)?${key}\\s*=).*$`, 'm')
+  const lines = [...text.matchAll(new RegExp(`^(\\s*(?:export\\s+)?${key}\\s*=).*$`, 'gm'))]
   const formatted = formatEnvValue(value)
-  if (line.test(text)) return text.replace(line, (_m, head: string) => `${head}${formatted}`)
+  const last = lines.at(-1)
+  if (last?.index !== undefined)
+    return `${text.slice(0, last.index)}${last[1]}${formatted}${text.slice(last.index + last[0].length)}`
   return `${text}${text === '' || text.endsWith('\n') ? '' : '\n'}${key}=${formatted}\n`
 }
 

@@ -10,6 +10,7 @@ import {
   isHostname,
   loadConfig,
   mergeEnv,
+  parseEnvText,
   recordSecretFingerprints,
   setEnvValue,
 } from '../../lib/env.mts'
@@ -99,6 +100,21 @@ describe('ensureEnvFile', () => {
     expect(setEnvValue('A=1\nB=2\n', 'A', 'x')).toBe('A=x\nB=2\n')
     expect(setEnvValue('export A=1\n', 'A', 'x y')).toBe("export A='x y'\n")
     expect(setEnvValue('A=1', 'C', '3')).toBe('A=1\nC=3\n')
+  })
+  it('setEnvValue edits the line dotenv reads when a key is set twice', () => {
+    const text = '# A=0\nA=1\nB=2\nA=3\n'
+    const edited = setEnvValue(text, 'A', 'x')
+    expect(edited).toBe('# A=0\nA=1\nB=2\nA=x\n')
+    expect(parseEnvText(edited).A).toBe('x')
+  })
+  it('never overwrites a real secret shadowed by a later empty line', () => {
+    const dir = scratch()
+    const real = 'r'.repeat(56)
+    fs.writeFileSync(path.join(dir, '.env'), `POSTHOG_SECRET=${real}\nPOSTHOG_SECRET=\n`)
+    ensureEnvFile({ root: dir, env: {} })
+    const text = fs.readFileSync(path.join(dir, '.env'), 'utf8')
+    expect(text.startsWith(`POSTHOG_SECRET=${real}\n`)).toBe(true)
+    expect(parseEnvText(text).POSTHOG_SECRET).toMatch(/^[0-9a-f]{56}$/)
   })
 })
 
