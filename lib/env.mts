@@ -227,6 +227,18 @@ export function envErrors(raw: Record<string, string>, keys = Object.keys(ENV_SP
   return errors
 }
 
+/**
+ * The credential in an http(s) URL such as `https://user:TOKEN@host/repo` (the password) or
+ * `https://TOKEN@host/repo` (a token given as the user name), so it is masked wherever the URL
+ * is printed (prepare logs where it fetches from; git's errors may quote it).
+ */
+export function urlCredential(url: string): string | undefined {
+  const userinfo = /^https?:\/\/([^/@]+)@/i.exec(url)?.[1]
+  if (!userinfo) return undefined
+  const colon = userinfo.indexOf(':')
+  return colon >= 0 ? userinfo.slice(colon + 1) : userinfo
+}
+
 export function toConfig(root: string, envFile: string, raw: Record<string, string>): Config {
   const errors = envErrors(raw)
   if (errors.length) {
@@ -235,6 +247,7 @@ export function toConfig(root: string, envFile: string, raw: Record<string, stri
     throw new UsageError(`invalid ${path.relative(process.cwd(), envFile) || envFile}: ${errors[0]}${more}`)
   }
   for (const [key, spec] of Object.entries(ENV_SPEC)) if (spec.secret) registerSecret(raw[key])
+  registerSecret(urlCredential(raw.POSTHOG_REPO_URL ?? ''))
   const memoryLimits: Record<string, string> = {}
   for (const item of list(raw.MEMORY_LIMITS!)) {
     const [svc, size] = item.split('=').map((s) => s.trim())

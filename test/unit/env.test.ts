@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { UsageError } from '../../lib/cli.mts'
+import { redact, UsageError } from '../../lib/cli.mts'
 import {
   assertSecretsUnchanged,
   ensureEnvFile,
@@ -13,6 +13,7 @@ import {
   parseEnvText,
   recordSecretFingerprints,
   setEnvValue,
+  urlCredential,
 } from '../../lib/env.mts'
 import { scratchDir } from '../helpers/common.ts'
 
@@ -115,6 +116,27 @@ describe('ensureEnvFile', () => {
     const text = fs.readFileSync(path.join(dir, '.env'), 'utf8')
     expect(text.startsWith(`POSTHOG_SECRET=${real}\n`)).toBe(true)
     expect(parseEnvText(text).POSTHOG_SECRET).toMatch(/^[0-9a-f]{56}$/)
+  })
+})
+
+describe('credentials in POSTHOG_REPO_URL', () => {
+  it('finds the password, or a token given as the user name, of an http(s) URL only', () => {
+    expect(urlCredential('https://me:ghp_secret123@github.com/me/posthog.git')).toBe('ghp_secret123')
+    expect(urlCredential('https://ghp_secret123@github.com/me/posthog.git')).toBe('ghp_secret123')
+    expect(urlCredential('https://github.com/PostHog/posthog.git')).toBeUndefined()
+    expect(urlCredential('ssh://git@github.com/PostHog/posthog.git')).toBeUndefined()
+  })
+  it('is masked in everything printed once the configuration is loaded', () => {
+    const dir = scratch()
+    ensureEnvFile({ root: dir, env: {} })
+    fs.appendFileSync(
+      path.join(dir, '.env'),
+      'POSTHOG_REPO_URL=https://me:ghp_repotoken42@example.com/posthog.git\n',
+    )
+    loadConfig({ root: dir, env: {} })
+    expect(redact('from https://me:ghp_repotoken42@example.com/posthog.git')).toBe(
+      'from https://me:***@example.com/posthog.git',
+    )
   })
 })
 
