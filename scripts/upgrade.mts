@@ -227,7 +227,10 @@ async function stage(cfg: Config, to: string, staging: string): Promise<PrepareR
     return await prepareStack(withTag(cfg, to, staging), { geoip: false, log: quiet })
   } catch (e) {
     fs.rmSync(staging, { recursive: true, force: true })
-    if (e instanceof UsageError || e instanceof RuntimeFailure)
+    // A target that does not exist, or that the configuration cannot run, is bad input (exit 2).
+    if (e instanceof UsageError)
+      throw new UsageError(`could not prepare PostHog ${to}: ${e.message}; nothing was changed`)
+    if (e instanceof RuntimeFailure)
       throw new RuntimeFailure(`could not prepare PostHog ${to}: ${e.message}`, 'nothing was changed')
     throw e
   }

@@ -277,12 +277,13 @@ describe('upgrade', () => {
     expect(upgradesLog(p).at(-1)).toMatch(/to=v2\tresult=rolled-back/)
   })
 
-  it('a target that does not exist changes nothing and is logged', async () => {
+  it('a target that does not exist is bad input (exit 2, one line), changes nothing and is logged', async () => {
     const p = await project()
     const before = tree(p)
     const res = await upgrade(p, ['--to', 'v9'])
     assertNoSecrets(res)
-    expect(res.code).toBe(1)
+    expect(res.code).toBe(2)
+    expect(res.stderr.trim().split('\n')).toHaveLength(1)
     expect(res.stderr).toMatch(/could not prepare PostHog v9: .*; nothing was changed/)
     expect(tree(p)).toEqual(before)
     expect(p.calls().filter((c) => /pg_dump|pull|stop|up /.test(c))).toEqual([])
