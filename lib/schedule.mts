@@ -68,10 +68,38 @@ export function assertCronSafe(word: string): void {
     )
 }
 
-/** `cd DIR && CMD ARGS... >> LOG 2>&1`, each word quoted for sh. */
-export function cronCommand(dir: string, argv: string[], log: string): string {
+/** `cd DIR && [NAME=VALUE ...] CMD ARGS... >> LOG 2>&1`, each word (each VALUE) quoted for sh. */
+export function cronCommand(
+  dir: string,
+  argv: string[],
+  log: string,
+  env: Record<string, string> = {},
+): string {
+  const assignments = Object.entries(env).map(([k, v]) => {
+    if (!/^[A-Za-z_]\w*$/.test(k)) throw new Error(`'${k}' is not an environment variable name`)
+    assertCronSafe(v)
+    return `${k}=${shellQuote(v)} `
+  })
   for (const w of [dir, ...argv, log]) assertCronSafe(w)
-  return `cd ${shellQuote(dir)} && ${argv.map(shellQuote).join(' ')} >> ${shellQuote(log)} 2>&1`
+  return `cd ${shellQuote(dir)} && ${assignments.join('')}${argv.map(shellQuote).join(' ')} >> ${shellQuote(log)} 2>&1`
+}
+
+/**
+ * PATH for a scheduled run. cron and launchd start jobs with a bare PATH (/usr/bin:/bin, plus
+ * /usr/sbin:/sbin under launchd) where Docker Desktop's docker (/usr/local/bin, ~/.docker/bin),
+ * Homebrew's (/opt/homebrew/bin) or a snap's (/snap/bin) is not found: the directory docker was
+ * found in at install time comes first.
+ */
+export function scheduledPath(dockerPath: string | undefined): string {
+  const dirs = [
+    dockerPath && path.dirname(dockerPath),
+    '/usr/local/bin',
+    '/usr/bin',
+    '/bin',
+    '/usr/sbin',
+    '/sbin',
+  ]
+  return [...new Set(dirs.filter((d): d is string => Boolean(d)))].join(':')
 }
 
 /** Parses `5m`, `10m`, `1h`, `2h` into minutes; cron can only run at divisors of 60 min or of 24 h. */

@@ -5,9 +5,10 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx/core'
-import { RuntimeFailure, runScript, say, UsageError } from '../lib/cli.mts'
+import { RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
 import { loadConfig } from '../lib/env.mts'
 import { writeFileAtomic } from '../lib/fsutil.mts'
+import { findDocker } from '../lib/preflight.mts'
 import {
   applyCronEntry,
   buildLaunchAgentPlist,
@@ -15,6 +16,7 @@ import {
   cronSchedule,
   describeCronChange,
   parseEvery,
+  scheduledPath,
 } from '../lib/schedule.mts'
 
 export const AGENT_LABEL = 'com.posthog-homelab.health'
@@ -49,6 +51,8 @@ interface Plan {
   log: string
   minutes: number
   healthArgs: string[]
+  /** PATH (and DOCKER_BIN when set) for the run: cron and launchd do not pass the shell's PATH. */
+  env: Record<string, string>
 }
 
 function plan(flags: Record<string, unknown>): Plan {
@@ -71,7 +75,15 @@ function plan(flags: Record<string, unknown>): Plan {
       ...envFile,
       ...(flags.heal ? ['--heal'] : []),
     ],
+    env: runEnv(),
   }
+}
+
+function runEnv(): Record<string, string> {
+  const found = findDocker()
+  if (!found) warn('docker is not on PATH here: the scheduled check reports UNKNOWN until it is')
+  const docker = found && path.resolve(found)
+  return { PATH: scheduledPath(docker), ...(process.env.DOCKER_BIN && docker ? { DOCKER_BIN: docker } : {}) }
 }
 
 /** Bundles the health check; the file is only replaced when its bytes change. */
@@ -92,7 +104,7 @@ async function bundleHealth(root: string): Promise<string> {
 }
 
 async function installCron(p: Plan): Promise<void> {
-  const entry = `${cronSchedule(p.minutes)} ${cronCommand(p.root, [p.node, ...p.healthArgs], p.log)}`
+  const entry = `${cronSchedule(p.minutes)} ${cronCommand(p.root, [p.node, ...p.healthArgs], p.log, p.env)}`
   say(describeCronChange(CRON_ID, await applyCronEntry(CRON_ID, entry)))
   say(`  ${entry}`)
 }
@@ -114,6 +126,7 @@ async function installLaunchd(p: Plan, dir: string): Promise<void> {
     startIntervalSeconds: p.minutes * 60,
     stdoutPath: p.log,
     stderrPath: p.log,
+    environment: p.env,
   })
   const written = writeFileAtomic(plistPath, plist, { backup: true })
   const loaded = (await launchctl(['print', `${launchDomain()}/${AGENT_LABEL}`])).ok

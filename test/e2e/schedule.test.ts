@@ -5,7 +5,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { findCronEntry, markerLine } from '../../lib/schedule.mts'
-import { expectNoSecrets } from '../helpers/common.ts'
+import { expectNoSecrets, FAKES } from '../helpers/common.ts'
 import {
   type HealthServer,
   makeStackProject,
@@ -36,7 +36,8 @@ function setup() {
   // The scheduled run resolves STACK_DIR against the repository (its working directory).
   fs.appendFileSync(project.envFile, `STACK_DIR=${project.stackDir}\n`)
   const log = path.join(home, 'logs', 'health.log')
-  const env = { ...project.env, PATH: tools.path, HOME: home }
+  // docker is found on PATH (the fake, as `docker`), as on a real machine: no DOCKER_BIN.
+  const env = { ...project.env, DOCKER_BIN: '', PATH: `${FAKES}:${tools.path}`, HOME: home }
   const schedule = (args: string[]) =>
     run(SCHEDULE, ['--log-file', log, ...args], { cwd: ROOT, env, timeoutMs: 60_000 })
   return { tools, home, project, log, env, schedule }
@@ -55,16 +56,17 @@ describe('schedule on Linux (crontab)', () => {
     const entry = findCronEntry(tab, 'health')!
     expect(tab).toContain(markerLine('health'))
     expect(entry).toBe(
-      `*/5 * * * * cd ${ROOT} && ${process.execPath} dist/health.mjs --rotate-log ${log} --log-max-mb 5 --env-file ${project.envFile} >> ${log} 2>&1`,
+      `*/5 * * * * cd ${ROOT} && PATH=${FAKES}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin ${process.execPath} dist/health.mjs --rotate-log ${log} --log-max-mb 5 --env-file ${project.envFile} >> ${log} 2>&1`,
     )
     expect(entry).not.toMatch(/npx|tsx/)
     expectNoSecrets(r1, SECRETS)
 
-    // The exact scheduled command runs and appends a report to the log.
+    // The exact scheduled command runs with cron's bare PATH and appends a report to the log
+    // (docker found through the PATH the line sets).
     const command = entry.split(' ').slice(5).join(' ')
     // (asynchronously: the /_health server answers from this very process)
     await promisify(execFile)('sh', ['-c', command], {
-      env: { ...env, HOMELAB_ENV_FILE: '' },
+      env: { ...env, HOMELAB_ENV_FILE: '', PATH: '/usr/bin:/bin' },
       timeout: 30_000,
     })
     expect(fs.readFileSync(log, 'utf8')).toMatch(/^POSTHOG OK - 2 checks ok$/m)
@@ -136,6 +138,8 @@ describe('schedule on macOS (launchd)', () => {
         project.envFile,
       ],
       WorkingDirectory: ROOT,
+      // launchd's own PATH (/usr/bin:/bin:/usr/sbin:/sbin) would not find Docker Desktop's docker
+      EnvironmentVariables: { PATH: `${FAKES}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin` },
       StartInterval: 300,
       StandardOutPath: log,
       StandardErrorPath: log,

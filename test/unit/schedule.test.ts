@@ -8,6 +8,7 @@ import {
   markerLine,
   parseEvery,
   removeCronEntry,
+  scheduledPath,
   shellQuote,
   upsertCronEntry,
 } from '../../lib/schedule.mts'
@@ -44,6 +45,26 @@ describe('crontab edits', () => {
       "cd '/srv/ph lab' && /usr/bin/node dist/health.mjs >> '/srv/ph lab/logs/h.log' 2>&1",
     )
     expect(() => cronCommand('/srv/100%', ['node'], '/tmp/l')).toThrow(UsageError)
+  })
+
+  it('sets environment variables for the command alone, values quoted for sh', () => {
+    const line = cronCommand('/srv/ph', ['/usr/bin/node', 'h.mjs'], '/tmp/l', {
+      PATH: '/Users/me/.docker/bin:/usr/bin',
+      DOCKER_BIN: '/opt/my docker/docker',
+    })
+    expect(line).toBe(
+      "cd /srv/ph && PATH=/Users/me/.docker/bin:/usr/bin DOCKER_BIN='/opt/my docker/docker' /usr/bin/node h.mjs >> /tmp/l 2>&1",
+    )
+    expect(() => cronCommand('/srv', ['node'], '/tmp/l', { PATH: '/a%b' })).toThrow(UsageError)
+    expect(() => cronCommand('/srv', ['node'], '/tmp/l', { 'A B': 'x' })).toThrow()
+  })
+
+  it("puts docker's directory first on the scheduled PATH (cron's and launchd's own PATH lack it)", () => {
+    expect(scheduledPath('/Applications/Docker.app/Contents/Resources/bin/docker')).toBe(
+      '/Applications/Docker.app/Contents/Resources/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin',
+    )
+    expect(scheduledPath('/usr/bin/docker')).toBe('/usr/bin:/usr/local/bin:/bin:/usr/sbin:/sbin')
+    expect(scheduledPath(undefined)).toBe('/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin')
   })
 
   it('turns intervals into cron schedules', () => {
