@@ -340,6 +340,20 @@ describe('prepare', () => {
     expect(fs.existsSync(path.join(d, 'stack'))).toBe(false)
   })
 
+  it('refuses an emptied secret on a stack started with secrets (exit 2) before generating a new one', async () => {
+    const d = project('emptied')
+    const text = fs.readFileSync(path.join(ROOT, '.env.example'), 'utf8')
+    fs.writeFileSync(path.join(d, '.env'), text)
+    fs.mkdirSync(path.join(d, 'stack'))
+    fs.writeFileSync(path.join(d, 'stack', 'secrets.sha256.json'), '{}\n')
+    const r = await run(d, ['--no-geoip'])
+    expect(r.code).toBe(2)
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    expect(r.stderr).toMatch(/POSTHOG_SECRET and ENCRYPTION_SALT_KEYS are empty .*--accept-new-secrets/)
+    expect(fs.readFileSync(path.join(d, '.env'), 'utf8')).toBe(text)
+    expect(fs.readdirSync(path.join(d, 'stack'))).toEqual(['secrets.sha256.json'])
+  })
+
   it('refuses to switch off a service the stack cannot run without, before writing STACK_DIR files', async () => {
     const d = project('refuse')
     const r = await run(d, ['--no-geoip'], { DISABLED_SERVICES: 'web' })
