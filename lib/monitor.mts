@@ -7,7 +7,7 @@ import http from 'node:http'
 import https from 'node:https'
 import os from 'node:os'
 import type { TLSSocket } from 'node:tls'
-import { redact } from './cli.mts'
+import { redact, UsageError } from './cli.mts'
 import { writeFileAtomic } from './fsutil.mts'
 
 export type Status = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN'
@@ -421,6 +421,20 @@ export function rotateLog(file: string, maxBytes: number): boolean {
   }
 }
 
+/** The PEM text of `--ca-file`; bad input (exit 2) when it cannot be read or holds no certificate. */
 export function readCaFile(file: string | undefined): string | undefined {
-  return file ? fs.readFileSync(file, 'utf8') : undefined
+  if (!file) return undefined
+  let text: string
+  try {
+    text = fs.readFileSync(file, 'utf8')
+  } catch (e) {
+    throw new UsageError(
+      `--ca-file ${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'}): give the PEM file of the CA that signed the site's certificate, or drop --ca-file`,
+    )
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----'))
+    throw new UsageError(
+      `--ca-file ${file} holds no PEM certificate: give the CA's .crt/.pem file, or drop --ca-file`,
+    )
+  return text
 }

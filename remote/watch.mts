@@ -160,6 +160,7 @@ function check(s: Settings, flags: Flags): Promise<number> {
 /** Saves the settings (0600: the webhook URL may hold a token) and sets the crontab entry. */
 async function install(s: Settings, flags: Flags): Promise<number> {
   const minutes = parseEvery(String(flags.every))
+  readCaFile(s.caFile) // a CA file cron could not read would fail every run: refuse it now
   let text =
     readIfExists(s.envFile) ?? '# posthog-homelab remote/watch.mts settings (read by its cron entry)\n'
   const values: Record<string, string | undefined> = {

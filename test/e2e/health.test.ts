@@ -270,5 +270,15 @@ describe('health', () => {
     const r = await health(p, ['--timeout', 'soon'])
     expect(r.code).toBe(2)
     expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    const notPem = path.join(p.dir, 'not-a-ca.pem')
+    fs.writeFileSync(notPem, 'hello\n')
+    for (const file of [path.join(p.dir, 'missing-ca.pem'), notPem]) {
+      const bad = await health(p, ['--ca-file', file])
+      expect(bad.code).toBe(2)
+      expect(bad.stdout).toBe('')
+      expect(bad.stderr.trim().split('\n')).toEqual([
+        expect.stringMatching(`^health: error: --ca-file ${file} `),
+      ])
+    }
   })
 })

@@ -137,6 +137,20 @@ describe('watch', () => {
     }
   })
 
+  it('rejects an unreadable --ca-file with exit 2 and one line, also at --install (nothing installed)', async () => {
+    const { watch, tools, home } = setup()
+    const missing = path.join(home, 'no-ca.pem')
+    for (const extra of [[], ['--install']]) {
+      const r = await watch(['--domain', 'ph.example.com', '--ca-file', missing, ...extra])
+      expect(r.code).toBe(2)
+      expect(r.stderr.trim().split('\n')).toEqual([
+        expect.stringMatching(`^watch: error: --ca-file ${missing} cannot be read \\(ENOENT\\)`),
+      ])
+    }
+    expect(fs.existsSync(tools.crontabFile) ? fs.readFileSync(tools.crontabFile, 'utf8') : '').toBe('')
+    expect(fs.existsSync(path.join(home, '.posthog-watch', 'watch.env'))).toBe(false)
+  })
+
   it('runs bundled with plain node from a folder without node_modules', async () => {
     const dir = scratch('watch-bundle-')
     const out = path.join(dir, 'watch.mjs')
