@@ -3,6 +3,7 @@
 // runs the safe fixes in order: migrations in web, then restarts, then starts. Used by
 // scripts/doctor.mts and by `up` when its health wait times out.
 
+import path from 'node:path'
 import {
   CATALOG,
   describeCause,
@@ -14,7 +15,7 @@ import {
 } from './catalog.mts'
 import { RuntimeFailure, redact } from './cli.mts'
 import { type ContainerInfo, expectedServices, listContainers, ONE_SHOT_SERVICES } from './containers.mts'
-import { compose, docker } from './docker.mts'
+import { compose, docker, PROJECT_NAME } from './docker.mts'
 import type { Config } from './env.mts'
 import { readIfExists } from './fsutil.mts'
 import { type PreflightResult, runPreflight } from './preflight.mts'
@@ -322,7 +323,12 @@ export async function analyse(cfg: Config, opts: AnalyseOptions = {}): Promise<F
   return findings
 }
 
-export function formatFindings(findings: Finding[]): string {
+/**
+ * The findings as text. With `stackDir`, a closing line says where and how to run the shown
+ * `docker compose` commands: the stack lives in STACK_DIR under the project name `posthog`, so
+ * copied from anywhere else (or without `-p`) they would miss its containers.
+ */
+export function formatFindings(findings: Finding[], stackDir?: string): string {
   if (findings.length === 0) return 'doctor: nothing wrong found'
   const lines = [`doctor: ${findings.length} problem${findings.length === 1 ? '' : 's'} found`]
   for (const f of findings) {
@@ -333,6 +339,11 @@ export function formatFindings(findings: Finding[]): string {
       `  fix: ${f.fix}${f.safe ? '   (safe: doctor --fix applies it)' : ''}`,
     )
   }
+  if (stackDir && findings.some((f) => f.fix.includes('docker compose ')))
+    lines.push(
+      '',
+      `run the docker compose commands above in the stack's folder with its project name: cd ${path.resolve(stackDir)} && docker compose -p ${PROJECT_NAME} ...`,
+    )
   return redact(lines.join('\n'))
 }
 

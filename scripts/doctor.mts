@@ -46,10 +46,10 @@ async function main(flags: Record<string, unknown>): Promise<number> {
   const opts = { since: String(flags.since), tail, logFiles }
   const findings = await analyse(cfg, opts)
   if (!flags.fix || findings.length === 0) {
-    say(flags.json ? JSON.stringify(findings, null, 2) : formatFindings(findings))
+    say(flags.json ? JSON.stringify(findings, null, 2) : formatFindings(findings, cfg.stackDir))
     return findings.length ? 1 : 0
   }
-  say(formatFindings(findings))
+  say(formatFindings(findings, cfg.stackDir))
   const steps = planFixes(findings)
   if (steps.length === 0) {
     say('\nnone of these has a fix doctor may apply by itself: follow the fix lines above')
@@ -61,7 +61,7 @@ async function main(flags: Record<string, unknown>): Promise<number> {
   // Check again, reading only the logs written since the fixes began.
   const after = await analyse(cfg, { ...opts, since: fixStarted, preflight: false })
   say(
-    `\nafter the fixes: ${after.length === 0 ? 'nothing wrong found' : formatFindings(after).replace(/^doctor: /, '')}`,
+    `\nafter the fixes: ${after.length === 0 ? 'nothing wrong found' : formatFindings(after, cfg.stackDir).replace(/^doctor: /, '')}`,
   )
   if (flags.json) say(JSON.stringify(after, null, 2))
   return after.length ? 1 : 0

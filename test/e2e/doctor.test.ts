@@ -137,6 +137,8 @@ describe('doctor', () => {
     expect(block).toMatch(t.cause)
     expect(block).toContain(`evidence: ${t.evidence}`.slice(0, 60))
     expect(block).toMatch(t.fix)
+    if (r.stdout.includes('fix: docker compose '))
+      expect(r.stdout).toContain(`cd ${p.stackDir} && docker compose -p posthog ...`)
     expectNoSecrets(r, SECRETS)
   })
 

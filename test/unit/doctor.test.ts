@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { registerSecret } from '../../lib/cli.mts'
 import {
   type Finding,
+  formatFindings,
   logFindings,
   memoryFindings,
   parseComposeLogs,
@@ -121,5 +122,34 @@ describe('doctor analysis', () => {
       'docker compose restart plugins db ingestion-general',
       'docker compose up -d capture',
     ])
+  })
+})
+
+describe('doctor report', () => {
+  const finding = (fix: string): Finding => ({
+    id: 'x',
+    service: 'plugins',
+    evidence: 'plugins | boom',
+    cause: 'it broke',
+    fix,
+    safe: false,
+    count: 2,
+  })
+
+  it('says where and under which project name the docker compose fixes run', () => {
+    const text = formatFindings([finding('docker compose restart plugins')], '/srv/homelab/stack')
+    expect(text.split('\n')).toEqual([
+      'doctor: 1 problem found',
+      '',
+      '[plugins] it broke',
+      '  evidence: plugins | boom (2 lines)',
+      '  fix: docker compose restart plugins',
+      '',
+      "run the docker compose commands above in the stack's folder with its project name: cd /srv/homelab/stack && docker compose -p posthog ...",
+    ])
+    expect(formatFindings([finding('set SES_REGION in .env')], '/srv/homelab/stack')).not.toContain(
+      '-p posthog',
+    )
+    expect(formatFindings([finding('docker compose restart plugins')])).not.toContain('-p posthog')
   })
 })
