@@ -333,9 +333,12 @@ async function rollback(
   warn(`upgrade: ${failure}; rolling back to ${j.from}`)
   writeEnvTag(ctx.cfg, j.from)
   const cfg = withTag(reload(ctx.cfg), j.from)
+  // The checkout goes back to the exact commit it was at: a branch such as `latest` may have moved
+  // on since. Its generated files (STACK_DIR/.env with the image tag) come from the snapshot.
+  const checkoutAt = j.fromCommit && hasSnapshot(cfg.stackDir) ? j.fromCommit : j.from
   let enabled: string[] | undefined
   try {
-    enabled = (await prepareStack(cfg, { geoip: false, log: quiet })).enabledServices
+    enabled = (await prepareStack(withTag(cfg, checkoutAt), { geoip: false, log: quiet })).enabledServices
   } catch (e) {
     warn(
       `could not move the PostHog checkout back to ${j.from} (${(e as Error).message}); using the saved files`,

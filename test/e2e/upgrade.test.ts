@@ -73,9 +73,9 @@ afterAll(async () => {
 })
 
 /** A project whose live stack was prepared at v1 and runs (every service of the hobby file). */
-async function project(): Promise<Project> {
+async function project(tag = 'v1'): Promise<Project> {
   const p = makeProject({
-    POSTHOG_APP_TAG: 'v1',
+    POSTHOG_APP_TAG: tag,
     POSTHOG_REPO_URL: server.url,
     POSTHOG_PROXY_HTTP_PORT: String(health.port),
     HEALTH_TIMEOUT: '20s',
@@ -275,6 +275,19 @@ describe('upgrade', () => {
     expect(liveTag(p)).toBe('v1')
     expect(contentOnly(tree(p))).toEqual(before)
     expect(upgradesLog(p).at(-1)).toMatch(/to=v2\tresult=rolled-back/)
+  })
+
+  it('a rollback from a branch that moved on puts the checkout back at its old commit', async () => {
+    const p = await project('latest')
+    const before = contentOnly(tree(p))
+    addCommit(repo.dir, { '.env.services': 'MOVED_ON=1\n' }, 'main moves on after the upgrade began')
+    stuckAtV2 = true
+    const res = await upgrade(p, ['--to', 'v2', '--timeout', '3s'])
+    assertNoSecrets(res)
+    expect(res.code).toBe(1)
+    expect(res.stderr.trim().split('\n').at(-1)).toMatch(/rolled back to latest, which is healthy again/)
+    expect(liveTag(p)).toBe('latest')
+    expect(contentOnly(tree(p))).toEqual(before)
   })
 
   it('a target that does not exist is bad input (exit 2, one line), changes nothing and is logged', async () => {
