@@ -406,16 +406,26 @@ export function secretFingerprints(cfg: Config): Record<string, string> {
 
 /** Keys whose secret differs from the fingerprint recorded after the first healthy start. */
 export function changedSecrets(cfg: Config): string[] {
-  const text = readIfExists(fingerprintFile(cfg.stackDir))
+  const file = fingerprintFile(cfg.stackDir)
+  const text = readIfExists(file)
   if (text === undefined) return []
-  const recorded = JSON.parse(text) as Record<string, string>
+  let recorded: Record<string, string>
+  try {
+    recorded = JSON.parse(text) as Record<string, string>
+  } catch {
+    throw new RuntimeFailure(
+      `${file} (the fingerprints of the secrets the stack was first started with) is not valid JSON`,
+      'put it back from a backup of STACK_DIR, or delete it if the secrets in .env are the ones the data was written with',
+    )
+  }
   const now = secretFingerprints(cfg)
   return GUARDED_SECRETS.filter((k) => recorded[k] !== undefined && recorded[k] !== now[k])
 }
 
 export function assertSecretsUnchanged(cfg: Config, accept: boolean): void {
+  if (accept) return
   const changed = changedSecrets(cfg)
-  if (changed.length === 0 || accept) return
+  if (changed.length === 0) return
   throw new UsageError(
     `${changed.join(' and ')} differ from the ones this stack was first started with; existing data would become unreadable. ` +
       `Put the original values back in ${cfg.envFile}, or pass --accept-new-secrets if you really mean to change them`,

@@ -141,6 +141,21 @@ describe('credentials in POSTHOG_REPO_URL', () => {
 })
 
 describe('secret guard', () => {
+  it('names a damaged fingerprint file and what to do about it', () => {
+    const dir = scratch()
+    ensureEnvFile({ root: dir, env: {} })
+    const cfg = loadConfig({ root: dir, env: {} })
+    recordSecretFingerprints(cfg)
+    fs.writeFileSync(path.join(cfg.stackDir, 'secrets.sha256.json'), '{"POSTHOG_SECRET": ')
+    expect(() => assertSecretsUnchanged(cfg, false)).toThrow(
+      expect.objectContaining({
+        exitCode: 1,
+        message: expect.stringMatching(/secrets\.sha256\.json .*is not valid JSON/),
+        fix: expect.stringMatching(/delete it/),
+      }),
+    )
+    expect(() => assertSecretsUnchanged(cfg, true)).not.toThrow()
+  })
   it('refuses changed secrets unless accepted', () => {
     const dir = scratch()
     ensureEnvFile({ root: dir, env: {} })
