@@ -85,6 +85,31 @@ export function cronCommand(
 }
 
 /**
+ * The node binary to schedule. process.execPath has its symlinks resolved, which under Homebrew is
+ * a versioned Cellar path (/opt/homebrew/Cellar/node/23.1.0/bin/node) that `brew upgrade node`
+ * removes, silently ending every scheduled run: prefer the PATH entry (/opt/homebrew/bin/node)
+ * that leads to the same file.
+ */
+export function stableNodePath(execPath = process.execPath, envPath = process.env.PATH ?? ''): string {
+  const target = realpathOf(execPath)
+  if (!target) return execPath
+  for (const dir of envPath.split(path.delimiter)) {
+    if (!path.isAbsolute(dir) || dir.split(path.sep).includes('node_modules')) continue
+    const candidate = path.join(dir, 'node')
+    if (realpathOf(candidate) === target) return candidate
+  }
+  return execPath
+}
+
+function realpathOf(file: string): string | undefined {
+  try {
+    return fs.realpathSync(file)
+  } catch {
+    return undefined
+  }
+}
+
+/**
  * PATH for a scheduled run. cron and launchd start jobs with a bare PATH (/usr/bin:/bin, plus
  * /usr/sbin:/sbin under launchd) where Docker Desktop's docker (/usr/local/bin, ~/.docker/bin),
  * Homebrew's (/opt/homebrew/bin) or a snap's (/snap/bin) is not found: the directory docker was

@@ -24,6 +24,7 @@ import {
   cronSchedule,
   describeCronChange,
   parseEvery,
+  stableNodePath,
 } from '../lib/schedule.mts'
 
 const home = () => path.join(os.homedir(), '.posthog-watch')
@@ -179,7 +180,7 @@ async function install(s: Settings, flags: Flags): Promise<number> {
   fs.mkdirSync(path.dirname(log), { recursive: true })
   const script = path.resolve(process.argv[1]!)
   const argv = [
-    process.execPath,
+    stableNodePath(),
     ...process.execArgv,
     script,
     '--env-file',

@@ -17,6 +17,7 @@ import {
   describeCronChange,
   parseEvery,
   scheduledPath,
+  stableNodePath,
 } from '../lib/schedule.mts'
 
 export const AGENT_LABEL = 'com.posthog-homelab.health'
@@ -63,7 +64,7 @@ function plan(flags: Record<string, unknown>): Plan {
   const envFile = flags['env-file'] ? ['--env-file', path.resolve(String(flags['env-file']))] : []
   return {
     root,
-    node: process.execPath,
+    node: stableNodePath(),
     log,
     minutes: parseEvery(String(flags.every)),
     healthArgs: [

@@ -1,3 +1,6 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { UsageError } from '../../lib/cli.mts'
 import {
@@ -10,6 +13,7 @@ import {
   removeCronEntry,
   scheduledPath,
   shellQuote,
+  stableNodePath,
   upsertCronEntry,
 } from '../../lib/schedule.mts'
 import { parsePlist } from '../helpers/plist.ts'
@@ -57,6 +61,30 @@ describe('crontab edits', () => {
     )
     expect(() => cronCommand('/srv', ['node'], '/tmp/l', { PATH: '/a%b' })).toThrow(UsageError)
     expect(() => cronCommand('/srv', ['node'], '/tmp/l', { 'A B': 'x' })).toThrow()
+  })
+
+  it('schedules node by a PATH entry that survives an upgrade, not by its versioned real path', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'node-path-'))
+    try {
+      const cellar = path.join(root, 'Cellar/node/23.1.0/bin')
+      fs.mkdirSync(cellar, { recursive: true })
+      fs.mkdirSync(path.join(root, 'bin'))
+      fs.mkdirSync(path.join(root, 'other'))
+      fs.mkdirSync(path.join(root, 'app/node_modules/.bin'), { recursive: true })
+      const real = path.join(cellar, 'node')
+      fs.writeFileSync(real, '')
+      fs.symlinkSync(real, path.join(root, 'bin/node'))
+      fs.symlinkSync(real, path.join(root, 'app/node_modules/.bin/node'))
+      fs.writeFileSync(path.join(root, 'other/node'), '') // another node: not this one
+      const dirs = (...d: string[]) => d.map((x) => path.join(root, x)).join(':')
+      expect(stableNodePath(real, dirs('app/node_modules/.bin', 'other', 'bin'))).toBe(
+        path.join(root, 'bin/node'),
+      )
+      expect(stableNodePath(real, dirs('other', 'app/node_modules/.bin'))).toBe(real)
+      expect(stableNodePath(real, '')).toBe(real)
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true })
+    }
   })
 
   it("puts docker's directory first on the scheduled PATH (cron's and launchd's own PATH lack it)", () => {
