@@ -82,6 +82,8 @@ async function waitForDb(cfg: Config, timeoutMs = 120_000): Promise<void> {
 
 await runScript('restore', spec, async (flags) => {
   const cfg = loadConfig({ envFile: flags['env-file'] })
+  // Parsed now: a bad value found after pg_restore would leave the stack stopped.
+  const healthTimeoutMs = flags.timeout ? parseDuration(flags.timeout, '--timeout') : cfg.healthTimeoutMs
   const { backupDir } = backupSettings(cfg)
   const dir = resolveBackup(backupDir, flags.from)
   const problems = await verifyBackup(dir)
@@ -128,7 +130,7 @@ await runScript('restore', spec, async (flags) => {
     const result = await startStack(cfg, {
       enabledServices: enabled,
       log: say,
-      healthTimeoutMs: flags.timeout ? parseDuration(flags.timeout, '--timeout') : cfg.healthTimeoutMs,
+      healthTimeoutMs,
     })
     if (!result.ok) {
       for (const line of await describeStuckServices(cfg, result.expected)) warn(line)

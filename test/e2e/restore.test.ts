@@ -116,6 +116,19 @@ describe('restore', () => {
     expect(p.calls()).toEqual([])
   })
 
+  it('a bad --timeout is refused (exit 2, one line) before anything is stopped or restored', async () => {
+    const p = project()
+    fill()
+    expect((await runScript(p, 'scripts/backup.mts', [])).code).toBe(0)
+    fs.writeFileSync(p.logFile, '')
+    const res = await runScript(p, 'scripts/restore.mts', ['--yes', '--timeout', 'soon'])
+    assertNoSecrets(res)
+    expect(res.code).toBe(2)
+    expect(res.stderr.trim().split('\n')).toHaveLength(1)
+    expect(res.stderr).toMatch(/--timeout/)
+    expect(p.calls()).toEqual([])
+  })
+
   it('refuses a backup taken with other secrets unless told to accept them', async () => {
     const p = project()
     fill()
