@@ -3,7 +3,7 @@
 // and checks again. Exit 0 when nothing is found, 1 when something is.
 import fs from 'node:fs'
 import path from 'node:path'
-import { runScript, say, UsageError } from '../lib/cli.mts'
+import { runScript, say, UsageError, warn } from '../lib/cli.mts'
 import { analyse, applyFixes, formatFindings, planFixes } from '../lib/doctor.mts'
 import { loadConfig } from '../lib/env.mts'
 
@@ -27,12 +27,36 @@ const spec = {
   },
 } as const
 
+function unreadable(file: string): string | undefined {
+  try {
+    fs.accessSync(file, fs.constants.R_OK)
+    return fs.statSync(file).isFile() ? undefined : 'not a file'
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code ?? 'error'
+  }
+}
+
 /** frpc's log where scripts/frpc-setup.mts puts it (FRP_LOG_DIR), when there is one. */
 function defaultLogFiles(): string[] {
   const dir =
     process.env.FRP_LOG_DIR || (process.platform === 'darwin' ? '/usr/local/var/log/frp' : '/var/log/frp')
   const frpc = path.join(dir, 'frpc.log')
-  return fs.existsSync(frpc) ? [frpc] : []
+  if (!fs.existsSync(frpc)) return []
+  const why = unreadable(frpc)
+  if (why) warn(`frpc's log ${frpc} cannot be read (${why}): not scanned; run doctor with sudo to include it`)
+  return why ? [] : [frpc]
+}
+
+/** A log the user named must be readable: a mistyped path would otherwise scan nothing and report all clear. */
+function namedLogFiles(files: string[]): string[] {
+  for (const file of files) {
+    const why = unreadable(file)
+    if (why)
+      throw new UsageError(
+        `--log-file ${file} cannot be read (${why}): check the path, or run doctor with sudo for a root-only log`,
+      )
+  }
+  return files
 }
 
 async function main(flags: Record<string, unknown>): Promise<number> {
@@ -42,7 +66,7 @@ async function main(flags: Record<string, unknown>): Promise<number> {
   if (!/^(\d+(s|m|h)|\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)?)$/.test(String(flags.since)))
     throw new UsageError(`--since=${flags.since} must be a duration such as 30m or 2h, or an RFC 3339 time`)
   const cfg = loadConfig({ envFile: flags['env-file'] as string | undefined })
-  const logFiles = [...new Set([...(flags['log-file'] as string[]), ...defaultLogFiles()])]
+  const logFiles = [...new Set([...namedLogFiles(flags['log-file'] as string[]), ...defaultLogFiles()])]
   const opts = { since: String(flags.since), tail, logFiles }
   const findings = await analyse(cfg, opts)
   if (!flags.fix || findings.length === 0) {

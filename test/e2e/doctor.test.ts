@@ -182,6 +182,16 @@ describe('doctor', () => {
     expect(r.stdout).toContain('[frpc] frpc and frps use different FRP_TOKEN values')
     expect(r.stdout).toMatch(/\[nginx\] nginx cannot reach PostHog through the tunnel \(502\)/)
     expect(r.stdout).toMatch(/\[nginx\] a request body is larger than nginx’s client_max_body_size \(413\)/)
+
+    // A named log that cannot be read is bad input, not an all-clear scan of nothing.
+    for (const bad of [path.join(p.dir, 'no-such.log'), p.dir]) {
+      const r2 = await doctor(p, ['--log-file', bad])
+      expect(r2.code).toBe(2)
+      expect(r2.stdout).toBe('')
+      expect(r2.stderr.trim().split('\n')).toEqual([
+        expect.stringMatching(/^doctor: error: --log-file .* cannot be read \((ENOENT|not a file)\): /),
+      ])
+    }
   })
 
   it('--fix runs the migrations in web, then restarts the failing node services, and checks again', async () => {
