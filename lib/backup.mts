@@ -375,11 +375,25 @@ export async function takeBackup(cfg: Config, opts: BackupOptions = {}): Promise
       clickhouseFolder: opts.clickhouse ? path.join(backupDir, 'clickhouse', name) : undefined,
     })
     writeFileAtomic(path.join(dir, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 })
-    const removed = applyRetention(backupDir, keep)
-    return { dir, manifest, removed }
+    return { dir, manifest, removed: retainQuietly(backupDir, keep, log) }
   } catch (e) {
     fs.rmSync(dir, { recursive: true, force: true })
     throw e
+  }
+}
+
+/**
+ * Retention once the new backup is whole: a failure to delete an old one (e.g. a ClickHouse part
+ * owned by the container's user) is reported, never a reason to throw the new backup away.
+ */
+function retainQuietly(backupDir: string, keep: number, log: (line: string) => void): string[] {
+  try {
+    return applyRetention(backupDir, keep)
+  } catch (e) {
+    log(
+      `the new backup is complete, but removing old ones failed (${(e as Error).message.split('\n')[0]}); remove them from ${backupDir} by hand`,
+    )
+    return []
   }
 }
 

@@ -1,6 +1,6 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import {
   applyRetention,
   BACKUP_NAME,
@@ -14,6 +14,7 @@ import {
   readManifest,
   resolveBackup,
   retentionVictims,
+  takeBackup,
   verifyBackup,
 } from '../../lib/backup.mts'
 import { mergeEnv, toConfig } from '../../lib/env.mts'
@@ -131,6 +132,37 @@ describe('retention', () => {
       'README.txt',
       'my-notes',
     ])
+  })
+
+  it('a failure to remove an old backup never throws the new, complete one away', async () => {
+    const root = scratch()
+    const backups = path.join(root, 'backups')
+    await fakeBackup(backups, '20260101T000000Z', '2026-01-01T00:00:00Z')
+    const docker = path.join(root, 'docker')
+    fs.writeFileSync(docker, '#!/bin/sh\necho custom-format-dump\n', { mode: 0o755 })
+    fs.writeFileSync(path.join(root, '.env'), 'X=1\n')
+    const cfg = { ...config(root), raw: { ...config(root).raw, BACKUP_KEEP: '1' } }
+    const realRm = fs.rmSync
+    const rm = vi.spyOn(fs, 'rmSync').mockImplementation((p, opts) => {
+      if (String(p).includes('20260101T000000Z')) throw new Error(`EACCES: permission denied, rmdir '${p}'`)
+      realRm(p, opts)
+    })
+    const before = process.env.DOCKER_BIN
+    process.env.DOCKER_BIN = docker
+    const lines: string[] = []
+    try {
+      const result = await takeBackup(cfg, {
+        log: (l) => lines.push(l),
+        now: new Date('2026-02-01T00:00:00Z'),
+      })
+      expect(result.removed).toEqual([])
+      expect(await verifyBackup(result.dir)).toEqual([])
+      expect(lines.at(-1)).toMatch(/the new backup is complete, but removing old ones failed \(EACCES/)
+    } finally {
+      rm.mockRestore()
+      if (before === undefined) delete process.env.DOCKER_BIN
+      else process.env.DOCKER_BIN = before
+    }
   })
 
   it('resolves --from by name, by path, or the newest', async () => {
