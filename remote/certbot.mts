@@ -248,6 +248,10 @@ function installDeployHook(o: Opts): void {
   })
   if (result !== 'unchanged')
     say(`deploy hook ${result}: ${hook} (tests and reloads nginx after each renewal)`)
+  // certbot runs every executable file in the hooks folder: a kept copy of an old hook must not run.
+  const dir = path.dirname(hook)
+  for (const name of fs.readdirSync(dir))
+    if (name.startsWith(`${path.basename(hook)}.bak-`)) fs.chmodSync(path.join(dir, name), 0o644)
 }
 
 function report(o: Opts, info: CertInfo | undefined): void {

@@ -106,6 +106,27 @@ describe('remote/certbot.mts', () => {
     )
   })
 
+  it('keeps the replaced deploy hook as a copy certbot will not run (not executable)', () => {
+    const hooks = path.join(dir, 'le', 'renewal-hooks', 'deploy')
+    for (const nginxBin of ['/usr/sbin/nginx', 'nginx']) {
+      const res = run(
+        [...common(), '--domain', 'hook.example.com', '--email', 'me@example.com', '--yes'].concat([
+          '--skip-renew-check',
+          '--nginx-bin',
+          nginxBin,
+        ]),
+      )
+      expect(res.stderr).toMatch(/live\/hook\.example\.com\/cert\.pem is missing/) // the stand-in issues nothing
+    }
+    const files = fs.readdirSync(hooks)
+    const hook = '50-posthog-homelab-reload-nginx'
+    expect(fs.statSync(path.join(hooks, hook)).mode & 0o111).not.toBe(0)
+    expect(fs.readFileSync(path.join(hooks, hook), 'utf8')).toContain("'nginx' ")
+    const copies = files.filter((f) => f.startsWith(`${hook}.bak-`))
+    expect(copies.length).toBeGreaterThan(0)
+    for (const f of copies) expect(fs.statSync(path.join(hooks, f)).mode & 0o111).toBe(0)
+  })
+
   it('says what to do when certbot is missing', () => {
     const args = ['--domain', 'ph.example.com', '--email', 'a@example.com', '--yes', ...common()]
     args[args.indexOf(fakeCertbot)] = path.join(dir, 'no-such-certbot')
