@@ -44,7 +44,7 @@ const spec = {
       env: 'ACCEPT_NEW_SECRETS',
       help: 'start although POSTHOG_SECRET / ENCRYPTION_SALT_KEYS differ from the first healthy start',
     },
-    'no-geoip': { type: 'boolean' as const, env: 'NO_GEOIP', help: 'skip the GeoLite2 download' },
+    'no-geoip': { type: 'boolean' as const, env: 'HOMELAB_NO_GEOIP', help: 'skip the GeoLite2 download' },
     timeout: {
       type: 'string' as const,
       help: 'how long to wait for health, e.g. 20m (default: HEALTH_TIMEOUT from .env, else 20m)',

@@ -85,7 +85,7 @@ const spec = {
       help: 'wait before retrying a failed pull or compose up (n-th retry waits n times this)',
       default: '5s',
     },
-    'no-geoip': { type: 'boolean' as const, env: 'NO_GEOIP', help: 'skip the GeoLite2 download' },
+    'no-geoip': { type: 'boolean' as const, env: 'HOMELAB_NO_GEOIP', help: 'skip the GeoLite2 download' },
     'env-file': ENV_FILE_FLAG,
   },
   notes:
