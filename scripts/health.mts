@@ -75,9 +75,24 @@ interface Settings {
   ca?: string
 }
 
+/** `127.0.0.1:18000/_health` parses as a URL with protocol `127.0.0.1:`: insist on http(s). */
+function checkUrl(url: string | undefined, flag: string): void {
+  if (url === undefined) return
+  let ok = false
+  try {
+    ok = /^https?:$/.test(new URL(url).protocol)
+  } catch {
+    // not a URL at all
+  }
+  if (!ok)
+    throw new UsageError(`${flag}=${url} must be an http(s) URL such as http://127.0.0.1:18000/_health`)
+}
+
 function settingsFrom(flags: Record<string, unknown>, cfg: Config): Settings {
   const runMs = parseDuration(String(flags.timeout), '--timeout')
   const publicDomain = cfg.domain !== 'localhost'
+  checkUrl(flags['local-url'] as string | undefined, '--local-url')
+  checkUrl(flags['public-url'] as string | undefined, '--public-url')
   return {
     cfg,
     deadline: Date.now() + runMs,

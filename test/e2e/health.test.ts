@@ -270,6 +270,11 @@ describe('health', () => {
     const r = await health(p, ['--timeout', 'soon'])
     expect(r.code).toBe(2)
     expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    for (const flag of ['--local-url', '--public-url']) {
+      const bad = await health(p, [flag, '127.0.0.1:18000/_health'])
+      expect(bad.code).toBe(2)
+      expect(bad.stderr.trim().split('\n')).toEqual([expect.stringMatching(`^health: error: ${flag}=`)])
+    }
     const notPem = path.join(p.dir, 'not-a-ca.pem')
     fs.writeFileSync(notPem, 'hello\n')
     for (const file of [path.join(p.dir, 'missing-ca.pem'), notPem]) {
