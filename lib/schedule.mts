@@ -88,13 +88,15 @@ export function cronCommand(
  * The node binary to schedule. process.execPath has its symlinks resolved, which under Homebrew is
  * a versioned Cellar path (/opt/homebrew/Cellar/node/23.1.0/bin/node) that `brew upgrade node`
  * removes, silently ending every scheduled run: prefer the PATH entry (/opt/homebrew/bin/node)
- * that leads to the same file.
+ * that leads to the same file. Directories reached through a symlink are passed over: fnm's
+ * per-shell `fnm_multishells/<pid>_<time>` links vanish with the shell.
  */
 export function stableNodePath(execPath = process.execPath, envPath = process.env.PATH ?? ''): string {
   const target = realpathOf(execPath)
   if (!target) return execPath
   for (const dir of envPath.split(path.delimiter)) {
     if (!path.isAbsolute(dir) || dir.split(path.sep).includes('node_modules')) continue
+    if (realpathOf(dir) !== path.resolve(dir)) continue
     const candidate = path.join(dir, 'node')
     if (realpathOf(candidate) === target) return candidate
   }

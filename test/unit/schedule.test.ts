@@ -64,7 +64,7 @@ describe('crontab edits', () => {
   })
 
   it('schedules node by a PATH entry that survives an upgrade, not by its versioned real path', () => {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'node-path-'))
+    const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'node-path-')))
     try {
       const cellar = path.join(root, 'Cellar/node/23.1.0/bin')
       fs.mkdirSync(cellar, { recursive: true })
@@ -76,10 +76,13 @@ describe('crontab edits', () => {
       fs.symlinkSync(real, path.join(root, 'bin/node'))
       fs.symlinkSync(real, path.join(root, 'app/node_modules/.bin/node'))
       fs.writeFileSync(path.join(root, 'other/node'), '') // another node: not this one
+      fs.symlinkSync(path.join(root, 'bin'), path.join(root, 'shell-1234')) // fnm-style per-shell link
       const dirs = (...d: string[]) => d.map((x) => path.join(root, x)).join(':')
       expect(stableNodePath(real, dirs('app/node_modules/.bin', 'other', 'bin'))).toBe(
         path.join(root, 'bin/node'),
       )
+      expect(stableNodePath(real, dirs('shell-1234', 'bin'))).toBe(path.join(root, 'bin/node'))
+      expect(stableNodePath(real, dirs('shell-1234'))).toBe(real)
       expect(stableNodePath(real, dirs('other', 'app/node_modules/.bin'))).toBe(real)
       expect(stableNodePath(real, '')).toBe(real)
     } finally {
