@@ -137,11 +137,6 @@ export function pollHealth(opts: PollOptions): Promise<PollResult> {
   })
 }
 
-/** The "web alone" phase: wait until `/_health` stops answering gateway errors or 503 migrations. */
-export function waitUntilNot503Migrations(opts: Omit<PollOptions, 'until'>): Promise<PollResult> {
-  return pollHealth({ ...opts, until: isPastMigrations })
-}
-
 // ---------------------------------------------------------------------------------------------
 // Progress while waiting: a live line on a TTY, a plain line every 30 s otherwise.
 

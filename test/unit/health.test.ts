@@ -9,7 +9,6 @@ import {
   isPastMigrations,
   MIGRATIONS_PENDING,
   pollHealth,
-  waitUntilNot503Migrations,
 } from '../../lib/health.mts'
 import { freePort, type Listening, listenLocal } from '../helpers/common.ts'
 
@@ -136,7 +135,12 @@ describe('pollHealth against a real local server', () => {
       if (n <= 4) return answer(res, 503, MIGRATIONS_PENDING)
       answer(res, 200, 'ok')
     })
-    const r = await waitUntilNot503Migrations({ url: healthUrl(port), timeoutMs: 10_000, intervalMs: 50 })
+    const r = await pollHealth({
+      url: healthUrl(port),
+      timeoutMs: 10_000,
+      intervalMs: 50,
+      until: isPastMigrations,
+    })
     expect(r.ok).toBe(true)
     expect(n).toBeGreaterThanOrEqual(5)
   })
