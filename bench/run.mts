@@ -1,7 +1,7 @@
 // Runs every benchmark in bench/ one after the other (npm run bench).
 import fs from 'node:fs'
 import path from 'node:path'
-import { $ } from 'zx'
+import { run } from '../lib/exec.mts'
 
 const dir = path.dirname(new URL(import.meta.url).pathname)
 const only = process.argv.slice(2)
@@ -13,11 +13,11 @@ const benches = fs
 let failed = 0
 for (const file of benches) {
   process.stdout.write(`\n== bench/${file}\n`)
-  const res = await $({
-    stdio: 'inherit',
+  const res = await run(process.execPath, ['--import', 'tsx', path.join(dir, file)], {
+    inherit: true,
     nothrow: true,
     timeout: '15m',
-  })`node --import tsx ${path.join(dir, file)}`
+  })
   if (!res.ok) failed++
 }
 process.exitCode = failed ? 1 : 0

@@ -4,10 +4,10 @@
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import { $, type ProcessOutput } from 'zx'
 import { RuntimeFailure, UsageError } from './cli.mts'
 import { composePrefix, dockerBin } from './docker.mts'
 import { type Config, secretFingerprints } from './env.mts'
+import { type CommandResult, type Duration, run } from './exec.mts'
 import { writeFileAtomic } from './fsutil.mts'
 
 export const MANIFEST = 'manifest.json'
@@ -253,16 +253,15 @@ function lastLine(text: string): string {
 }
 
 /** Streams `pg_dump -Fc` from the db container into `file` (mode 0600). Empty output is an error. */
-export async function dumpPostgres(stackDir: string, file: string, timeout = '120m'): Promise<number> {
+export async function dumpPostgres(
+  stackDir: string,
+  file: string,
+  timeout: Duration = '120m',
+): Promise<number> {
   const fd = fs.openSync(file, 'w', 0o600)
-  let res: ProcessOutput
+  let res: CommandResult
   try {
-    res = await $({
-      quiet: true,
-      nothrow: true,
-      timeout: timeout as '1s',
-      stdio: ['ignore', fd, 'pipe'],
-    })`${dockerBin()} ${pgDumpArgs(stackDir)}`
+    res = await run(dockerBin(), pgDumpArgs(stackDir), { nothrow: true, timeout, stdout: fd })
   } finally {
     fs.closeSync(fd)
   }
@@ -278,15 +277,14 @@ export async function dumpPostgres(stackDir: string, file: string, timeout = '12
 }
 
 /** Feeds a custom-format dump to `pg_restore --clean --if-exists` in the db container. */
-export async function restorePostgres(stackDir: string, file: string, timeout = '120m'): Promise<void> {
+export async function restorePostgres(
+  stackDir: string,
+  file: string,
+  timeout: Duration = '120m',
+): Promise<void> {
   const fd = fs.openSync(file, 'r')
   try {
-    const res = await $({
-      quiet: true,
-      nothrow: true,
-      timeout: timeout as '1s',
-      stdio: [fd, 'pipe', 'pipe'],
-    })`${dockerBin()} ${pgRestoreArgs(stackDir)}`
+    const res = await run(dockerBin(), pgRestoreArgs(stackDir), { nothrow: true, timeout, stdin: fd })
     if (!res.ok)
       throw new RuntimeFailure(
         `pg_restore failed (exit ${res.exitCode ?? res.signal}): ${lastLine(res.stderr) || 'no message'}`,
@@ -301,7 +299,7 @@ export async function restorePostgres(stackDir: string, file: string, timeout = 
 export async function checkoutCommit(stackDir: string): Promise<string | undefined> {
   const repo = path.join(stackDir, 'posthog')
   if (!fs.existsSync(path.join(repo, '.git'))) return undefined
-  const res = await $({ quiet: true, nothrow: true, timeout: '10s' })`git -C ${repo} rev-parse HEAD`
+  const res = await run('git', ['-C', repo, 'rev-parse', 'HEAD'], { nothrow: true, timeout: '10s' })
   return res.ok && /^[0-9a-f]{40}$/.test(res.stdout.trim()) ? res.stdout.trim() : undefined
 }
 
@@ -316,12 +314,16 @@ export function clickhouseBackupQuery(name: string): string {
   return `BACKUP DATABASE posthog TO File('${CLICKHOUSE_MOUNT}/${name}/')`
 }
 
-export async function backupClickhouse(stackDir: string, name: string, timeout = '360m'): Promise<void> {
+export async function backupClickhouse(
+  stackDir: string,
+  name: string,
+  timeout: Duration = '360m',
+): Promise<void> {
   const args = [
     ...composePrefix(stackDir),
     ...['exec', '-T', 'clickhouse', 'clickhouse-client', '--query', clickhouseBackupQuery(name)],
   ]
-  const res = await $({ quiet: true, nothrow: true, timeout: timeout as '1s' })`${dockerBin()} ${args}`
+  const res = await run(dockerBin(), args, { nothrow: true, timeout })
   if (!res.ok)
     throw new RuntimeFailure(
       `ClickHouse BACKUP failed (exit ${res.exitCode ?? res.signal}): ${lastLine(res.stderr) || 'no message'}`,

@@ -1,9 +1,7 @@
 // Shared command-line plumbing for every step script: flags with env-var fallbacks, --help,
 // exit codes (0 ok, 1 runtime failure, 2 bad input), one-line errors, secret redaction.
 import { parseArgs } from 'node:util'
-// zx/core (the same $ and ProcessOutput as 'zx') keeps bundles small and quick to start: the full
-// 'zx' also loads globby, fs-extra, yaml and fetch, which the cron health check pays for every run.
-import { $, ProcessOutput } from 'zx/core'
+import { CommandFailed, setCommandLogger, showCommand } from './exec.mts'
 
 /** Bad input or configuration: exit 2, nothing has been changed. */
 export class UsageError extends Error {
@@ -156,10 +154,7 @@ function describe(err: unknown, debug: boolean): { line: string; code: number } 
   if (err instanceof UsageError) return { line: err.message, code: 2 }
   if (err instanceof RuntimeFailure)
     return { line: err.fix ? `${err.message}; ${err.fix}` : err.message, code: 1 }
-  if (err instanceof ProcessOutput) {
-    const tail = (err.stderr || err.stdout).trim().split('\n').slice(-1)[0] ?? ''
-    return { line: `a command failed (exit ${err.exitCode ?? err.signal}): ${tail}`, code: 1 }
-  }
+  if (err instanceof CommandFailed) return { line: err.message, code: 1 }
   const e = err as Error
   return { line: debug ? String(e?.stack ?? e) : String(e?.message ?? e), code: 1 }
 }
@@ -173,7 +168,6 @@ export async function runScript<S extends FlagSpecs>(
   spec: ScriptSpec<S>,
   main: (flags: Flags<S>) => Promise<number | undefined>,
 ): Promise<void> {
-  $.quiet = true
   let debug = process.argv.includes('--debug')
   try {
     const flags = parseFlags(spec)
@@ -183,13 +177,13 @@ export async function runScript<S extends FlagSpecs>(
       process.exitCode = 0
       return
     }
-    if (debug) $.verbose = true
+    if (debug) setCommandLogger((argv) => warn(`$ ${showCommand(argv)}`))
     const code = await main(flags)
     process.exitCode = typeof code === 'number' ? code : 0
   } catch (err) {
     const { line, code } = describe(err, debug)
     warn(`${name}: error: ${line}`)
-    if (debug && err instanceof Error && !(err instanceof ProcessOutput)) warn(redact(String(err.stack)))
+    if (debug && err instanceof Error && !(err instanceof CommandFailed)) warn(redact(String(err.stack)))
     process.exitCode = code
   }
 }

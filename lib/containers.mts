@@ -3,6 +3,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { composePs, docker } from './docker.mts'
+import type { Duration } from './exec.mts'
 
 export interface ContainerInfo {
   service: string
@@ -64,7 +65,7 @@ function fromInspect(i: InspectEntry): ContainerInfo | undefined {
 export async function inspectKnown(
   names: string[],
   expected: string[],
-  timeout = '15s',
+  timeout: Duration = '15s',
 ): Promise<ContainerInfo[] | undefined> {
   if (names.length === 0) return undefined
   const out = await docker(['inspect', ...names], { timeout, nothrow: true })
@@ -78,7 +79,7 @@ export async function inspectKnown(
 }
 
 /** Every container of the project: `docker compose ps --all`, then one `docker inspect` of them all. */
-export async function listContainers(stackDir: string, timeout = '15s'): Promise<ContainerInfo[]> {
+export async function listContainers(stackDir: string, timeout: Duration = '15s'): Promise<ContainerInfo[]> {
   const ps = await composePs(stackDir, { timeout })
   if (ps.length === 0) return []
   const names = ps.map((p) => p.Name)

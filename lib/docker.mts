@@ -1,8 +1,7 @@
-// Thin wrappers around the docker CLI. Commands are built as argument arrays (never strings)
-// and run through zx's `$`, which quotes every item.
+// Thin wrappers around the docker CLI: argument arrays run by the command runner (no shell).
 import fs from 'node:fs'
 import path from 'node:path'
-import { $, type ProcessOutput } from 'zx/core'
+import { type CommandResult, type RunOptions, run } from './exec.mts'
 
 /** Fixed Compose project name, so volume names do not follow the install directory. */
 export const PROJECT_NAME = 'posthog'
@@ -33,26 +32,11 @@ export function composePrefix(stackDir: string): string[] {
   ]
 }
 
-export interface RunOptions {
-  /** zx duration, e.g. '30s'; every docker call has one. */
-  timeout?: string
-  nothrow?: boolean
-  input?: string
-  cwd?: string
+export function docker(args: string[], opts: RunOptions = {}): Promise<CommandResult> {
+  return run(dockerBin(), args, opts)
 }
 
-export function docker(args: string[], opts: RunOptions = {}): Promise<ProcessOutput> {
-  const p = $({
-    quiet: true,
-    nothrow: opts.nothrow ?? false,
-    timeout: (opts.timeout ?? '60s') as `${number}s`,
-    input: opts.input,
-    cwd: opts.cwd,
-  })`${dockerBin()} ${args}`
-  return p
-}
-
-export function compose(stackDir: string, args: string[], opts: RunOptions = {}): Promise<ProcessOutput> {
+export function compose(stackDir: string, args: string[], opts: RunOptions = {}): Promise<CommandResult> {
   return docker([...composePrefix(stackDir), ...args], opts)
 }
 

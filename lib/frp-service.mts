@@ -2,8 +2,8 @@
 // frps on the VPS) and a LaunchDaemon for frpc on macOS (starts at boot, before any login).
 import fs from 'node:fs'
 import path from 'node:path'
-import { $ } from 'zx'
 import { RuntimeFailure, UsageError } from './cli.mts'
+import { lastLine, run } from './exec.mts'
 import { writeFileAtomic } from './fsutil.mts'
 import { plistKey as key, plistDocument, plistStringArray, plistString as str } from './plist.mts'
 
@@ -190,19 +190,19 @@ export interface ApplyServiceOptions {
 
 const show = (argv: string[]) => argv.join(' ')
 
-async function run(argv: string[]): Promise<void> {
+async function runOrFail(argv: string[]): Promise<void> {
   const [bin, ...args] = argv
-  const r = await $({ quiet: true, nothrow: true, timeout: '60s' })`${bin} ${args}`
+  const r = await run(bin!, args, { nothrow: true, timeout: '60s' })
   if (r.exitCode !== 0)
     throw new RuntimeFailure(
-      `'${show(argv)}' failed: ${(r.stderr || r.stdout).trim().split('\n').at(-1) ?? `exit ${r.exitCode}`}`,
+      `'${show(argv)}' failed: ${lastLine(r) || `exit ${r.exitCode}`}`,
       'see the service log, fix the cause and re-run',
     )
 }
 
 async function succeeds(argv: string[]): Promise<boolean> {
   const [bin, ...args] = argv
-  const r = await $({ quiet: true, nothrow: true, timeout: '30s' })`${bin} ${args}`
+  const r = await run(bin!, args, { nothrow: true, timeout: '30s' })
   return r.exitCode === 0
 }
 
@@ -224,18 +224,18 @@ export async function applyService(
     const active = await succeeds(['systemctl', 'is-active', '--quiet', o.name])
     const enabled = await succeeds(['systemctl', 'is-enabled', '--quiet', o.name])
     if (active && enabled && !changed && !o.restart) return 'unchanged'
-    for (const cmd of systemdCommands(o.name, changed)) await run(cmd)
+    for (const cmd of systemdCommands(o.name, changed)) await runOrFail(cmd)
     o.say(`${o.name} ${active ? 'restarted' : 'started'} (systemctl status ${o.name})`)
     return active ? 'restarted' : 'started'
   }
   const loaded = await succeeds(['launchctl', 'print', `system/${o.name}`])
   if (loaded && !changed) {
     if (!o.restart) return 'unchanged'
-    await run(['launchctl', 'kickstart', '-k', `system/${o.name}`])
+    await runOrFail(['launchctl', 'kickstart', '-k', `system/${o.name}`])
     o.say(`${o.name} restarted (launchctl print system/${o.name})`)
     return 'restarted'
   }
-  for (const cmd of launchdCommands(o.name, o.file, loaded)) await run(cmd)
+  for (const cmd of launchdCommands(o.name, o.file, loaded)) await runOrFail(cmd)
   o.say(`${o.name} ${loaded ? 'reloaded' : 'started'} (launchctl print system/${o.name})`)
   return loaded ? 'restarted' : 'started'
 }
@@ -257,7 +257,7 @@ export async function verifyFrpConfig(o: {
   const tmp = path.join(o.dir, `.${kind}.toml.verify-${process.pid}`)
   fs.writeFileSync(tmp, o.text, { mode: 0o600 })
   try {
-    const r = await $({ quiet: true, nothrow: true, timeout: '30s' })`${o.bin} ${['verify', '-c', tmp]}`
+    const r = await run(o.bin, ['verify', '-c', tmp], { nothrow: true, timeout: '30s' })
     if (r.exitCode !== 0)
       throw new RuntimeFailure(
         `${kind} verify rejected the new ${kind}.toml: ${(r.stdout + r.stderr).trim().split('\n').at(-1)}; the installed file was left as it was`,

@@ -1,7 +1,8 @@
 // Running git for the PostHog checkout: a clean environment, timeouts on every call, and
 // network steps with bounded retries whose failures end in one clear line.
-import { $, expBackoff, type ProcessOutput, sleep } from 'zx'
+import { expBackoff, sleep } from 'zx'
 import { parseDuration, RuntimeFailure, UsageError } from './cli.mts'
+import { CommandFailed, type CommandResult, type Duration, describeExit, run } from './exec.mts'
 import { WireError } from './gitwire.mts'
 
 export interface FetchOptions {
@@ -19,8 +20,8 @@ export interface FetchOptions {
   backoff?: string
 }
 
-export const LOCAL_TIMEOUT = '60s'
-export const NETWORK_TIMEOUT = '15m'
+export const LOCAL_TIMEOUT: Duration = '60s'
+export const NETWORK_TIMEOUT: Duration = '15m'
 
 /** A child environment for git: no prompts, stable messages, nothing inherited that redirects git. */
 export function gitEnv(): NodeJS.ProcessEnv {
@@ -30,12 +31,12 @@ export function gitEnv(): NodeJS.ProcessEnv {
   return env
 }
 
-export function git(dir: string, args: string[], timeout = LOCAL_TIMEOUT): Promise<ProcessOutput> {
-  return $({ cwd: dir, env: gitEnv(), quiet: true, timeout: timeout as `${number}s` })`git ${args}`
+export function git(dir: string, args: string[], timeout = LOCAL_TIMEOUT): Promise<CommandResult> {
+  return run('git', args, { cwd: dir, env: gitEnv(), timeout })
 }
 
-export function gitNothrow(dir: string, args: string[]): Promise<ProcessOutput> {
-  return $({ cwd: dir, env: gitEnv(), quiet: true, nothrow: true, timeout: LOCAL_TIMEOUT })`git ${args}`
+export function gitNothrow(dir: string, args: string[]): Promise<CommandResult> {
+  return run('git', args, { cwd: dir, env: gitEnv(), nothrow: true, timeout: LOCAL_TIMEOUT })
 }
 
 /** The precise fetch was refused by the server (not a network failure). */
@@ -69,10 +70,11 @@ export function classifyGitError(stderr: string): FailureKind {
 
 function describeFailure(e: unknown): string {
   if (e instanceof WireError) return e.message
-  const out = e as ProcessOutput
-  // zx kills a git call that outlives its timeout: no stderr, only the signal.
-  if (out.signal && !out.stderr?.trim()) return `git timed out (${out.signal})`
-  return out.stderr ?? String(e)
+  if (!(e instanceof CommandFailed)) return String(e)
+  const out = e.result
+  // A git call that outlives its timeout is killed: no stderr, only the signal.
+  if (out.timedOut && !out.stderr.trim()) return `git timed out (${describeExit(out)})`
+  return out.stderr
 }
 
 function lastLine(text: string): string {

@@ -204,7 +204,12 @@ async function writeFiles(dir: string, paths: string[], files: Map<string, TreeE
   for (const [rel, e] of files) {
     const file = path.join(dir, rel)
     const data = (
-      await $({ cwd: dir, env: gitEnv(), quiet: true, timeout: LOCAL_TIMEOUT })`git cat-file blob ${e.oid}`
+      await $({
+        cwd: dir,
+        env: gitEnv(),
+        quiet: true,
+        timeout: LOCAL_TIMEOUT as '60s',
+      })`git cat-file blob ${e.oid}`
     ).buffer()
     if (e.mode === '120000') {
       if (

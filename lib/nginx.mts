@@ -5,8 +5,8 @@
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import { $ } from 'zx'
 import { RuntimeFailure, UsageError } from './cli.mts'
+import { run } from './exec.mts'
 import { readIfExists, type WriteResult, writeFileAtomic } from './fsutil.mts'
 
 // ---------------------------------------------------------------------------------------------
@@ -457,8 +457,8 @@ function restore(file: string, link: string | undefined, snapshot: Snapshot): vo
 
 async function defaultReload(nginxBin: string): Promise<void> {
   if (fs.existsSync('/run/systemd/system'))
-    await $({ timeout: '60s', quiet: true })`systemctl reload-or-restart nginx`
-  else await $({ timeout: '30s', quiet: true })`${nginxBin} -s reload`
+    await run('systemctl', ['reload-or-restart', 'nginx'], { timeout: '60s' })
+  else await run(nginxBin, ['-s', 'reload'], { timeout: '30s' })
 }
 
 /** Last meaningful line of `nginx -t` output, e.g. `unknown directive "x" in /etc/...:12`. */
@@ -492,11 +492,7 @@ export async function installNginxSite(opts: InstallSiteOptions): Promise<WriteR
     return 'unchanged'
   }
   const nginxBin = opts.nginxBin ?? 'nginx'
-  const test = await $({
-    timeout: '30s',
-    nothrow: true,
-    quiet: true,
-  })`${nginxBin} ${opts.nginxTestArgs ?? ['-t']}`
+  const test = await run(nginxBin, opts.nginxTestArgs ?? ['-t'], { nothrow: true, timeout: '30s' })
   if (!test.ok) {
     restore(file, link, snapshot)
     if (test.exitCode === 127)

@@ -5,8 +5,8 @@ import { createHash, randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { $ } from 'zx'
 import { RuntimeFailure, UsageError } from './cli.mts'
+import { run } from './exec.mts'
 import { backupFile } from './fsutil.mts'
 
 export const CHECKSUMS_FILE = 'frp_sha256_checksums.txt'
@@ -160,7 +160,7 @@ export async function download(url: string, opts: DownloadOptions = {}): Promise
 /** What `<bin> --version` prints (frp prints the bare version, e.g. `0.70.1`), or undefined. */
 export async function installedVersion(binPath: string): Promise<string | undefined> {
   if (!fs.existsSync(binPath)) return undefined
-  const r = await $({ quiet: true, nothrow: true, timeout: '15s' })`${binPath} ${['--version']}`
+  const r = await run(binPath, ['--version'], { nothrow: true, timeout: '15s' })
   return r.exitCode === 0 ? r.stdout.trim() : undefined
 }
 
@@ -237,7 +237,7 @@ export async function installFrp(o: InstallOptions): Promise<InstallResult> {
   try {
     const file = path.join(work, asset)
     fs.writeFileSync(file, archive)
-    const tar = await $({ quiet: true, nothrow: true, timeout: '120s' })`tar ${['-xzf', file, '-C', work]}`
+    const tar = await run('tar', ['-xzf', file, '-C', work], { nothrow: true, timeout: '120s' })
     if (tar.exitCode !== 0)
       throw new RuntimeFailure(
         `could not unpack ${asset}: ${tar.stderr.trim()}`,

@@ -4,8 +4,8 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { $ } from 'zx/core'
 import { RuntimeFailure, UsageError } from './cli.mts'
+import { run } from './exec.mts'
 import { timestamp } from './fsutil.mts'
 import { plistKey as key, plistDocument, plistStringArray, plistString as str } from './plist.mts'
 
@@ -150,7 +150,7 @@ export function cronSchedule(minutes: number): string {
 // crontab I/O (the `crontab` found on PATH; tests put a stand-in first)
 
 export async function readCrontab(): Promise<string> {
-  const res = await $({ quiet: true, nothrow: true, timeout: '15s' })`crontab -l`
+  const res = await run('crontab', ['-l'], { nothrow: true, timeout: '15s' })
   if (res.ok) return res.stdout
   // "no crontab for root" (cronie/vixie) is an empty crontab, not an error.
   if (/no crontab for/i.test(res.stderr)) return ''
@@ -161,8 +161,7 @@ export async function readCrontab(): Promise<string> {
 }
 
 export async function writeCrontab(text: string): Promise<void> {
-  // A Buffer, not the string: zx ignores an empty-string input and would leave stdin open.
-  const res = await $({ quiet: true, nothrow: true, timeout: '15s', input: Buffer.from(text) })`crontab -`
+  const res = await run('crontab', ['-'], { nothrow: true, timeout: '15s', input: text })
   if (!res.ok)
     throw new RuntimeFailure(
       `crontab - failed: ${res.stderr.trim().split('\n').at(-1) || `exit ${res.exitCode}`}`,

@@ -6,10 +6,10 @@
 //   3. everything else (`up -d`), then wait for `/_health` 200 `ok`.
 // Each phase is exported on its own, so upgrade can run "web alone, wait, then all".
 import path from 'node:path'
-import type { ProcessOutput } from 'zx'
 import { RuntimeFailure } from './cli.mts'
 import { type ComposePsEntry, compose, composePs, docker } from './docker.mts'
 import type { Config } from './env.mts'
+import type { CommandResult } from './exec.mts'
 import {
   formatElapsed,
   healthUrl,
@@ -67,7 +67,7 @@ export function webAloneServices(enabled: string[]): string[] {
   return ['web', 'proxy'].filter((s) => enabled.includes(s))
 }
 
-function lastLine(out: ProcessOutput): string {
+function lastLine(out: CommandResult): string {
   const text = `${out.stderr}\n${out.stdout}`.trim()
   return text.split('\n').filter(Boolean).at(-1) ?? (out.exitCode === null ? 'timed out' : 'no output')
 }

@@ -3,8 +3,8 @@
 // frpc encrypts but accepts any server (frp sets InsecureSkipVerify when no trustedCaFile is set).
 import fs from 'node:fs'
 import path from 'node:path'
-import { $ } from 'zx'
 import { RuntimeFailure } from './cli.mts'
+import { lastLine, run } from './exec.mts'
 import { writeFileAtomic } from './fsutil.mts'
 
 export interface TunnelIdentity {
@@ -45,10 +45,10 @@ export function serverCertExtensions(serverName: string): string {
 }
 
 async function openssl(bin: string, args: string[], what: string): Promise<string> {
-  const r = await $({ quiet: true, nothrow: true, timeout: '60s' })`${bin} ${args}`
+  const r = await run(bin, args, { nothrow: true, timeout: '60s' })
   if (r.exitCode !== 0)
     throw new RuntimeFailure(
-      `openssl failed to ${what}: ${(r.stderr || r.stdout).trim().split('\n').at(-1) ?? `exit ${r.exitCode}`}`,
+      `openssl failed to ${what}: ${lastLine(r) || `exit ${r.exitCode}`}`,
       'check that openssl (1.1.1 or later) is installed',
     )
   return r.stdout
@@ -61,17 +61,12 @@ async function certMatches(
   serverName: string,
 ): Promise<boolean> {
   if (!fs.existsSync(certFile)) return false
-  const host = await $({
-    quiet: true,
+  const host = await run(bin, ['x509', '-in', certFile, '-noout', '-checkhost', serverName], {
     nothrow: true,
     timeout: '30s',
-  })`${bin} ${['x509', '-in', certFile, '-noout', '-checkhost', serverName]}`
+  })
   if (host.exitCode !== 0 || !/ does match /.test(host.stdout)) return false
-  const chain = await $({
-    quiet: true,
-    nothrow: true,
-    timeout: '30s',
-  })`${bin} ${['verify', '-CAfile', caFile, certFile]}`
+  const chain = await run(bin, ['verify', '-CAfile', caFile, certFile], { nothrow: true, timeout: '30s' })
   return chain.exitCode === 0
 }
 

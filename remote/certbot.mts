@@ -3,7 +3,6 @@
 // a renewal dry run against the same ACME server, and the expiry date.
 import fs from 'node:fs'
 import path from 'node:path'
-import { $ } from 'zx'
 import {
   buildDeployHook,
   type CertInfo,
@@ -27,6 +26,7 @@ import {
   UsageError,
   warn,
 } from '../lib/cli.mts'
+import { run } from '../lib/exec.mts'
 import { writeFileAtomic } from '../lib/fsutil.mts'
 import { startProgress } from '../lib/health.mts'
 import { validateDomain, validatePort } from '../lib/nginx.mts'
@@ -156,7 +156,7 @@ function readOptions(flags: CliFlags): Opts {
 
 async function hasNginxPlugin(o: Opts): Promise<boolean> {
   const dirs = ['--config-dir', o.configDir, '--work-dir', o.workDir, '--logs-dir', o.logsDir]
-  const out = await $({ nothrow: true, timeout: '60s' })`${o.certbotBin} plugins ${dirs}`
+  const out = await run(o.certbotBin, ['plugins', ...dirs], { nothrow: true, timeout: '60s' })
   return out.ok && /^\* nginx$/m.test(out.stdout)
 }
 
@@ -169,9 +169,13 @@ async function ensureCertbot(o: Opts, skip: boolean): Promise<void> {
     )
   say('installing certbot and python3-certbot-nginx with apt-get ...')
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-  const update = await $({ nothrow: true, timeout: '5m', env })`apt-get update -qq`
+  const update = await run('apt-get', ['update', '-qq'], { nothrow: true, timeout: '5m', env })
   const install = update.ok
-    ? await $({ nothrow: true, timeout: '10m', env })`apt-get install -y -qq certbot python3-certbot-nginx`
+    ? await run('apt-get', ['install', '-y', '-qq', 'certbot', 'python3-certbot-nginx'], {
+        nothrow: true,
+        timeout: '10m',
+        env,
+      })
     : update
   if (!install.ok || !(await hasNginxPlugin(o)))
     throw new RuntimeFailure(
@@ -228,7 +232,7 @@ async function runCertbot(o: Opts, args: string[], label: string): Promise<void>
   const started = Date.now()
   const stop = startProgress({ snapshot: () => ({ label, elapsedMs: Date.now() - started }) })
   try {
-    const out = await $({ nothrow: true, timeout: '5m' })`${o.certbotBin} ${args}`
+    const out = await run(o.certbotBin, args, { nothrow: true, timeout: '5m' })
     if (!out.ok)
       throw new RuntimeFailure(
         `${label} failed: ${certbotReason(`${out.stderr}\n${out.stdout}`)}`,

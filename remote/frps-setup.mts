@@ -6,7 +6,6 @@
 // takes flags and environment variables only (no .env).
 import fs from 'node:fs'
 import path from 'node:path'
-import { $ } from 'zx'
 import {
   type FlagSpecs,
   type Flags,
@@ -17,6 +16,7 @@ import {
   UsageError,
   warn,
 } from '../lib/cli.mts'
+import { run } from '../lib/exec.mts'
 import { frpsToml } from '../lib/frp.mts'
 import {
   applyService,
@@ -229,7 +229,7 @@ function httpListen(raw: string | undefined): string[] | undefined {
 }
 
 async function commandWorks(bin: string, args: string[]): Promise<boolean> {
-  const r = await $({ quiet: true, nothrow: true, timeout: '30s' })`${bin} ${args}`
+  const r = await run(bin, args, { nothrow: true, timeout: '30s' })
   return r.exitCode === 0
 }
 
@@ -250,7 +250,7 @@ async function ensureUser(o: Options): Promise<{ uid: number; gid: number } | un
     return undefined
   }
   if (!(await commandWorks('id', ['-u', o.user]))) {
-    const r = await $({ quiet: true, nothrow: true, timeout: '60s' })`${useradd}`
+    const r = await run(useradd[0]!, useradd.slice(1), { nothrow: true, timeout: '60s' })
     if (r.exitCode !== 0)
       throw new RuntimeFailure(
         `could not create the system user ${o.user}: ${r.stderr.trim()}`,
@@ -258,8 +258,8 @@ async function ensureUser(o: Options): Promise<{ uid: number; gid: number } | un
       )
     say(`created system user ${o.user}`)
   }
-  const uid = Number((await $({ quiet: true, timeout: '10s' })`id -u ${o.user}`).stdout.trim())
-  const gid = Number((await $({ quiet: true, timeout: '10s' })`id -g ${o.user}`).stdout.trim())
+  const uid = Number((await run('id', ['-u', o.user], { timeout: '10s' })).stdout.trim())
+  const gid = Number((await run('id', ['-g', o.user], { timeout: '10s' })).stdout.trim())
   return { uid, gid }
 }
 
@@ -271,7 +271,7 @@ function protect(file: string, owner: { uid: number; gid: number } | undefined):
 }
 
 async function openFirewall(ufwBin: string, bindPort: number): Promise<void> {
-  const status = await $({ quiet: true, nothrow: true, timeout: '30s' })`${ufwBin} ${['status']}`
+  const status = await run(ufwBin, ['status'], { nothrow: true, timeout: '30s' })
   if (status.exitCode === 127 || /command not found|No such file/.test(status.stderr)) {
     say(`ufw is not installed: make sure your provider's firewall allows ${bindPort}, 80 and 443 (TCP)`)
     return
@@ -282,7 +282,7 @@ async function openFirewall(ufwBin: string, bindPort: number): Promise<void> {
   }
   const rules = [`${bindPort}/tcp`, '80/tcp', '443/tcp']
   for (const rule of rules) {
-    const r = await $({ quiet: true, nothrow: true, timeout: '30s' })`${ufwBin} ${['allow', rule]}`
+    const r = await run(ufwBin, ['allow', rule], { nothrow: true, timeout: '30s' })
     if (r.exitCode !== 0)
       throw new RuntimeFailure(
         `'ufw allow ${rule}' failed: ${r.stderr.trim() || r.stdout.trim()}`,
@@ -399,7 +399,7 @@ async function main(flags: CliFlags): Promise<number> {
         ? {
             nginxTestArgs: ['-t', '-c', conf],
             reload: async () => {
-              await $({ quiet: true, timeout: '30s' })`${nginxBin} ${['-c', conf, '-s', 'reload']}`
+              await run(nginxBin, ['-c', conf, '-s', 'reload'], { timeout: '30s' })
             },
           }
         : {}),

@@ -5,9 +5,9 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { $ } from 'zx/core'
 import { parseDuration, registerSecret, runScript, say, UsageError } from '../lib/cli.mts'
 import { envErrors, isHostname, parseEnvText, setEnvValue } from '../lib/env.mts'
+import { run } from '../lib/exec.mts'
 import { readIfExists, writeFileAtomic } from '../lib/fsutil.mts'
 import {
   bounded,
@@ -118,14 +118,14 @@ type Settings = ReturnType<typeof resolveSettings>
 
 /** `systemctl is-active UNIT`, or `pgrep -x NAME` where there is no systemd. */
 async function serviceRunning(name: string, timeoutMs: number): Promise<CheckResult> {
-  const timeout = `${Math.max(1, Math.round(timeoutMs / 1000))}s` as `${number}s`
-  const sc = await $({ quiet: true, nothrow: true, timeout })`systemctl is-active ${name}`
+  const timeout = Math.max(1000, timeoutMs)
+  const sc = await run('systemctl', ['is-active', name], { nothrow: true, timeout })
   const state = sc.stdout.trim()
   if (sc.exitCode !== 127 && state !== '' && !/System has not been booted with systemd/.test(sc.stderr)) {
     if (sc.ok && state === 'active') return { name, status: 'OK', summary: 'active' }
     return { name, status: 'CRITICAL', summary: `${state || 'not active'}: systemctl status ${name}` }
   }
-  const pg = await $({ quiet: true, nothrow: true, timeout })`pgrep -x ${name}`
+  const pg = await run('pgrep', ['-x', name], { nothrow: true, timeout })
   if (pg.ok) return { name, status: 'OK', summary: 'running' }
   if (pg.exitCode === 1) return { name, status: 'CRITICAL', summary: 'not running' }
   return { name, status: 'UNKNOWN', summary: 'neither systemctl nor pgrep could tell' }

@@ -14,6 +14,7 @@ import {
 } from '../lib/containers.mts'
 import { compose } from '../lib/docker.mts'
 import { type Config, loadConfig } from '../lib/env.mts'
+import { CommandFailed, describeExit, lastLine } from '../lib/exec.mts'
 import {
   bounded,
   type CheckResult,
@@ -150,7 +151,7 @@ async function heal(s: Settings, state: MonitorState, problems: ServiceProblem[]
     const verb = problems.some((p) => p.service === service && p.kind === 'missing') ? 'up' : 'restart'
     const args = verb === 'up' ? ['up', '-d', service] : ['restart', service]
     const res = await compose(s.cfg.stackDir, args, {
-      timeout: `${Math.max(1, Math.round(callTimeout(s) / 1000))}s`,
+      timeout: callTimeout(s),
       nothrow: true,
     })
     state.heals[service] = [...(state.heals[service] ?? []), new Date(now).toISOString()].slice(-10)
@@ -177,13 +178,14 @@ async function containerChecks(s: Settings, state: MonitorState, doHeal: boolean
     ]
   let containers: ContainerInfo[]
   try {
-    const timeout = `${Math.max(1, Math.round(callTimeout(s) / 1000))}s`
+    const timeout = callTimeout(s)
     containers =
       (await inspectKnown(state.containerNames ?? [], expected, timeout)) ??
       (await listContainers(s.cfg.stackDir, timeout))
     state.containerNames = containers.map((c) => c.name)
   } catch (e) {
-    const msg = (e as { stderr?: string }).stderr?.trim().split('\n').at(-1) || (e as Error).message
+    const msg =
+      e instanceof CommandFailed ? lastLine(e.result) || describeExit(e.result) : (e as Error).message
     return [{ name: 'services', status: 'UNKNOWN', summary: `docker does not answer: ${msg}` }]
   }
   const evaluation = evaluateServices(expected, containers, state.restartCounts)

@@ -4,9 +4,9 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { $ } from 'zx/core'
 import { RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
 import { loadConfig } from '../lib/env.mts'
+import { run } from '../lib/exec.mts'
 import { writeFileAtomic } from '../lib/fsutil.mts'
 import { findDocker } from '../lib/preflight.mts'
 import {
@@ -115,7 +115,7 @@ function launchDomain(): string {
 }
 
 async function launchctl(args: string[]) {
-  return $({ quiet: true, nothrow: true, timeout: '30s' })`launchctl ${args}`
+  return run('launchctl', args, { nothrow: true, timeout: '30s' })
 }
 
 async function installLaunchd(p: Plan, dir: string): Promise<void> {
