@@ -87,7 +87,7 @@ export function effectiveDependsOn(hobby: ComposeFile, base?: ComposeFile): Reco
   return out
 }
 
-/** The base-file service each hobby service extends (transitively), for reading inherited settings. */
+/** The base-file service a hobby service extends (`extends.file`), for reading inherited settings. */
 export function extendedBaseService(
   hobby: ComposeFile,
   base: ComposeFile,
@@ -96,6 +96,101 @@ export function extendedBaseService(
   const ext = extendsOf(hobby.services[name] ?? {})
   if (!ext?.file) return undefined
   return base.services[ext.service]
+}
+
+/**
+ * A service's definitions from the most specific to the least: its own, then each service it
+ * extends, in the same file or (with `extends.file`) in the base file.
+ */
+export function serviceChain(hobby: ComposeFile, base: ComposeFile | undefined, name: string): ServiceDef[] {
+  const chain: ServiceDef[] = []
+  let file: ComposeFile | undefined = hobby
+  let service: string | undefined = name
+  const seen = new Set<string>()
+  while (file && service && !seen.has(`${file === hobby}:${service}`)) {
+    seen.add(`${file === hobby}:${service}`)
+    const def: ServiceDef | undefined = file.services[service]
+    if (!def) break
+    chain.push(def)
+    const ext = extendsOf(def)
+    if (ext?.file) file = base
+    service = ext?.service
+  }
+  return chain
+}
+
+/** The value at `keys` in the service as Compose merges it: the most specific definition that sets it. */
+export function effectiveValue(
+  hobby: ComposeFile,
+  base: ComposeFile | undefined,
+  name: string,
+  keys: string[],
+): unknown {
+  for (const def of serviceChain(hobby, base, name)) {
+    let value: unknown = def
+    for (const k of keys)
+      value = value && typeof value === 'object' ? (value as Record<string, unknown>)[k] : undefined
+    if (value !== undefined) return value
+  }
+  return undefined
+}
+
+/** The names of a service's environment variables, from either syntax (`KEY: v` or `- KEY=v`), merged. */
+export function environmentKeys(hobby: ComposeFile, base: ComposeFile | undefined, name: string): string[] {
+  const keys = new Set<string>()
+  for (const def of serviceChain(hobby, base, name)) {
+    const env = def.environment
+    if (Array.isArray(env)) for (const item of env) keys.add(String(item).split('=')[0]!)
+    else if (env && typeof env === 'object') for (const k of Object.keys(env)) keys.add(k)
+  }
+  return [...keys]
+}
+
+export interface EnvFileUse {
+  service: string
+  /** Path relative to the compose files' folder (STACK_DIR, and the repository root). */
+  path: string
+  /** `required: false` entries may be missing. */
+  required: boolean
+}
+
+function envFileEntries(value: unknown): { path: string; required: boolean }[] {
+  const items = Array.isArray(value) ? value : value === undefined ? [] : [value]
+  return items.flatMap((item) => {
+    if (typeof item === 'string') return [{ path: item, required: true }]
+    const long = item as { path?: unknown; required?: unknown } | null
+    return typeof long?.path === 'string' ? [{ path: long.path, required: long.required !== false }] : []
+  })
+}
+
+/**
+ * The env_files the services read, wherever they are declared (in the hobby file or a base
+ * service it extends): Compose refuses to start when a required one is missing, so the checkout
+ * must hold each of them, whatever this PostHog version names them.
+ */
+export function envFiles(hobby: ComposeFile, base?: ComposeFile): EnvFileUse[] {
+  const out: EnvFileUse[] = []
+  for (const service of serviceNames(hobby)) {
+    for (const def of serviceChain(hobby, base, service)) {
+      for (const entry of envFileEntries(def.env_file)) {
+        const rel = plainPath(entry.path.replace(/^\.\//, ''))
+        if (!rel)
+          throw new UsageError(
+            `service ${service} reads the env_file '${entry.path}', which is not a plain path next to the compose files`,
+          )
+        if (!out.some((o) => o.service === service && o.path === rel))
+          out.push({ service, path: rel, required: entry.required })
+      }
+    }
+  }
+  return out
+}
+
+/** A relative path without `..`, `.` or empty parts, `$` or line breaks; undefined otherwise. */
+function plainPath(rel: string): string | undefined {
+  const clean = rel.replace(/\/+$/, '')
+  if (!clean || clean.startsWith('/') || /[$\n\\]/.test(clean)) return undefined
+  return clean.split('/').some((p) => p === '..' || p === '.' || p === '') ? undefined : clean
 }
 
 export const POSTHOG_PREFIX = './posthog/'
@@ -118,20 +213,25 @@ function volumeSource(v: unknown): string | undefined {
 
 function repoPath(source: string, service: string): string | undefined {
   if (!source.startsWith(POSTHOG_PREFIX)) return undefined
-  const rel = source.slice(POSTHOG_PREFIX.length).replace(/\/+$/, '')
-  if (!rel || rel.split('/').some((p) => p === '..' || p === '.' || p === '') || /[$\n]/.test(rel))
+  const rel = plainPath(source.slice(POSTHOG_PREFIX.length))
+  if (!rel)
     throw new UsageError(`service ${service} mounts '${source}', which is not a plain path inside ./posthog/`)
   return rel
 }
 
-/** Paths the file bind-mounts from ./posthog/ (relative to the PostHog repository), in file order. */
-export function mountedPaths(file: ComposeFile): MountedPath[] {
+/**
+ * Paths the services bind-mount from ./posthog/ (relative to the PostHog repository), in file
+ * order: their own mounts and those of the base services they extend.
+ */
+export function mountedPaths(hobby: ComposeFile, base?: ComposeFile): MountedPath[] {
   const out: MountedPath[] = []
-  for (const [service, def] of Object.entries(file.services)) {
-    for (const v of Array.isArray(def.volumes) ? def.volumes : []) {
-      const source = volumeSource(v)
-      const rel = source && repoPath(source, service)
-      if (rel) out.push({ service, path: rel })
+  for (const service of serviceNames(hobby)) {
+    for (const def of serviceChain(hobby, base, service)) {
+      for (const v of Array.isArray(def.volumes) ? def.volumes : []) {
+        const source = volumeSource(v)
+        const rel = source && repoPath(source, service)
+        if (rel && !out.some((m) => m.path === rel)) out.push({ service, path: rel })
+      }
     }
   }
   return out

@@ -6,6 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import dotenv from 'dotenv'
 import { type FlagSpec, parseDuration, RuntimeFailure, registerSecret, UsageError } from './cli.mts'
+import { FEATURES, unknownFeatures } from './features.mts'
 import { readIfExists, writeFileAtomic } from './fsutil.mts'
 
 type Validator = (value: string) => string | undefined
@@ -70,6 +71,12 @@ const serviceList: Validator = (v) => {
     return `must be service names separated by commas${bad.length ? ` ('${bad[0]}' is not one)` : ''}`
   return undefined
 }
+const featureList: Validator = (v) => {
+  const unknown = unknownFeatures(list(v))
+  return unknown.length
+    ? `must be features separated by commas, from: ${Object.keys(FEATURES).join(', ')} ('${unknown[0]}' is not one)`
+    : undefined
+}
 const memoryList: Validator = (v) => {
   for (const item of v
     .split(',')
@@ -126,11 +133,8 @@ export const ENV_SPEC: Record<string, EnvKey> = {
     default: 'stack',
     validate: (v) => (v.trim() && !v.includes('\n') ? undefined : 'must be a directory path'),
   },
-  DISABLED_SERVICES: {
-    default:
-      'temporal-ui,temporal-admin-tools,livestream,cymbal,replay-capture,cyclotron-janitor,property-defs-rs',
-    validate: serviceList,
-  },
+  DISABLED_FEATURES: { default: 'error-tracking,live-events,temporal-ui', validate: featureList },
+  DISABLED_SERVICES: { default: '', validate: serviceList },
   MEMORY_LIMITS: { default: 'clickhouse=2g,web=1.5g,worker=1.5g,elasticsearch=512m', validate: memoryList },
   POSTHOG_WORKER_WEB_CONCURRENCY: { default: '1', validate: positiveInt },
   POSTHOG_CELERY_MAX_TASKS_PER_CHILD: { default: '100', validate: positiveInt },
@@ -186,6 +190,7 @@ export interface Config {
   registryUrl: string
   repoUrl: string
   stackDir: string
+  disabledFeatures: string[]
   disabledServices: string[]
   memoryLimits: Record<string, string>
   workerConcurrency: string
@@ -266,6 +271,7 @@ export function toConfig(root: string, envFile: string, raw: Record<string, stri
     registryUrl: raw.REGISTRY_URL!,
     repoUrl: raw.POSTHOG_REPO_URL!,
     stackDir: path.resolve(root, raw.STACK_DIR!),
+    disabledFeatures: list(raw.DISABLED_FEATURES!),
     disabledServices: list(raw.DISABLED_SERVICES!),
     memoryLimits,
     workerConcurrency: raw.POSTHOG_WORKER_WEB_CONCURRENCY!,

@@ -28,8 +28,11 @@ export interface PreflightOptions {
   minFreeDiskBytes?: number
 }
 
-/** `!override` / `!reset` in override files need Compose 2.24. */
-export const MIN_COMPOSE = [2, 24, 0] as const
+/**
+ * `!override` in the generated override needs docker compose 2.24.4 (compose-go v2.0.0-rc.3): 2.24.0
+ * to 2.24.3 ignore the tag silently and would publish the proxy on 0.0.0.0:80 and :443 as well.
+ */
+export const MIN_COMPOSE = [2, 24, 4] as const
 export const DEFAULT_MIN_FREE_DISK = 15 * 1024 ** 3
 /** PostHog's own floor ("You REALLY need 8GB or more of memory", bin/deploy-hobby). */
 export const POSTHOG_RECOMMENDED_BYTES = 8 * 1024 ** 3
@@ -86,6 +89,11 @@ export const SERVICE_MEMORY_MIB: Record<string, number> = {
 }
 const UNKNOWN_SERVICE_MIB = 100
 
+/** A service's typical resident memory, in bytes (a guess of 100 MiB for one not in the table). */
+export function serviceMemoryBytes(service: string): number {
+  return (SERVICE_MEMORY_MIB[service] ?? UNKNOWN_SERVICE_MIB) * MiB
+}
+
 /**
  * Memory the stack needs, in bytes: each enabled service's typical use, capped by its
  * MEMORY_LIMITS entry (a limit is a ceiling, not a reservation).
@@ -96,7 +104,7 @@ export function estimateStackMemory(input: PreflightInput, services?: string[]):
   let total = 0
   for (const name of names) {
     const limit = input.memoryLimits[name]
-    const typical = (SERVICE_MEMORY_MIB[name] ?? UNKNOWN_SERVICE_MIB) * MiB
+    const typical = serviceMemoryBytes(name)
     total += limit ? Math.min(parseMemory(limit), typical) : typical
   }
   return total
@@ -142,7 +150,7 @@ export function checkComposeVersion(output: string | undefined): PreflightResult
     return {
       name: 'compose-version',
       ok: false,
-      message: `Docker Compose ${v.join('.')} is too old: the generated override needs ${min} or newer (for !override)`,
+      message: `Docker Compose ${v.join('.')} is too old: the generated override needs ${min} or newer (older versions ignore !override and would publish PostHog on every interface)`,
       fix: `update Docker Desktop, or the docker-compose-plugin package, to Compose ${min} or newer`,
     }
   return pass('compose-version', `Docker Compose ${v.join('.')}`)

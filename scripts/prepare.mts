@@ -88,6 +88,7 @@ await runScript('prepare', spec, async (flags) => {
     release()
   }
   for (const notice of res.notices) say(`notice: ${notice}`)
+  for (const line of res.switchedOff) say(`switched off: ${line}`)
   const where = `PostHog ${cfg.appTag} at ${res.commit.slice(0, 12)}`
   const services = `${res.enabledServices.length} of ${res.services.length} services enabled`
   if (res.changed.length === 0) say(`${stack} is up to date (${where}, ${services}); nothing changed`)

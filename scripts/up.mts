@@ -20,6 +20,7 @@ import {
   parseEnvText,
   recordSecretFingerprints,
 } from '../lib/env.mts'
+import { featureServices } from '../lib/features.mts'
 import { readIfExists } from '../lib/fsutil.mts'
 import { describeProbe, formatElapsed, healthUrl } from '../lib/health.mts'
 import { acquireLock } from '../lib/lock.mts'
@@ -90,7 +91,7 @@ function previewConfig(envFile: string, root: string) {
   )
   const input: PreflightInput = {
     stackDir: path.resolve(root, raw.STACK_DIR!),
-    disabledServices: list(raw.DISABLED_SERVICES!),
+    disabledServices: [...list(raw.DISABLED_SERVICES!), ...featureServices(list(raw.DISABLED_FEATURES!))],
     memoryLimits,
   }
   return { input, toGenerate }

@@ -5,6 +5,13 @@
 //   FAKE_DOCKER_LOG       every call is appended here as one JSON line {argv, cwd, time}
 //   FAKE_DOCKER_STATE     where mutable state (service states, rule counters) is kept;
 //                         default: "<scenario>.state.json"
+//   FAKE_COMPOSE_CONFIG   the real Compose loader (../shared/tools/.../compose-config). When set,
+//                         every `compose` call first loads the project with it, as docker compose
+//                         does: an invalid project fails the call with the loader's reason, its
+//                         warnings (e.g. an unset variable) go to stderr, `compose config` is the
+//                         loader's answer, and `up`/`pull`/`create` without a service list act on
+//                         the services the merged model enables (a service in an inactive profile
+//                         is neither pulled nor created)
 //
 // Scenario (all keys optional):
 //   daemon: false                 -> `docker info` fails like a stopped daemon
@@ -168,7 +175,7 @@ function inspectOne(container) {
 
 function selectedServices(args) {
   const names = args.filter((a) => !a.startsWith('-'))
-  return names.length ? names : serviceNames()
+  return names.length ? names : (modelServices ?? serviceNames())
 }
 
 // `compose exec -T db pg_dump|pg_restore|psql ...` runs the real PostgreSQL client against the
@@ -190,6 +197,43 @@ async function forwardToPostgres([bin, ...binArgs]) {
     child.on('exit', (c, signal) => resolve(c ?? (signal ? 137 : 1)))
   })
   process.exit(code)
+}
+
+// The compose-level flags of the original argv (project, files, env file, profiles) for the loader.
+function composeGlobals(args) {
+  const globals = []
+  let i = 1
+  while (i < args.length) {
+    const a = args[i]
+    if (GLOBAL_WITH_VALUE.has(a)) {
+      if (['-f', '--file', '-p', '--project-name', '--project-directory', '--env-file', '--profile'].includes(a))
+        globals.push(a, args[i + 1])
+      i += 2
+    } else if ([...GLOBAL_WITH_VALUE].some((g) => a.startsWith(`${g}=`))) {
+      globals.push(a)
+      i += 1
+    } else break
+  }
+  return globals
+}
+
+async function realLoader(extra) {
+  const { spawnSync } = await import('node:child_process')
+  return spawnSync(process.env.FAKE_COMPOSE_CONFIG, [...composeGlobals(argv), ...extra], {
+    encoding: 'utf8',
+    cwd: process.cwd(),
+    env: { PATH: process.env.PATH, HOME: process.env.HOME },
+    timeout: 30_000,
+  })
+}
+
+// docker compose loads (and validates) the project before every subcommand but `version`.
+let modelServices
+if (norm[0] === 'compose' && norm[1] !== 'version' && process.env.FAKE_COMPOSE_CONFIG && scenario.daemon !== false) {
+  const loaded = await realLoader(['--services'])
+  if (loaded.status !== 0) fail(loaded.stderr || `compose-config exited ${loaded.status}`, loaded.status === 15 ? 15 : 1)
+  if (loaded.stderr && norm[1] !== 'config') process.stderr.write(loaded.stderr)
+  modelServices = loaded.stdout.split('\n').filter(Boolean)
 }
 
 const [cmd, ...rest] = norm
@@ -244,11 +288,11 @@ switch (cmd) {
       case 'up':
       case 'start':
       case 'restart': {
-        if (scenario.startOnUp !== false) {
-          const names = selectedServices(args.filter((a, i) => !['--timeout', '-t', '--wait-timeout', '--pull'].includes(args[i - 1])))
+        const names = selectedServices(args.filter((a, i) => !['--timeout', '-t', '--wait-timeout', '--pull'].includes(args[i - 1])))
+        if (sub === 'up') state.created = [...new Set([...(state.created ?? []), ...names])]
+        if (scenario.startOnUp !== false)
           for (const n of names) state.services[n] = { ...svc(n), state: 'running', exitCode: 0, health: svc(n).health ? 'healthy' : '' }
-          saveState()
-        }
+        saveState()
         break
       }
       case 'stop':
@@ -262,10 +306,22 @@ switch (cmd) {
         break
       }
       case 'pull':
-      case 'create':
+      case 'create': {
+        const names = selectedServices(args.filter((a, i) => !['--policy'].includes(args[i - 1])))
+        const key = sub === 'pull' ? 'pulled' : 'created'
+        state[key] = [...new Set([...(state[key] ?? []), ...names])]
+        saveState()
+        break
+      }
       case 'rm':
         break
       case 'config': {
+        if (process.env.FAKE_COMPOSE_CONFIG) {
+          const answer = await realLoader(args)
+          process.stdout.write(answer.stdout)
+          process.stderr.write(answer.stderr)
+          process.exit(answer.status ?? 1)
+        }
         if (args.includes('--services')) out(serviceNames().join('\n'))
         else if (args.includes('--volumes')) out((scenario.volumes ?? ['postgres-data', 'clickhouse-data']).join('\n'))
         else if (!args.includes('-q') && !args.includes('--quiet')) out(JSON.stringify({ name: PROJECT, services: state.services }))

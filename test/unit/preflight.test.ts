@@ -39,12 +39,18 @@ describe('pure checks', () => {
   it('parses and compares Compose versions', () => {
     expect(parseVersion('2.29.7')).toEqual([2, 29, 7])
     expect(parseVersion('v2.24.0-desktop.1\n')).toEqual([2, 24, 0])
-    expect(checkComposeVersion('2.24.0').ok).toBe(true)
+    // !override arrived in compose 2.24.4; 2.24.0 to 2.24.3 ignore it and publish the proxy publicly.
+    for (const v of ['2.24.0', '2.24.3', 'v2.24.3-desktop.1']) {
+      expect(checkComposeVersion(v).ok, v).toBe(false)
+      expect(checkComposeVersion(v).message).toMatch(/every interface/)
+    }
+    expect(checkComposeVersion('2.24.4').ok).toBe(true)
     expect(checkComposeVersion('2.30.1').ok).toBe(true)
+    expect(checkComposeVersion('5.3.0').ok).toBe(true)
     const old = checkComposeVersion('2.20.2')
     expect(old.ok).toBe(false)
     expect(old.message).toContain('2.20.2')
-    expect(old.fix).toContain('2.24')
+    expect(old.fix).toContain('2.24.4')
     expect(checkComposeVersion(undefined).message).toMatch(/not installed/)
   })
 
