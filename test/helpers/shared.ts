@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url'
  * `../shared` from the project root, resolved from this file rather than the working directory.
  * HOMELAB_TEST_SHARED points elsewhere (a missing folder shows what a plain clone runs).
  */
-export const SHARED = process.env.HOMELAB_TEST_SHARED ?? fileURLToPath(new URL('../../../shared', import.meta.url))
+export const SHARED =
+  process.env.HOMELAB_TEST_SHARED ?? fileURLToPath(new URL('../../../shared', import.meta.url))
 
 /** The absolute path of `rel` under ../shared when it exists there. */
 export function sharedFile(rel: string): string | undefined {

@@ -19,7 +19,7 @@ describe('run', () => {
   })
 
   it('gives the child /dev/null as stdin unless input is given', async () => {
-    const read = "let d='';process.stdin.on('data',c=>d+=c).on('end',()=>process.stdout.write(`[${d}]`))"
+    const read = "let d='';process.stdin.on('data',c=>d+=c).on('end',()=>process.stdout.write('['+d+']'))"
     expect((await run(node, ['-e', read])).stdout).toBe('[]')
     expect((await run(node, ['-e', read], { input: 'hello' })).stdout).toBe('[hello]')
   })

@@ -152,10 +152,7 @@ describe.skipIf(!needShared('tools/linux-amd64/compose-config', 'the checks with
     it("PostHog's own newest files too", () => {
       const u = upstreamPair()
       if (!u) return
-      const dir = path.join(
-        path.dirname(new URL(import.meta.url).pathname),
-        '../../../shared/fixtures/posthog',
-      )
+      const dir = UPSTREAM_POSTHOG!
       const files = Object.fromEntries(
         ['docker-compose.hobby.yml', 'docker-compose.base.yml'].map((f) => [
           f,
