@@ -65,3 +65,12 @@ export async function composePs(stackDir: string, opts: RunOptions = {}): Promis
   const out = await compose(stackDir, ['ps', '--all', '--format', 'json'], { timeout: '30s', ...opts })
   return parseComposePs(out.stdout)
 }
+
+/** The project's volumes as Docker knows them (they outlive its containers): one name a line. */
+export async function projectVolumes(): Promise<string[]> {
+  const out = await docker(
+    ['volume', 'ls', '--quiet', '--filter', `label=com.docker.compose.project=${PROJECT_NAME}`],
+    { timeout: '30s' },
+  )
+  return out.stdout.split('\n').filter(Boolean).sort()
+}

@@ -3,6 +3,7 @@
 // the secret guard that refuses to start on secrets that would make existing data unreadable.
 import { createHash, randomBytes } from 'node:crypto'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import dotenv from 'dotenv'
 import { type FlagSpec, parseDuration, RuntimeFailure, registerSecret, UsageError } from './cli.mts'
@@ -209,13 +210,20 @@ export function parseEnvText(text: string): Record<string, string> {
   return dotenv.parse(text)
 }
 
-/** Merges defaults, the `.env` file and the process environment (which wins), spec keys only. */
+/**
+ * Merges defaults, the `.env` file and the process environment (which wins). An empty variable
+ * never stands in for a secret (`POSTHOG_SECRET= npx tsx ...` is an accident, not a wish for a
+ * new secret that would make the data unreadable).
+ */
 export function mergeEnv(
   fileValues: Record<string, string>,
   env: NodeJS.ProcessEnv = process.env,
 ): Record<string, string> {
   const raw: Record<string, string> = {}
-  for (const [key, spec] of Object.entries(ENV_SPEC)) raw[key] = env[key] ?? fileValues[key] ?? spec.default
+  for (const [key, spec] of Object.entries(ENV_SPEC)) {
+    const fromEnv = spec.secret && env[key] === '' ? undefined : env[key]
+    raw[key] = fromEnv ?? fileValues[key] ?? spec.default
+  }
   for (const [key, value] of Object.entries(fileValues)) if (!(key in raw)) raw[key] = value
   return raw
 }
@@ -270,7 +278,7 @@ export function toConfig(root: string, envFile: string, raw: Record<string, stri
     nodeTag: raw.POSTHOG_NODE_TAG!,
     registryUrl: raw.REGISTRY_URL!,
     repoUrl: raw.POSTHOG_REPO_URL!,
-    stackDir: path.resolve(root, raw.STACK_DIR!),
+    stackDir: resolveStackDir(root, raw.STACK_DIR!),
     disabledFeatures: list(raw.DISABLED_FEATURES!),
     disabledServices: list(raw.DISABLED_SERVICES!),
     memoryLimits,
@@ -279,6 +287,73 @@ export function toConfig(root: string, envFile: string, raw: Record<string, stri
     celeryMaxMemoryPerChild: raw.POSTHOG_CELERY_MAX_MEMORY_PER_CHILD!,
     healthTimeoutMs: parseDuration(raw.HEALTH_TIMEOUT!, 'HEALTH_TIMEOUT'),
   }
+}
+
+/** STACK_DIR as an absolute path: relative to the project root, a leading `~` meaning the home folder. */
+export function resolveStackDir(root: string, value: string): string {
+  const expanded = /^~(\/|$)/.test(value) ? path.join(os.homedir(), value.slice(1)) : value
+  return path.resolve(root, expanded)
+}
+
+/** What the toolkit writes into STACK_DIR: a folder holding only these (or the marker) is ours. */
+export const STACK_MARKER = '.posthog-homelab'
+const STACK_ENTRIES = new Set([
+  STACK_MARKER,
+  'posthog',
+  'compose',
+  'share',
+  'clickhouse',
+  '.env',
+  '.env.services',
+  '.lock',
+  'docker-compose.yml',
+  'docker-compose.base.yml',
+  'docker-compose.override.yml',
+  'docker-compose.local.yml',
+  'secrets.sha256.json',
+  'health-state.json',
+  'upgrades.log',
+])
+
+function describeStackDir(value: string, stackDir: string): string {
+  return value === stackDir ? `STACK_DIR=${value}` : `STACK_DIR=${value} (${stackDir})`
+}
+
+/**
+ * Refuses (UsageError) a STACK_DIR the toolkit must not write into: `/`, the project folder or one
+ * that contains it, the folder holding the env file, a file, or a non-empty folder the toolkit did
+ * not create. prepare writes the generated .env and compose files there, so any of these would
+ * overwrite something of the user's.
+ */
+export function checkStackDir(root: string, envFile: string, value: string): void {
+  const stackDir = resolveStackDir(root, value)
+  const name = describeStackDir(value, stackDir)
+  const inside = (child: string) => {
+    const rel = path.relative(stackDir, child)
+    return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))
+  }
+  const fix = 'set STACK_DIR in .env to a folder of its own, such as stack'
+  if (stackDir === path.parse(stackDir).root) throw new UsageError(`${name} is the root folder: ${fix}`)
+  if (inside(path.resolve(root)))
+    throw new UsageError(
+      `${name} is or contains the project folder, whose files prepare would overwrite: ${fix}`,
+    )
+  if (inside(envFile))
+    throw new UsageError(`${name} holds the env file ${envFile}, which prepare would overwrite: ${fix}`)
+  let entries: string[]
+  try {
+    entries = fs.readdirSync(stackDir)
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return
+    if (code === 'ENOTDIR') throw new UsageError(`${name} is a file, not a folder: ${fix}`)
+    throw new UsageError(`${name} cannot be read (${code}): ${fix}, or fix its permissions`)
+  }
+  const foreign = entries.filter((e) => !STACK_ENTRIES.has(e) && !/^(posthog|\.upgrade|backups?)/.test(e))
+  if (foreign.length > 0 && !entries.includes(STACK_MARKER))
+    throw new UsageError(
+      `${name} already holds files the toolkit did not write (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', ...' : ''}): ${fix}, or empty it`,
+    )
 }
 
 export interface LoadOptions {
@@ -308,7 +383,9 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const text = readIfExists(envFile)
   if (text === undefined)
     throw new UsageError(`no ${envFile}: run 'npx tsx scripts/up.mts' once, or copy .env.example to .env`)
-  return toConfig(root, envFile, mergeEnv(parseEnvText(text), opts.env))
+  const cfg = toConfig(root, envFile, mergeEnv(parseEnvText(text), opts.env))
+  checkStackDir(root, envFile, cfg.raw.STACK_DIR!)
+  return cfg
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -348,6 +425,64 @@ export const SECRET_GENERATORS: Record<string, () => string> = {
   FRP_TOKEN: () => randomBytes(24).toString('hex'),
 }
 
+export interface EnvPlan {
+  root: string
+  envFile: string
+  /** The env file's text as it is, or `.env.example`'s when there is no env file yet. */
+  text: string
+  exists: boolean
+  raw: Record<string, string>
+  /** Secret keys the file holds no real value for (empty or `replace-with-...`): to be generated. */
+  toGenerate: string[]
+  stackDir: string
+}
+
+/**
+ * What the configuration will be, read without writing anything: the env file (or
+ * `.env.example` before there is one), every value but the secrets still to be generated
+ * validated (UsageError), STACK_DIR checked. A secret is generated only when the file itself
+ * lacks one and the environment gives none.
+ */
+export function planEnvFile(opts: LoadOptions & { secretKeys?: string[] } = {}): EnvPlan {
+  const root = path.resolve(opts.root ?? process.cwd())
+  const envFile = envFilePath(opts)
+  let text = readIfExists(envFile)
+  const exists = text !== undefined
+  if (text === undefined) {
+    text = readIfExists(path.join(root, '.env.example'))
+    if (text === undefined)
+      throw new RuntimeFailure(`neither ${envFile} nor .env.example exists`, 'restore .env.example from git')
+  }
+  const fileValues = parseEnvText(text)
+  const raw = mergeEnv(fileValues, opts.env)
+  const secretKeys = opts.secretKeys ?? [...GUARDED_SECRETS]
+  const toGenerate = secretKeys.filter((k) => isPlaceholder(fileValues[k]) && isPlaceholder(raw[k]))
+  const errors = envErrors(
+    raw,
+    Object.keys(ENV_SPEC).filter((k) => !toGenerate.includes(k)),
+  )
+  if (errors.length) throw new UsageError(`invalid ${envFile}: ${errors[0]}`)
+  checkStackDir(root, envFile, raw.STACK_DIR!)
+  return { root, envFile, text, exists, raw, toGenerate, stackDir: resolveStackDir(root, raw.STACK_DIR!) }
+}
+
+/**
+ * New secrets on a stack that was started with others would make its data unreadable: refused
+ * (UsageError) before anything is generated, whether the secrets were emptied or the env file is
+ * missing, unless the user accepts it.
+ */
+export function refuseNewSecretsOnStartedStack(plan: EnvPlan, accept: boolean): void {
+  const guarded = plan.toGenerate.filter((k) => (GUARDED_SECRETS as readonly string[]).includes(k))
+  if (accept || guarded.length === 0 || !fs.existsSync(fingerprintFile(plan.stackDir))) return
+  const what = plan.exists
+    ? `${guarded.join(' and ')} ${guarded.length > 1 ? 'are' : 'is'} empty in ${plan.envFile}`
+    : `${plan.envFile} is missing`
+  throw new UsageError(
+    `${what}, but the stack in ${plan.stackDir} was started with secrets; new ones would make its data unreadable. ` +
+      'Restore your .env (or its backup), or pass --accept-new-secrets',
+  )
+}
+
 export interface EnsureResult {
   created: boolean
   generated: string[]
@@ -355,42 +490,23 @@ export interface EnsureResult {
 
 /**
  * Makes sure the env file exists (copied from `.env.example` when missing) and that each key
- * in `secretKeys` holds a real secret: empty or `replace-with-...` values are generated and
- * written back in place. A real secret is never replaced. The file ends mode 0600.
- * Validates every other key first, so bad input changes nothing.
+ * in `secretKeys` holds a real secret: empty or `replace-with-...` values in the file are
+ * generated and written back in place (only that line). A real secret is never replaced. The
+ * file ends mode 0600; a symlinked env file is written through to its target. Validates every
+ * other key first, so bad input changes nothing.
  */
-export function ensureEnvFile(
-  opts: LoadOptions & { secretKeys?: string[]; overrides?: Record<string, string> } = {},
-): EnsureResult {
-  const root = path.resolve(opts.root ?? process.cwd())
-  const envFile = envFilePath(opts)
-  const secretKeys = opts.secretKeys ?? ['POSTHOG_SECRET', 'ENCRYPTION_SALT_KEYS']
-  let text = readIfExists(envFile)
-  const created = text === undefined
-  if (text === undefined) {
-    const example = readIfExists(path.join(root, '.env.example'))
-    if (example === undefined)
-      throw new RuntimeFailure(`neither ${envFile} nor .env.example exists`, 'restore .env.example from git')
-    text = example
-  }
-  for (const [key, value] of Object.entries(opts.overrides ?? {})) text = setEnvValue(text, key, value)
-  const fileValues = parseEnvText(text)
-  const merged = mergeEnv(fileValues, opts.env)
-  const toGenerate = secretKeys.filter((k) => isPlaceholder(merged[k]))
-  const otherErrors = envErrors(
-    merged,
-    Object.keys(ENV_SPEC).filter((k) => !toGenerate.includes(k)),
-  )
-  if (otherErrors.length) throw new UsageError(`invalid ${envFile}: ${otherErrors[0]}`)
-  for (const key of toGenerate) {
+export function ensureEnvFile(opts: LoadOptions & { secretKeys?: string[] } = {}): EnsureResult {
+  const plan = planEnvFile(opts)
+  let text = plan.text
+  for (const key of plan.toGenerate) {
     const gen = SECRET_GENERATORS[key]
-    if (!gen) throw new UsageError(`${key} is empty and cannot be generated: set it in ${envFile}`)
+    if (!gen) throw new UsageError(`${key} is empty and cannot be generated: set it in ${plan.envFile}`)
     const value = gen()
     registerSecret(value)
     text = setEnvValue(text, key, value)
   }
-  writeFileAtomic(envFile, text, { mode: 0o600 })
-  return { created, generated: toGenerate }
+  writeFileAtomic(plan.envFile, text, { mode: 0o600 })
+  return { created: !plan.exists, generated: plan.toGenerate }
 }
 
 // ---------------------------------------------------------------------------------------------

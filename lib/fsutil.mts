@@ -36,15 +36,32 @@ export function backupFile(file: string): string {
   return dest
 }
 
+/** Where `file` leads when it is a symlink (followed to the end); `file` itself otherwise. */
+function symlinkTarget(file: string): string {
+  try {
+    if (!fs.lstatSync(file).isSymbolicLink()) return file
+  } catch {
+    return file
+  }
+  try {
+    return fs.realpathSync(file)
+  } catch {
+    // A dangling link: write where it points.
+    return path.resolve(path.dirname(file), fs.readlinkSync(file))
+  }
+}
+
 /**
  * Writes `content` to `file` through a temp file and rename, so readers never see half a file.
  * A file that already holds exactly `content` (and the mode asked for) is not touched.
  */
 export function writeFileAtomic(
-  file: string,
+  target: string,
   content: string | Buffer,
   opts: WriteOptions = {},
 ): WriteResult {
+  // A symlink (e.g. .env kept elsewhere) is written through: the rename replaces its target, not the link.
+  const file = symlinkTarget(target)
   const data = typeof content === 'string' ? Buffer.from(content) : content
   let existing: Buffer | undefined
   try {

@@ -17,7 +17,7 @@ import {
   parseCompose,
 } from './compose.mts'
 import { PROJECT_NAME } from './docker.mts'
-import type { Config } from './env.mts'
+import { type Config, STACK_MARKER } from './env.mts'
 import { FEATURES } from './features.mts'
 import { readIfExists, type WriteResult, writeFileAtomic } from './fsutil.mts'
 import { type FetchResult, fetchPosthog, setSparsePaths } from './gitfetch.mts'
@@ -246,6 +246,12 @@ export function describeSwitchedOff(override: OverrideResult): string[] {
 export async function prepareStack(cfg: Config, opts: PrepareOptions): Promise<PrepareResult> {
   const stack = cfg.stackDir
   const checkout = path.join(stack, CHECKOUT_DIR)
+
+  // 0. Mark the folder as the toolkit's, so a later run knows it may write here (lib/env checkStackDir).
+  writeFileAtomic(
+    path.join(stack, STACK_MARKER),
+    'This folder is written by posthog-homelab (scripts/prepare.mts); your own changes go in docker-compose.local.yml.\n',
+  )
 
   // 1. The sources (network).
   const sources = await fetchSources(cfg, opts.log)

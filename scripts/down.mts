@@ -3,7 +3,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { type Flags, RuntimeFailure, runScript, say, UsageError } from '../lib/cli.mts'
-import { compose, docker, PROJECT_NAME } from '../lib/docker.mts'
+import { compose, PROJECT_NAME, projectVolumes } from '../lib/docker.mts'
 import { fingerprintFile, loadConfig } from '../lib/env.mts'
 import { acquireLock } from '../lib/lock.mts'
 import { stackLockDir } from '../lib/startup.mts'
@@ -34,15 +34,6 @@ const spec = {
 
 /** Stop timeout per container: PostgreSQL and ClickHouse get time to shut down cleanly. */
 const STOP_TIMEOUT_S = '60'
-
-/** The project's volumes as Docker knows them (they exist whether or not containers do). */
-async function projectVolumes(): Promise<string[]> {
-  const out = await docker(
-    ['volume', 'ls', '--quiet', '--filter', `label=com.docker.compose.project=${PROJECT_NAME}`],
-    { timeout: '30s' },
-  )
-  return out.stdout.split('\n').filter(Boolean).sort()
-}
 
 /** Typed confirmation on a TTY; --yes without one; refusal (exit 2) otherwise. */
 async function confirmDeletion(yes: boolean): Promise<void> {

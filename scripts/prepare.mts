@@ -1,20 +1,14 @@
 // Step script: gets PostHog's compose files and mounted configs at POSTHOG_APP_TAG and writes
 // everything STACK_DIR needs (override, env file, compose scripts, share/). Safe to re-run.
-import fs from 'node:fs'
 import path from 'node:path'
-import { runScript, say, UsageError } from '../lib/cli.mts'
+import { runScript, say } from '../lib/cli.mts'
 import {
   assertSecretsUnchanged,
   ensureEnvFile,
-  envFilePath,
-  fingerprintFile,
-  GUARDED_SECRETS,
-  isPlaceholder,
   loadConfig,
-  mergeEnv,
-  parseEnvText,
+  planEnvFile,
+  refuseNewSecretsOnStartedStack,
 } from '../lib/env.mts'
-import { readIfExists } from '../lib/fsutil.mts'
 import { acquireLock } from '../lib/lock.mts'
 import { prepareStack } from '../lib/prepare.mts'
 import { stackLockDir } from '../lib/startup.mts'
@@ -54,25 +48,9 @@ const spec = {
   },
 }
 
-/**
- * As in up: an emptied secret on a stack that was started with secrets is refused before a new one
- * is generated and written into .env (the new one would make the existing data unreadable).
- */
-function refuseNewSecretsOnStartedStack(envFile: string | undefined, accept: boolean): void {
-  const text = readIfExists(envFilePath({ envFile }))
-  if (text === undefined || accept) return
-  const raw = mergeEnv(parseEnvText(text))
-  const empty = GUARDED_SECRETS.filter((k) => isPlaceholder(raw[k]))
-  if (empty.length && fs.existsSync(fingerprintFile(path.resolve(raw.STACK_DIR ?? 'stack'))))
-    throw new UsageError(
-      `${empty.join(' and ')} ${empty.length > 1 ? 'are' : 'is'} empty in ${envFilePath({ envFile })}, but the stack was started with secrets; ` +
-        'new ones would make its data unreadable. Restore your .env (or its backup), or pass --accept-new-secrets',
-    )
-}
-
 await runScript('prepare', spec, async (flags) => {
   const envFile = flags['env-file']
-  refuseNewSecretsOnStartedStack(envFile, flags['accept-new-secrets'])
+  refuseNewSecretsOnStartedStack(planEnvFile({ envFile }), flags['accept-new-secrets'])
   const ensured = ensureEnvFile({ envFile })
   if (ensured.created) say(`created ${envFile} from .env.example with newly generated secrets`)
   else if (ensured.generated.length) say(`generated ${ensured.generated.join(' and ')} in ${envFile}`)

@@ -1,27 +1,25 @@
 // up: from a fresh checkout (or any later state) to a healthy PostHog on 127.0.0.1:PORT.
 // Order: validate .env (pure) -> pre-flight (touches nothing) -> lock -> create .env / generate
 // secrets -> secret guard -> prepare -> ordered start -> health -> record secret fingerprints.
+import fs from 'node:fs'
 import path from 'node:path'
 import { type Flags, parseDuration, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
+import { projectVolumes } from '../lib/docker.mts'
 import { analyse, formatFindings } from '../lib/doctor.mts'
 import {
   assertSecretsUnchanged,
   type Config,
-  ENV_SPEC,
+  type EnvPlan,
   ensureEnvFile,
-  envErrors,
   envFilePath,
   fingerprintFile,
-  GUARDED_SECRETS,
-  isPlaceholder,
   list,
   loadConfig,
-  mergeEnv,
-  parseEnvText,
+  planEnvFile,
   recordSecretFingerprints,
+  refuseNewSecretsOnStartedStack,
 } from '../lib/env.mts'
 import { featureServices } from '../lib/features.mts'
-import { readIfExists } from '../lib/fsutil.mts'
 import { describeProbe, formatElapsed, healthUrl } from '../lib/health.mts'
 import { acquireLock } from '../lib/lock.mts'
 import {
@@ -74,27 +72,28 @@ const spec = {
     'input (.env, flags, changed secrets).',
 }
 
-/** What the configuration will be, read without writing anything (secrets may still be placeholders). */
-function previewConfig(envFile: string, root: string) {
-  const text = readIfExists(envFile) ?? readIfExists(path.join(root, '.env.example'))
-  if (text === undefined)
-    throw new RuntimeFailure(`neither ${envFile} nor .env.example exists`, 'restore .env.example from git')
-  const raw = mergeEnv(parseEnvText(text))
-  const toGenerate = GUARDED_SECRETS.filter((k) => isPlaceholder(raw[k]))
-  const errors = envErrors(
-    raw,
-    Object.keys(ENV_SPEC).filter((k) => !(toGenerate as string[]).includes(k)),
-  )
-  if (errors.length) throw new UsageError(`invalid ${envFile}: ${errors[0]}`)
-  const memoryLimits = Object.fromEntries(
-    list(raw.MEMORY_LIMITS!).map((i) => i.split('=').map((s) => s.trim())),
-  )
-  const input: PreflightInput = {
-    stackDir: path.resolve(root, raw.STACK_DIR!),
+/** What pre-flight needs, from the configuration as it will be (secrets may still be placeholders). */
+function preflightInput(plan: EnvPlan): PreflightInput {
+  const raw = plan.raw
+  return {
+    stackDir: plan.stackDir,
     disabledServices: [...list(raw.DISABLED_SERVICES!), ...featureServices(list(raw.DISABLED_FEATURES!))],
-    memoryLimits,
+    memoryLimits: Object.fromEntries(list(raw.MEMORY_LIMITS!).map((i) => i.split('=').map((s) => s.trim()))),
   }
-  return { input, toGenerate }
+}
+
+/**
+ * A second checkout (or a new STACK_DIR) would start the existing volumes with new secrets, and
+ * the data in them would be unreadable: refused unless this STACK_DIR knows the secrets.
+ */
+async function refuseForeignVolumes(plan: EnvPlan, accept: boolean): Promise<void> {
+  if (accept || fs.existsSync(fingerprintFile(plan.stackDir))) return
+  const volumes = await projectVolumes()
+  if (volumes.length === 0) return
+  throw new UsageError(
+    `Docker already has this stack's volumes (${volumes.slice(0, 2).join(', ')}${volumes.length > 2 ? ', ...' : ''}), but ${plan.stackDir} has no record of the secrets they were written with; new secrets would make that data unreadable. ` +
+      "Bring the .env (and STACK_DIR/secrets.sha256.json) of the checkout that created them, or pass --accept-new-secrets if this .env's secrets are the right ones",
+  )
 }
 
 function gigabytes(raw: string): number {
@@ -144,20 +143,17 @@ async function main(flags: Flags<typeof spec.flags>): Promise<number> {
   const retryBackoffMs = parseDuration(flags['retry-backoff'] ?? '5s', '--retry-backoff')
   const accept = flags['accept-new-secrets']
 
-  // 1. Pure: validate what is there (exit 2 before anything is written).
-  const preview = previewConfig(envFile, root)
-  const fingerprints = readIfExists(fingerprintFile(preview.input.stackDir))
-  if (fingerprints !== undefined && preview.toGenerate.length && !accept)
-    throw new UsageError(
-      `${preview.toGenerate.join(' and ')} ${preview.toGenerate.length > 1 ? 'are' : 'is'} empty in ${envFile}, but the stack in ${preview.input.stackDir} was started with secrets; ` +
-        'new ones would make its data unreadable. Restore your .env (or its backup), or pass --accept-new-secrets',
-    )
+  // 1. Validate what is there (exit 2 before anything is written).
+  const plan = planEnvFile({ root, envFile })
+  refuseNewSecretsOnStartedStack(plan, accept)
+  const firstStart = !fs.existsSync(fingerprintFile(plan.stackDir))
 
   // 2. Pre-flight: nothing has been touched yet.
-  if (!(await preflight(preview.input, flags['min-free-disk'], fingerprints === undefined))) return 1
+  if (!(await preflight(preflightInput(plan), flags['min-free-disk'], firstStart))) return 1
+  await refuseForeignVolumes(plan, accept)
 
   // 3. From here on things change: one run at a time.
-  const release = acquireLock(stackLockDir(preview.input))
+  const release = acquireLock(stackLockDir(plan))
   try {
     const ensured = ensureEnvFile({ root, envFile })
     if (ensured.created)
