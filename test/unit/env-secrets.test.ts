@@ -23,7 +23,7 @@ const TOKEN = 't'.repeat(48)
 
 /** A project folder with .env.example and, unless `env` is undefined, a .env. */
 function project(
-  env: string | undefined = `POSTHOG_SECRET=${SECRET}\nENCRYPTION_SALT_KEYS=${SALT}\n`,
+  env: string | null = `POSTHOG_SECRET=${SECRET}\nENCRYPTION_SALT_KEYS=${SALT}\n`,
 ): string {
   const dir = scratchDir('env-secrets-')
   fs.copyFileSync(path.resolve('.env.example'), path.join(dir, '.env.example'))
