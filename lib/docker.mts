@@ -74,3 +74,35 @@ export async function projectVolumes(): Promise<string[]> {
   )
   return out.stdout.split('\n').filter(Boolean).sort()
 }
+
+/** A service of the merged model `docker compose config --format json` prints (the fields read here). */
+export interface ModelService {
+  deploy?: { replicas?: number | null } | null
+  depends_on?: Record<string, { condition?: string }> | null
+}
+
+export interface StackServices {
+  /** Services Compose runs: those the active profiles enable, less `deploy.replicas: 0`. */
+  expected: string[]
+  /** Services others wait for to complete (kafka-init): exited 0 is their success. */
+  oneShot: string[]
+}
+
+/** Which services should run, and which of them run once, from the merged model. */
+export function servicesFromModel(services: Record<string, ModelService>): StackServices {
+  const expected = Object.keys(services)
+    .filter((s) => services[s]?.deploy?.replicas !== 0)
+    .sort()
+  const oneShot = new Set<string>()
+  for (const svc of Object.values(services))
+    for (const [dep, d] of Object.entries(svc.depends_on ?? {}))
+      if (d?.condition === 'service_completed_successfully') oneShot.add(dep)
+  return { expected, oneShot: expected.filter((s) => oneShot.has(s)) }
+}
+
+/** The services of the stack as Compose merges its files (`docker compose config --format json`). */
+export async function stackServices(stackDir: string): Promise<StackServices> {
+  const out = await compose(stackDir, ['config', '--format', 'json'], { timeout: '60s' })
+  const model = JSON.parse(out.stdout) as { services?: Record<string, ModelService> }
+  return servicesFromModel(model.services ?? {})
+}

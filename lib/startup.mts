@@ -7,7 +7,8 @@
 // Each phase is exported on its own, so upgrade can run "web alone, wait, then all".
 import path from 'node:path'
 import { RuntimeFailure } from './cli.mts'
-import { type ComposePsEntry, compose, composePs, docker } from './docker.mts'
+import { type ContainerInfo, listContainers } from './containers.mts'
+import { compose, composePs, type StackServices } from './docker.mts'
 import type { Config } from './env.mts'
 import type { CommandResult } from './exec.mts'
 import {
@@ -35,16 +36,14 @@ export const DATA_STORES = [
   'elasticsearch',
 ]
 
-/** Services that run once and exit 0 by design, or only via `compose run`. */
-export const ONE_SHOT = ['kafka-init', 'asyncmigrationscheck']
-
 /** The lock every stack-changing step shares (up, down, upgrade, restore, backup). */
 export function stackLockDir(cfg: Pick<Config, 'stackDir'>): string {
   return path.join(cfg.stackDir, '.lock')
 }
 
 export interface StartOptions {
-  enabledServices: string[]
+  /** The services Compose runs, and which of them run once (lib/docker stackServices). */
+  services: StackServices
   log: (line: string) => void
   /** Attempts per `docker compose up -d` (image pulls fail now and then); default 3. */
   attempts?: number
@@ -56,7 +55,11 @@ export interface StartOptions {
   healthTimeoutMs?: number
   /** Health probe interval (default 250 ms). */
   pollIntervalMs?: number
+  /** How long every service must stay up after /_health answers ok; default 15 s. */
+  settleMs?: number
 }
+
+export const DEFAULT_SETTLE_MS = 15_000
 
 export function dataStoreServices(enabled: string[]): string[] {
   return DATA_STORES.filter((s) => enabled.includes(s))
@@ -105,7 +108,7 @@ export async function composeUp(
 }
 
 export async function startDataStores(cfg: Config, opts: StartOptions): Promise<string[]> {
-  const stores = dataStoreServices(opts.enabledServices)
+  const stores = dataStoreServices(opts.services.expected)
   if (stores.length === 0) return stores
   opts.log(`starting the data stores: ${stores.join(', ')}`)
   await composeUp(cfg, stores, 'starting the data stores (the first start pulls images)', opts)
@@ -113,7 +116,7 @@ export async function startDataStores(cfg: Config, opts: StartOptions): Promise<
 }
 
 export async function startWebAlone(cfg: Config, opts: StartOptions): Promise<string[]> {
-  const services = webAloneServices(opts.enabledServices)
+  const services = webAloneServices(opts.services.expected)
   opts.log(`starting ${services.join(' and ')} alone, so migrations finish before the node services start`)
   await composeUp(cfg, ['--no-deps', ...services], `starting ${services.join(' and ')}`, opts)
   return services
@@ -193,11 +196,13 @@ export type StartResult =
   | { ok: true; elapsedMs: number }
   | {
       ok: false
-      phase: 'migrations' | 'health'
+      phase: 'migrations' | 'health' | 'services'
       last: ProbeResult | undefined
       /** The services that should be running at that point. */
       expected: string[]
       timeoutMs: number
+      /** For `services`: the ones that failed or never became ready. */
+      problems?: ServiceReadiness[]
     }
 
 /** The whole ordered start. Throws RuntimeFailure when `up -d` keeps failing; a timeout is a result. */
@@ -213,89 +218,176 @@ export async function startStack(cfg: Config, opts: StartOptions): Promise<Start
   await startEverything(cfg, opts)
   const left = Math.max(1000, timeoutMs - (Date.now() - waitStarted))
   const healthy = await waitForHealthy(cfg, { ...opts, timeoutMs: left })
-  if (!healthy.ok)
-    return { ok: false, phase: 'health', last: healthy.last, expected: opts.enabledServices, timeoutMs }
+  const { expected, oneShot } = opts.services
+  if (!healthy.ok) return { ok: false, phase: 'health', last: healthy.last, expected, timeoutMs }
+  const settleMs = opts.settleMs ?? DEFAULT_SETTLE_MS
+  opts.log(
+    `/_health answers ok; checking that all ${expected.length} services run and stay up (${formatElapsed(settleMs)})`,
+  )
+  const services = await waitForServices(cfg, {
+    expected,
+    oneShot,
+    settleMs,
+    timeoutMs: Math.max(settleMs + 1000, timeoutMs - (Date.now() - waitStarted)),
+    tty: opts.tty,
+    pollIntervalMs: Math.min(2000, Math.max(100, settleMs / 4)),
+  })
+  if (!services.ok)
+    return {
+      ok: false,
+      phase: 'services',
+      last: healthy.last,
+      expected,
+      timeoutMs,
+      problems: services.problems,
+    }
   return { ok: true, elapsedMs: Date.now() - waitStarted }
 }
 
 // ---------------------------------------------------------------------------------------------
-// What to show when the wait times out: services not running or restarting, with their logs.
+// "Healthy" means the whole stack: /_health says only that web has migrated, while plugins,
+// capture or the worker may be crash-looping. Every expected service must be running (healthy
+// where it has a healthcheck; a one-shot service exited 0) and stay so for a settle period.
 
-export interface StuckService {
+export type Readiness = 'ready' | 'pending' | 'failed'
+
+export interface ServiceReadiness {
   service: string
-  problem: string
+  readiness: Readiness
+  /** What is wrong or awaited, e.g. `exited with code 137, OOM-killed`, `health: starting`. */
+  text: string
 }
 
-/** `docker inspect` output, abridged to the fields read here. */
-export interface InspectEntry {
-  Name: string
-  RestartCount?: number
-  State?: { Status?: string; ExitCode?: number; OOMKilled?: boolean }
-}
+/** Restart counts by service (and container, since a new container counts from 0). */
+export type RestartCounts = Record<string, { id: string; count: number }>
 
-/** Pure: which expected services are not running, or keep restarting. */
-export function findStuckServices(
+/**
+ * Pure: each expected service's readiness from its containers. `before` are the restart counts
+ * at the start of the settle period: a container that restarted since then has failed.
+ */
+export function serviceReadiness(
   expected: string[],
-  ps: ComposePsEntry[],
-  inspected: InspectEntry[],
-): StuckService[] {
-  const byName = new Map(inspected.map((i) => [i.Name.replace(/^\//, ''), i]))
-  const stuck: StuckService[] = []
-  for (const service of expected) {
-    const containers = ps.filter((p) => p.Service === service)
-    if (containers.length === 0) {
-      if (!ONE_SHOT.includes(service)) stuck.push({ service, problem: 'has no container' })
-      continue
-    }
-    for (const c of containers) {
-      const info = byName.get(c.Name)
-      const restarts = info?.RestartCount ?? 0
-      const oom = info?.State?.OOMKilled ? ', OOM-killed' : ''
-      const exitCode = info?.State?.ExitCode ?? c.ExitCode
-      if (c.State === 'restarting' || (c.State === 'running' && restarts > 0))
-        stuck.push({
-          service,
-          problem: `keeps restarting (${restarts} restarts, last exit ${exitCode}${oom})`,
-        })
-      else if (c.State === 'exited' && !(exitCode === 0 && ONE_SHOT.includes(service)))
-        stuck.push({ service, problem: `exited with code ${exitCode}${oom}` })
-      else if (c.State !== 'running' && c.State !== 'exited')
-        stuck.push({ service, problem: `is ${c.State}` })
-      else if (c.Health === 'unhealthy') stuck.push({ service, problem: 'is running but unhealthy' })
-    }
-  }
-  return stuck
+  oneShot: string[],
+  containers: ContainerInfo[],
+  before: RestartCounts = {},
+): ServiceReadiness[] {
+  return expected.flatMap((service): ServiceReadiness[] => {
+    const mine = containers.filter((c) => c.service === service)
+    if (mine.length === 0) return [{ service, readiness: 'failed', text: 'has no container' }]
+    return mine.map((c) => ({
+      service,
+      ...containerReadiness(c, oneShot.includes(service), before[service]),
+    }))
+  })
 }
 
-/** Lines describing the stuck services, each followed by its last log lines. Never throws. */
-export async function describeStuckServices(cfg: Config, expected: string[], tail = 15): Promise<string[]> {
-  let ps: ComposePsEntry[] = []
+function containerReadiness(
+  c: ContainerInfo,
+  oneShot: boolean,
+  before: { id: string; count: number } | undefined,
+): Omit<ServiceReadiness, 'service'> {
+  const oom = c.oomKilled ? ', OOM-killed' : ''
+  if (c.state === 'exited' || c.state === 'dead') {
+    if (oneShot && c.exitCode === 0) return { readiness: 'ready', text: 'finished (exit 0)' }
+    return { readiness: 'failed', text: `exited with code ${c.exitCode}${oom}` }
+  }
+  if (c.state === 'restarting')
+    return {
+      readiness: 'failed',
+      text: `keeps restarting (${c.restartCount} restarts, last exit ${c.exitCode}${oom})`,
+    }
+  if (c.state === 'created') return { readiness: 'pending', text: 'created, not started yet' }
+  if (c.state !== 'running') return { readiness: 'failed', text: `is ${c.state}` }
+  if (before && before.id === c.id && c.restartCount > before.count)
+    return {
+      readiness: 'failed',
+      text: `restarted ${c.restartCount - before.count} times while settling${oom}`,
+    }
+  if (c.health === 'unhealthy') return { readiness: 'failed', text: 'is running but unhealthy' }
+  if (c.health === 'starting') return { readiness: 'pending', text: 'health: starting' }
+  if (oneShot) return { readiness: 'pending', text: 'still running (a one-shot service)' }
+  return { readiness: 'ready', text: 'running' }
+}
+
+export interface ServicesWaitOptions {
+  expected: string[]
+  oneShot: string[]
+  timeoutMs: number
+  /** Every service must stay ready this long (restart counts unchanged). */
+  settleMs: number
+  pollIntervalMs?: number
+  tty?: boolean
+}
+
+export type ServicesResult = { ok: true } | { ok: false; problems: ServiceReadiness[] }
+
+/**
+ * Waits until every expected service is ready and has stayed so for `settleMs`; fails at once
+ * when one fails, and with the pending ones when `timeoutMs` passes.
+ */
+export async function waitForServices(cfg: Config, o: ServicesWaitOptions): Promise<ServicesResult> {
+  const deadline = Date.now() + o.timeoutMs
+  const interval = o.pollIntervalMs ?? 2000
+  let settledSince: number | undefined
+  let counts: RestartCounts = {}
+  let last: ServiceReadiness[] = []
+  const stop = startProgress({
+    tty: o.tty,
+    snapshot: () => ({
+      label:
+        settledSince === undefined ? 'waiting for every service' : 'checking that every service stays up',
+      elapsedMs: o.timeoutMs - Math.max(0, deadline - Date.now()),
+      running: last.filter((r) => r.readiness === 'ready').length,
+      total: o.expected.length,
+    }),
+  })
   try {
-    ps = await composePs(cfg.stackDir, { timeout: '20s' })
+    for (;;) {
+      const containers = await listContainers(cfg.stackDir, '30s').catch(() => undefined)
+      if (containers) {
+        last = serviceReadiness(o.expected, o.oneShot, containers, settledSince === undefined ? {} : counts)
+        const failed = last.filter((r) => r.readiness === 'failed')
+        if (failed.length) return { ok: false, problems: failed }
+        if (last.every((r) => r.readiness === 'ready')) {
+          if (settledSince === undefined) {
+            settledSince = Date.now()
+            counts = Object.fromEntries(
+              containers.map((c) => [c.service, { id: c.id, count: c.restartCount }]),
+            )
+          }
+          if (Date.now() - settledSince >= o.settleMs) return { ok: true }
+        } else settledSince = undefined
+      }
+      if (Date.now() >= deadline) return { ok: false, problems: last.filter((r) => r.readiness !== 'ready') }
+      await sleep(Math.min(interval, Math.max(0, deadline - Date.now())))
+    }
+  } finally {
+    stop()
+  }
+}
+
+/** Lines describing the services that are not ready, each followed by its last log lines. Never throws. */
+export async function describeStuckServices(
+  cfg: Config,
+  expected: string[],
+  oneShot: string[],
+  tail = 15,
+): Promise<string[]> {
+  let containers: ContainerInfo[]
+  try {
+    containers = await listContainers(cfg.stackDir, '20s')
   } catch (e) {
     return [`could not list the containers: ${(e as Error).message.split('\n')[0]}`]
   }
-  let inspected: InspectEntry[] = []
-  if (ps.length) {
-    const out = await docker(['inspect', ...ps.map((p) => p.Name)], { timeout: '20s', nothrow: true })
-    try {
-      inspected = JSON.parse(out.stdout) as InspectEntry[]
-    } catch {
-      inspected = []
-    }
-  }
-  const stuck = findStuckServices(expected, ps, inspected)
+  const stuck = serviceReadiness(expected, oneShot, containers).filter((r) => r.readiness !== 'ready')
   if (stuck.length === 0) return ['every expected service is running; the problem is elsewhere (see below)']
   const lines: string[] = []
   for (const s of stuck) {
-    lines.push(`${s.service} ${s.problem}; its last log lines:`)
+    lines.push(`${s.service} ${s.text}; its last log lines:`)
     const logs = await compose(
       cfg.stackDir,
       ['logs', '--no-color', '--no-log-prefix', '--tail', String(tail), s.service],
-      {
-        timeout: '20s',
-        nothrow: true,
-      },
+      { timeout: '20s', nothrow: true },
     )
     const text = logs.stdout.trim()
     lines.push(...(text ? text.split('\n').map((l) => `    ${l}`) : ['    (no log output)']))

@@ -13,7 +13,7 @@ import {
   verifyBackup,
 } from '../lib/backup.mts'
 import { confirm, parseDuration, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
-import { compose } from '../lib/docker.mts'
+import { compose, stackServices } from '../lib/docker.mts'
 import { type Config, ENV_FILE_FLAG, GUARDED_SECRETS, loadConfig, secretFingerprints } from '../lib/env.mts'
 import { formatElapsed } from '../lib/health.mts'
 import { acquireLock } from '../lib/lock.mts'
@@ -53,14 +53,6 @@ function differentSecrets(manifest: BackupManifest, cfg: Config): string[] {
   return GUARDED_SECRETS.filter(
     (k) => manifest.secretFingerprints[k] !== undefined && manifest.secretFingerprints[k] !== now[k],
   )
-}
-
-async function enabledServices(cfg: Config): Promise<string[]> {
-  const out = await compose(cfg.stackDir, ['config', '--services'], { timeout: '60s' })
-  return out.stdout
-    .split('\n')
-    .map((s) => s.trim())
-    .filter((s) => s && !cfg.disabledServices.includes(s))
 }
 
 async function waitForDb(cfg: Config, timeoutMs = 120_000): Promise<void> {
@@ -118,8 +110,8 @@ await runScript('restore', spec, async (flags) => {
 
   const release = acquireLock(stackLockDir(cfg))
   try {
-    const enabled = await enabledServices(cfg)
-    const writers = enabled.filter((s) => s !== 'db')
+    const services = await stackServices(cfg.stackDir)
+    const writers = services.expected.filter((s) => s !== 'db')
     say(`stopping everything that writes to the database (${writers.length} services)`)
     if (writers.length) await compose(cfg.stackDir, ['stop', ...writers], { timeout: '10m' })
     await compose(cfg.stackDir, ['up', '-d', 'db'], { timeout: '10m' })
@@ -128,12 +120,12 @@ await runScript('restore', spec, async (flags) => {
     await restorePostgres(cfg.stackDir, path.join(dir, PG_DUMP_FILE))
     say('database restored; starting the stack in order')
     const result = await startStack(cfg, {
-      enabledServices: enabled,
+      services,
       log: say,
       healthTimeoutMs,
     })
     if (!result.ok) {
-      for (const line of await describeStuckServices(cfg, result.expected)) warn(line)
+      for (const line of await describeStuckServices(cfg, result.expected, services.oneShot)) warn(line)
       throw new RuntimeFailure(
         `the database is restored but PostHog did not become healthy within ${formatElapsed(result.timeoutMs)} (${result.phase === 'migrations' ? "web's migrations" : '/_health'})`,
         "see the services listed above, then run 'npx tsx scripts/up.mts'",

@@ -3,8 +3,8 @@
 // secrets -> secret guard -> prepare -> ordered start -> health -> record secret fingerprints.
 import fs from 'node:fs'
 import path from 'node:path'
-import { type Flags, parseDuration, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
-import { projectVolumes } from '../lib/docker.mts'
+import { type Flags, parseDuration, runScript, say, UsageError, warn } from '../lib/cli.mts'
+import { projectVolumes, type StackServices, stackServices } from '../lib/docker.mts'
 import { analyse, formatFindings } from '../lib/doctor.mts'
 import {
   assertSecretsUnchanged,
@@ -36,7 +36,8 @@ const spec = {
   usage: 'npx tsx scripts/up.mts [options]',
   summary:
     'Checks Docker, creates .env when missing, prepares STACK_DIR, starts PostHog in order (data stores, web ' +
-    'alone until its migrations are done, then everything) and waits until /_health answers ok.',
+    'alone until its migrations are done, then everything), waits until /_health answers ok and every ' +
+    'service runs (healthy where it has a healthcheck), and checks they stay up for --settle.',
   flags: {
     'accept-new-secrets': {
       type: 'boolean' as const,
@@ -60,6 +61,12 @@ const spec = {
       env: 'HOMELAB_RETRY_BACKOFF',
       help: 'wait before retrying a failed docker compose up (n-th retry waits n times this)',
       default: '5s',
+    },
+    settle: {
+      type: 'string' as const,
+      env: 'HOMELAB_SETTLE',
+      help: 'after /_health answers ok, how long every service must stay up before up succeeds',
+      default: '15s',
     },
     'min-free-disk': {
       type: 'string' as const,
@@ -113,21 +120,34 @@ async function preflight(input: PreflightInput, minFreeDisk: string | undefined,
   return false
 }
 
-async function reportTimeout(
-  cfg: Config,
-  result: Extract<StartResult, { ok: false }>,
-  ctx: { startedAt: Date; enabledServices: string[] },
-): Promise<void> {
+function failureLine(result: Extract<StartResult, { ok: false }>): string {
+  if (result.phase === 'services') {
+    const names = (result.problems ?? []).map((p) => `${p.service} ${p.text}`)
+    return `/_health answers ok, but not every service runs: ${names.join('; ')}`
+  }
   const what =
     result.phase === 'migrations' ? 'web did not finish its migrations' : 'PostHog did not become healthy'
-  warn(`up: ${what} within ${formatElapsed(result.timeoutMs)} (last /_health: ${describeProbe(result.last)})`)
-  for (const line of await describeStuckServices(cfg, result.expected)) warn(line)
-  // Likely causes and fixes from the doctor (helper C's catalog); pre-flight already passed.
+  return `${what} within ${formatElapsed(result.timeoutMs)} (last /_health: ${describeProbe(result.last)})`
+}
+
+/** The failure, the services that are not ready with their last log lines, and the doctor's findings. */
+async function reportFailure(
+  cfg: Config,
+  result: Extract<StartResult, { ok: false }>,
+  ctx: { startedAt: Date; services: StackServices },
+): Promise<void> {
+  warn(`up: ${failureLine(result)}`)
+  for (const line of await describeStuckServices(cfg, result.expected, ctx.services.oneShot)) warn(line)
+  // Likely causes and fixes from the doctor's catalog; pre-flight already passed.
   try {
-    // Services the ordered start has not reached yet are not problems.
-    const notStarted = new Set(ctx.enabledServices.filter((s) => !result.expected.includes(s)))
+    // Services the ordered start has not reached yet are not problems; after /_health, only the failing ones are.
+    const concerned = new Set([
+      ...(result.phase === 'services' ? (result.problems ?? []).map((p) => p.service) : result.expected),
+      'docker',
+      'host',
+    ])
     const findings = (await analyse(cfg, { preflight: false, since: ctx.startedAt.toISOString() })).filter(
-      (f) => !notStarted.has(f.service),
+      (f) => concerned.has(f.service),
     )
     if (findings.length) for (const line of formatFindings(findings).split('\n')) warn(line)
   } catch (e) {
@@ -141,6 +161,7 @@ async function main(flags: Flags<typeof spec.flags>): Promise<number> {
   const envFile = envFilePath({ root, envFile: flags['env-file'] })
   const flagTimeoutMs = flags.timeout ? parseDuration(flags.timeout, '--timeout') : undefined
   const retryBackoffMs = parseDuration(flags['retry-backoff'] ?? '5s', '--retry-backoff')
+  const settleMs = parseDuration(flags.settle ?? '15s', '--settle')
   const accept = flags['accept-new-secrets']
 
   // 1. Validate what is there (exit 2 before anything is written).
@@ -167,18 +188,22 @@ async function main(flags: Flags<typeof spec.flags>): Promise<number> {
     const startedAt = new Date()
     const prepared = await prepareStack(cfg, { geoip: !flags['no-geoip'], log: say })
     for (const notice of prepared.notices) say(notice)
+    for (const line of prepared.switchedOff) say(`switched off: ${line}`)
 
+    const services = await stackServices(cfg.stackDir)
+    // From the first start on, the data is written with these secrets.
+    recordSecretFingerprints(cfg)
     const result = await startStack(cfg, {
-      enabledServices: prepared.enabledServices,
+      services,
       log: say,
       healthTimeoutMs: flagTimeoutMs ?? cfg.healthTimeoutMs,
       retryBackoffMs,
+      settleMs,
     })
     if (!result.ok) {
-      await reportTimeout(cfg, result, { startedAt, enabledServices: prepared.enabledServices })
+      await reportFailure(cfg, result, { startedAt, services })
       return 1
     }
-    recordSecretFingerprints(cfg)
     say(`PostHog is healthy: http://127.0.0.1:${cfg.proxyPort} (health: ${healthUrl(cfg.proxyPort)})`)
     if (cfg.domain === 'localhost')
       say('Local use only. To go public: set DOMAIN in .env, then follow "Go public" in README.md')

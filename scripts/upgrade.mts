@@ -8,7 +8,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { checkoutCommit, displayPath, takeBackup } from '../lib/backup.mts'
 import { type Flags, parseDuration, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
-import { compose } from '../lib/docker.mts'
+import { compose, stackServices } from '../lib/docker.mts'
 import {
   assertSecretsUnchanged,
   type Config,
@@ -23,6 +23,7 @@ import { describeProbe, formatElapsed, healthUrl, isHealthy, pollHealth } from '
 import { acquireLock } from '../lib/lock.mts'
 import { type PrepareResult, prepareStack } from '../lib/prepare.mts'
 import {
+  DEFAULT_SETTLE_MS,
   describeStuckServices,
   stackLockDir,
   startEverything,
@@ -30,6 +31,7 @@ import {
   startWebAlone,
   waitForHealthy,
   waitForMigrations,
+  waitForServices,
 } from '../lib/startup.mts'
 import {
   appendUpgradeLog,
@@ -262,11 +264,8 @@ async function switchAndMigrate(ctx: Context, j: UpgradeJournal): Promise<void> 
   } catch (e) {
     throw new StepFailure('prepare', (e as Error).message)
   }
-  const startOpts = {
-    enabledServices: prepared.enabledServices,
-    log: say,
-    retryBackoffMs: ctx.retryBackoffMs,
-  }
+  const services = await stackServices(cfg.stackDir)
+  const startOpts = { services, log: say, retryBackoffMs: ctx.retryBackoffMs }
 
   journalFor(ctx, base, 'migrating')
   const compose_ = readStackFile(cfg.stackDir, 'docker-compose.yml')
@@ -302,12 +301,19 @@ async function switchAndMigrate(ctx: Context, j: UpgradeJournal): Promise<void> 
   const left = Math.max(1000, ctx.timeoutMs - (Date.now() - started))
   const healthy = await waitForHealthy(cfg, { ...startOpts, timeoutMs: left })
   if (!healthy.ok) {
-    for (const line of await describeStuckServices(cfg, prepared.enabledServices)) warn(line)
+    for (const line of await describeStuckServices(cfg, services.expected, services.oneShot)) warn(line)
     throw new StepFailure(
       'health',
       `PostHog ${j.to} did not become healthy within ${formatElapsed(ctx.timeoutMs)} (last /_health: ${describeProbe(healthy.last)})`,
     )
   }
+  const settled = await waitForServices(cfg, {
+    ...services,
+    settleMs: DEFAULT_SETTLE_MS,
+    timeoutMs: Math.max(DEFAULT_SETTLE_MS + 1000, ctx.timeoutMs - (Date.now() - started)),
+  })
+  if (!settled.ok)
+    throw new StepFailure('services', settled.problems.map((p) => `${p.service} ${p.text}`).join('; '))
 }
 
 function succeed(ctx: Context, j: UpgradeJournal, note = ''): number {
@@ -336,21 +342,16 @@ async function rollback(
   // The checkout goes back to the exact commit it was at: a branch such as `latest` may have moved
   // on since. Its generated files (STACK_DIR/.env with the image tag) come from the snapshot.
   const checkoutAt = j.fromCommit && hasSnapshot(cfg.stackDir) ? j.fromCommit : j.from
-  let enabled: string[] | undefined
   try {
-    enabled = (await prepareStack(withTag(cfg, checkoutAt), { geoip: false, log: quiet })).enabledServices
+    await prepareStack(withTag(cfg, checkoutAt), { geoip: false, log: quiet })
   } catch (e) {
     warn(
       `could not move the PostHog checkout back to ${j.from} (${(e as Error).message}); using the saved files`,
     )
   }
   if (hasSnapshot(cfg.stackDir)) restoreSnapshot(cfg.stackDir)
-  if (!enabled) {
-    const out = await compose(cfg.stackDir, ['config', '--services'], { timeout: '60s', nothrow: true })
-    enabled = out.stdout.split('\n').filter((s) => s && !cfg.disabledServices.includes(s))
-  }
   const result = await startStack(cfg, {
-    enabledServices: enabled,
+    services: await stackServices(cfg.stackDir),
     log: say,
     healthTimeoutMs: ctx.timeoutMs,
     retryBackoffMs: ctx.retryBackoffMs,

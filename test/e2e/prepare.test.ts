@@ -1,5 +1,6 @@
 // scripts/prepare.mts as a black box: a generated PostHog-like repository served over real smart
 // HTTP on 127.0.0.1, the script spawned as users run it, files, modes, objects and output checked.
+
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import http from 'node:http'
@@ -9,6 +10,7 @@ import path from 'node:path'
 import { brotliCompressSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseEnvText } from '../../lib/env.mts'
+import { expectSafeStack, loadStack } from '../helpers/compose-model.ts'
 import {
   git,
   makePosthogRepo,
@@ -138,8 +140,11 @@ describe.each(['precise', 'sparse'] as const)('prepare, fetching the %s way', (m
     expect(r.stderr).toBe('')
     expect(r.code).toBe(0)
     expect(r.stdout).toMatch(/created .*\.env/)
-    expect(r.stdout).toMatch(/prepared \(PostHog v1 at [0-9a-f]{12}, 32 of 38 services enabled\)/)
-    expect(r.stdout).toContain('notice: cyclotron-janitor is not defined by this compose file; skipped')
+    expect(r.stdout).toMatch(/prepared \(PostHog v1 at [0-9a-f]{12}, 22 of 27 services enabled\)/)
+    expect(r.stdout).toMatch(
+      /^switched off: live-events off \(livestream; saves about 30 MiB\): no live events/m,
+    )
+    expect(r.stdout).toMatch(/^switched off: error-tracking off \(cymbal, cymbal-resolution;/m)
     expect(r.stdout).toMatch(/notice: GeoLite2 download from .* failed/)
     expectNoSecrets(dir, r)
     // At most 8 HTTP round trips for the whole fetch.
@@ -185,11 +190,26 @@ describe.each(['precise', 'sparse'] as const)('prepare, fetching the %s way', (m
     expect(fs.existsSync(path.join(checkout, 'posthog/idl/nested/schema.json'))).toBe(true)
     expect(fs.existsSync(path.join(checkout, 'rust'))).toBe(true)
     expect(fs.readdirSync(path.join(checkout, 'rust'))).toEqual([])
+    const model = loadStack(stack)
+    if (model)
+      expectSafeStack(model, {
+        proxyPort: 18000,
+        enabled: ['web', 'worker', 'proxy', 'property-defs-rs', 'replay-capture'],
+        disabled: ['livestream', 'cymbal', 'cymbal-resolution', 'temporal-ui', 'temporal-admin-tools'],
+        memoryLimits: { clickhouse: 2 * 1024 ** 3, elasticsearch: 512 * 1024 ** 2 },
+      })
   })
 
   it('changes nothing on a re-run, says so, and never touches docker-compose.local.yml', async () => {
     const local = path.join(stack, 'docker-compose.local.yml')
     fs.writeFileSync(local, 'services:\n  web:\n    environment:\n      MINE: "1"\n')
+    // The first run after it appears adds it to COMPOSE_FILE, so hand-run compose commands use it too.
+    const first = await run(dir)
+    expect(first.stdout).toMatch(/; changed: \.env\n/)
+    expect(fs.readFileSync(path.join(stack, '.env'), 'utf8')).toContain(
+      'COMPOSE_FILE=docker-compose.yml:docker-compose.override.yml:docker-compose.local.yml\n',
+    )
+    expect(loadStack(stack)?.services.web?.environment?.MINE ?? '1').toBe('1')
     const before = mtimes(stack)
     const r = await run(dir)
     expect(r.code).toBe(0)
@@ -358,7 +378,7 @@ describe('prepare', () => {
     const d = project('refuse')
     const r = await run(d, ['--no-geoip'], { DISABLED_SERVICES: 'web' })
     expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(/DISABLED_SERVICES names web/)
+    expect(r.stderr).toMatch(/DISABLED_SERVICES switches off web, which PostHog cannot run without/)
     expect(fs.existsSync(path.join(d, 'stack', 'docker-compose.override.yml'))).toBe(false)
     expectNoSecrets(d, r)
   })

@@ -4,8 +4,10 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { scratchDir } from '../helpers/common.ts'
+import { fakeDockerStateFile, scratchDir } from '../helpers/common.ts'
+import { expectSafeStack, loadStack } from '../helpers/compose-model.ts'
 import { makePosthogRepo, type RepoServer, serveRepo } from '../helpers/fixture-repo.ts'
+import { COMPOSE_CONFIG, needShared } from '../helpers/shared.ts'
 import {
   type HealthServer,
   healthServer,
@@ -37,6 +39,8 @@ const GiB = 1024 ** 3
 
 let repoDir: string
 let repo: RepoServer
+/** The same kind of repository with an older PostHog's compose files (no env_file, MinIO, ...). */
+let oldRepo: RepoServer
 /** Every project and health server made, cleaned up at the end (tests run concurrently). */
 const cleanups: (() => unknown)[] = []
 
@@ -44,10 +48,13 @@ beforeAll(async () => {
   repoDir = scratchDir('up-repo-')
   makePosthogRepo(path.join(repoDir, 'posthog.git'), { commits: 3, unrelatedFiles: 20 })
   repo = await serveRepo(path.join(repoDir, 'posthog.git'))
+  makePosthogRepo(path.join(repoDir, 'old.git'), { commits: 3, unrelatedFiles: 20, compose: 'old' })
+  oldRepo = await serveRepo(path.join(repoDir, 'old.git'))
 })
 afterAll(async () => {
   for (const c of cleanups) await c()
   await repo?.close()
+  await oldRepo?.close()
   fs.rmSync(repoDir, { recursive: true, force: true })
 })
 
@@ -61,7 +68,7 @@ function stackScenario(extra: object = {}) {
 
 /** A project whose .env (or environment, without .env) points at the served repo and a health stand-in. */
 async function setup(
-  opts: { withEnv?: boolean; scenario?: object; mode?: typeof usualStart } = {},
+  opts: { withEnv?: boolean; scenario?: object; mode?: typeof usualStart; realCompose?: boolean } = {},
 ): Promise<Project & { health: HealthServer }> {
   const p = makeProject({ withEnv: opts.withEnv === false ? false : {} })
   const health = await healthServer(p, opts.mode ?? usualStart)
@@ -72,6 +79,10 @@ async function setup(
   p.env.POSTHOG_REPO_URL = repo.url
   p.env.POSTHOG_PROXY_HTTP_PORT = String(health.port)
   p.env.HOMELAB_RETRY_BACKOFF = '10ms'
+  p.env.HOMELAB_SETTLE = '300ms'
+  p.env.HOMELAB_FETCH_MODE = 'sparse'
+  // The fake docker loads the project with the real Compose loader, as docker compose does.
+  if (opts.realCompose && COMPOSE_CONFIG) p.env.FAKE_COMPOSE_CONFIG = COMPOSE_CONFIG
   p.scenario(opts.scenario ?? stackScenario())
   return Object.assign(p, { health })
 }
@@ -283,3 +294,120 @@ describe.concurrent('up: the ordered start', () => {
     expect(secretsIn(res, p)).toEqual([])
   })
 })
+
+/** What the fake docker created and pulled (its state file). */
+function fakeState(p: Project): { created?: string[]; pulled?: string[] } {
+  return JSON.parse(fs.readFileSync(fakeDockerStateFile(p.scenarioFile), 'utf8'))
+}
+
+describe.concurrent('up: healthy means the whole stack', () => {
+  it("fails when /_health answers ok but a service crash-loops, with the doctor's findings for it", async () => {
+    const p = await setup({
+      scenario: stackScenario({
+        services: {
+          ...stackScenario().services,
+          plugins: { state: 'created', onStart: { state: 'restarting', exitCode: 1, restartCount: 5 } },
+        },
+        logs: { plugins: ['Error: connect ECONNREFUSED 127.0.0.1:6379'] },
+      }),
+    })
+    const res = await runScript('up', ['--no-geoip'], p)
+    expect(res.code, res.stdout).toBe(1)
+    expect(res.stderr).toMatch(
+      /^up: \/_health answers ok, but not every service runs: plugins keeps restarting \(5 restarts, last exit 1\)$/m,
+    )
+    expect(res.stderr).toContain('Error: connect ECONNREFUSED 127.0.0.1:6379')
+    expect(res.stderr).toMatch(/\[plugins\] a Node service tries Redis on 127\.0\.0\.1/)
+    expect(res.stderr).not.toMatch(/\[web\]/)
+    expect(fs.existsSync(path.join(p.stackDir, 'secrets.sha256.json'))).toBe(true)
+    expect(secretsIn(res, p)).toEqual([])
+  })
+
+  it('waits for a service whose healthcheck is still starting, and fails one that turns unhealthy', async () => {
+    const p = await setup({
+      scenario: stackScenario({
+        services: {
+          ...stackScenario().services,
+          clickhouse: { state: 'created', onStart: { health: 'starting' } },
+        },
+        rules: [
+          {
+            match: '^inspect ',
+            times: 2,
+            setState: { clickhouse: { state: 'running', health: 'unhealthy' } },
+          },
+        ],
+      }),
+    })
+    const res = await runScript('up', ['--no-geoip'], p)
+    expect(res.code, res.stdout).toBe(1)
+    expect(res.stderr).toMatch(/not every service runs: clickhouse is running but unhealthy/)
+  })
+
+  it('refuses to start the existing volumes with secrets this STACK_DIR has no record of (exit 2)', async () => {
+    const p = await setup({
+      withEnv: false,
+      scenario: stackScenario({ volumes: ['postgres-data', 'clickhouse-data'] }),
+    })
+    const refused = await runScript('up', ['--no-geoip'], p)
+    expect(refused.code).toBe(2)
+    expect(oneLine(refused.stderr)).toBe(true)
+    expect(refused.stderr).toMatch(
+      /Docker already has this stack's volumes \(posthog_clickhouse-data, posthog_postgres-data\), but .* no record of the secrets/,
+    )
+    expect(fs.existsSync(p.envFile)).toBe(false)
+    expect(ups(p)).toEqual([])
+    const accepted = await runScript('up', ['--no-geoip', '--accept-new-secrets'], p)
+    expect(accepted.code, accepted.stderr).toBe(0)
+  })
+})
+
+describe.skipIf(!needShared('tools/linux-amd64/compose-config', "up's checks with the real Compose loader"))(
+  'up with the real Compose loader behind the fake docker',
+  () => {
+    it('runs the enabled services only: switched-off ones are neither pulled nor created; hand-run compose finds the stack', async () => {
+      const p = await setup({ realCompose: true })
+      const res = await runScript('up', ['--no-geoip'], p)
+      expect(res.code, res.stderr).toBe(0)
+      expect(res.stderr).toBe('')
+      expect(ups(p).at(-1)).toBe('--no-build')
+      const created = fakeState(p).created ?? []
+      expect(created).toEqual(
+        expect.arrayContaining(['web', 'worker', 'plugins', 'property-defs-rs', 'replay-capture']),
+      )
+      for (const off of [
+        'livestream',
+        'cymbal',
+        'cymbal-resolution',
+        'temporal-ui',
+        'temporal-admin-tools',
+        'asyncmigrationscheck',
+      ])
+        expect(created, off).not.toContain(off)
+      expect(res.stdout).toMatch(/^switched off: live-events off/m)
+      const stackEnv = fs.readFileSync(path.join(p.stackDir, '.env'), 'utf8')
+      expect(stackEnv).toMatch(/^COMPOSE_PROJECT_NAME=posthog$/m)
+      expect(stackEnv).toMatch(/^COMPOSE_FILE=docker-compose\.yml:docker-compose\.override\.yml$/m)
+      expectSafeStack(loadStack(p.stackDir)!, {
+        proxyPort: p.health.port,
+        disabled: ['livestream', 'cymbal'],
+      })
+    })
+
+    it('runs an older PostHog (no env_file, MinIO, redis + redis7) with every port on 127.0.0.1', async () => {
+      const p = await setup({ realCompose: true })
+      p.env.POSTHOG_REPO_URL = oldRepo.url
+      const res = await runScript('up', ['--no-geoip'], p)
+      expect(res.code, res.stderr).toBe(0)
+      expect(fs.existsSync(path.join(p.stackDir, '.env.services'))).toBe(false)
+      expect(fakeState(p).created).toEqual(
+        expect.arrayContaining(['redis', 'redis7', 'cyclotron-janitor', 'objectstorage']),
+      )
+      expectSafeStack(loadStack(p.stackDir)!, {
+        proxyPort: p.health.port,
+        enabled: ['redis', 'cyclotron-janitor'],
+        disabled: ['livestream', 'temporal-ui'],
+      })
+    })
+  },
+)

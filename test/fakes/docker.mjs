@@ -17,7 +17,10 @@
 //   daemon: false                 -> `docker info` fails like a stopped daemon
 //   composeVersion: "2.29.7" | null (null: no compose plugin)
 //   memTotal (bytes), ncpu, dockerRootDir, serverVersion
-//   services: { name: { state, health, exitCode, restartCount, oomKilled, image } }
+//   services: { name: { state, health, exitCode, restartCount, oomKilled, image, onStart } }
+//                                onStart: what `up`/`start`/`restart` makes of it instead of running,
+//                                e.g. { state: 'restarting', exitCode: 1, restartCount: 5 } (a crash loop)
+//   volumes: ["postgres-data", ...]  the project's volumes; default: two, once a service ran or was created
 //   startOnUp: true               -> `compose up -d [svc...]` marks those services running/healthy
 //   logs: { service: ["line", ...] }
 //   pgForward: { host, port, binDir }  -> `compose exec -T db pg_dump|pg_restore|psql` run for real
@@ -229,11 +232,18 @@ async function realLoader(extra) {
 
 // docker compose loads (and validates) the project before every subcommand but `version`.
 let modelServices
+const oneShots = new Set()
 if (norm[0] === 'compose' && norm[1] !== 'version' && process.env.FAKE_COMPOSE_CONFIG && scenario.daemon !== false) {
-  const loaded = await realLoader(['--services'])
+  const loaded = await realLoader(['--format', 'json'])
   if (loaded.status !== 0) fail(loaded.stderr || `compose-config exited ${loaded.status}`, loaded.status === 15 ? 15 : 1)
   if (loaded.stderr && norm[1] !== 'config') process.stderr.write(loaded.stderr)
-  modelServices = loaded.stdout.split('\n').filter(Boolean)
+  // Services Compose creates: enabled by the active profiles, and not scaled to 0.
+  const model = JSON.parse(loaded.stdout).services ?? {}
+  modelServices = Object.keys(model).filter((n) => model[n]?.deploy?.replicas !== 0)
+  // A service others wait for to complete (kafka-init) runs once: started, it finishes with exit 0.
+  for (const svcModel of Object.values(model))
+    for (const [dep, d] of Object.entries(svcModel?.depends_on ?? {}))
+      if (d?.condition === 'service_completed_successfully') oneShots.add(dep)
 }
 
 const [cmd, ...rest] = norm
@@ -291,7 +301,14 @@ switch (cmd) {
         const names = selectedServices(args.filter((a, i) => !['--timeout', '-t', '--wait-timeout', '--pull'].includes(args[i - 1])))
         if (sub === 'up') state.created = [...new Set([...(state.created ?? []), ...names])]
         if (scenario.startOnUp !== false)
-          for (const n of names) state.services[n] = { ...svc(n), state: 'running', exitCode: 0, health: svc(n).health ? 'healthy' : '' }
+          for (const n of names)
+            state.services[n] = {
+              ...svc(n),
+              state: oneShots.has(n) ? 'exited' : 'running',
+              exitCode: 0,
+              health: svc(n).health ? 'healthy' : '',
+              ...(svc(n).onStart ?? {}),
+            }
         saveState()
         break
       }
@@ -401,8 +418,10 @@ switch (cmd) {
   case 'volume': {
     needDaemon()
     // `docker volume ls --quiet --filter label=com.docker.compose.project=posthog`: one name a line.
-    if (rest[0] === 'ls' && !state.volumesRemoved)
-      out((scenario.volumes ?? ['postgres-data', 'clickhouse-data']).map((v) => `${PROJECT}_${v}`).join('\n'))
+    // The project's volumes: the scenario's, or (by default) once the stack has run or been created.
+    const ran = (state.created ?? []).length > 0 || Object.values(scenario.services ?? {}).some((s) => (s.state ?? 'running') !== 'created')
+    const volumes = scenario.volumes ?? (ran ? ['postgres-data', 'clickhouse-data'] : [])
+    if (rest[0] === 'ls' && !state.volumesRemoved) out(volumes.map((v) => `${PROJECT}_${v}`).join('\n'))
     break
   }
   case 'system': {

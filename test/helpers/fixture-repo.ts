@@ -5,10 +5,11 @@
 //
 //   const repo = makePosthogRepo(dir, { commits: 30, unrelatedFiles: 2000 })
 //     -> { dir, head, commits[], tags: { v1, v2 }, branch: 'main', mountedFiles[] }
-//     A bare repository at `dir` with the real compose files of ../shared/fixtures/posthog at its
-//     root, an `.env.services`, every path the compose files bind-mount from ./posthog/ (files, and
-//     directories holding a few files), a `rust/` build context with many files, and many unrelated
-//     files and commits. Tag `v1` points at the middle commit, `v2` (== main) at the last one;
+//     A bare repository at `dir` with a hobby compose pair at its root (test/helpers/hobby-fixture.ts,
+//     the current shape unless `compose` says 'old', or PostHog's own files from ../shared with
+//     'upstream'), its env_file where the shape has one, every path the compose files bind-mount from
+//     ./posthog/ (files, and directories holding a few files), a `rust/` build context with many
+//     files, and many unrelated files and commits. Tag `v1` points at the middle commit, `v2` (== main) at the last one;
 //     `docker/kafka/topics.txt` differs between them. Built with `git fast-import` (fast).
 //   addCommit(repo.dir, { 'path': 'content' | null }, 'message', { tag?: 'v3' }) -> new commit sha on main
 //   const server = await serveRepo(repo.dir)
@@ -20,8 +21,8 @@ import fs from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import path from 'node:path'
-
-export const FIXTURES = path.resolve(process.cwd(), '../shared/fixtures/posthog')
+import { type HobbyShape, hobbyFiles } from './hobby-fixture.ts'
+import { UPSTREAM_POSTHOG } from './shared.ts'
 
 export interface PosthogRepoOptions {
   /** Number of commits on main (at least 2). */
@@ -32,6 +33,8 @@ export interface PosthogRepoOptions {
   filesPerCommit?: number
   /** Directory inside the repository holding the compose files (default: the root). */
   composeDir?: string
+  /** Which compose pair: the tests' own current (default) or old shape, or PostHog's own (needs ../shared). */
+  compose?: HobbyShape | 'upstream'
   /** Average size of an unrelated file in bytes (the uniform profile). */
   fileSize?: number
   /**
@@ -76,9 +79,16 @@ export function git(args: string[], opts: { cwd?: string; input?: string | Buffe
 }
 
 /** Files (path → content) the compose files need besides themselves: mounted files and directory contents. */
-export function mountedContent(version: 1 | 2): Record<string, string> {
+export function mountedContent(
+  version: 1 | 2,
+  compose: PosthogRepoOptions['compose'] = 'current',
+): Record<string, string> {
   return {
-    '.env.services': 'DATABASE_URL=postgres://posthog:posthog@db:5432/posthog\nIS_BEHIND_PROXY=true\n',
+    ...(compose === 'old'
+      ? {}
+      : {
+          '.env.services': 'DATABASE_URL=postgres://posthog:posthog@db:5432/posthog\nIS_BEHIND_PROXY=true\n',
+        }),
     'posthog/idl/events.json': '{"events": []}\n',
     'posthog/idl/nested/schema.json': '{"schema": 1}\n',
     'posthog/user_scripts/aggregate.py': 'print("hello")\n',
@@ -216,17 +226,19 @@ class FastImport {
   }
 }
 
-function composeFiles(composeDir: string): Record<string, string> {
+function composeFiles(
+  composeDir: string,
+  compose: PosthogRepoOptions['compose'] = 'current',
+): Record<string, string> {
   const prefix = composeDir ? `${composeDir.replace(/\/$/, '')}/` : ''
+  const read = (f: string) => {
+    if (compose !== 'upstream') return hobbyFiles(compose)[f]!
+    if (!UPSTREAM_POSTHOG) throw new Error("compose: 'upstream' needs ../shared/fixtures/posthog")
+    return fs.readFileSync(path.join(UPSTREAM_POSTHOG, f), 'utf8')
+  }
   return {
-    [`${prefix}docker-compose.base.yml`]: fs.readFileSync(
-      path.join(FIXTURES, 'docker-compose.base.yml'),
-      'utf8',
-    ),
-    [`${prefix}docker-compose.hobby.yml`]: fs.readFileSync(
-      path.join(FIXTURES, 'docker-compose.hobby.yml'),
-      'utf8',
-    ),
+    [`${prefix}docker-compose.base.yml`]: read('docker-compose.base.yml'),
+    [`${prefix}docker-compose.hobby.yml`]: read('docker-compose.hobby.yml'),
   }
 }
 
@@ -247,8 +259,8 @@ export function makePosthogRepo(dir: string, opts: PosthogRepoOptions = {}): Pos
 
   const fi = new FastImport()
   const first: Record<string, string> = {
-    ...composeFiles(opts.composeDir ?? ''),
-    ...mountedContent(1),
+    ...composeFiles(opts.composeDir ?? '', opts.compose),
+    ...mountedContent(1, opts.compose),
     ...UNNEEDED_SIBLINGS,
   }
   for (let i = 0; i < unrelated; i++) first[unrelatedPath(i)] = content(i, 0)
@@ -284,7 +296,7 @@ export function makePosthogRepo(dir: string, opts: PosthogRepoOptions = {}): Pos
     neededFiles: [
       'docker-compose.base.yml',
       'docker-compose.hobby.yml',
-      ...Object.keys(mountedContent(1)).sort(),
+      ...Object.keys(mountedContent(1, opts.compose)).sort(),
     ],
   }
 }
@@ -402,12 +414,10 @@ export async function serveRepo(repoDir: string): Promise<RepoServer> {
 
 /** Stable key for caching a generated repository by its parameters. */
 export function repoCacheKey(opts: PosthogRepoOptions): string {
-  const fixtures = ['docker-compose.base.yml', 'docker-compose.hobby.yml'].map((f) =>
-    fs.readFileSync(path.join(FIXTURES, f)),
-  )
+  const compose = Object.values(composeFiles(opts.composeDir ?? '', opts.compose)).join('\n')
   return createHash('sha256')
     .update(JSON.stringify(opts))
-    .update(Buffer.concat(fixtures))
+    .update(compose)
     .update(fs.readFileSync(new URL(import.meta.url)))
     .digest('hex')
     .slice(0, 16)

@@ -22,9 +22,7 @@ const SALT = 's'.repeat(32)
 const TOKEN = 't'.repeat(48)
 
 /** A project folder with .env.example and, unless `env` is undefined, a .env. */
-function project(
-  env: string | null = `POSTHOG_SECRET=${SECRET}\nENCRYPTION_SALT_KEYS=${SALT}\n`,
-): string {
+function project(env: string | null = `POSTHOG_SECRET=${SECRET}\nENCRYPTION_SALT_KEYS=${SALT}\n`): string {
   const dir = scratchDir('env-secrets-')
   fs.copyFileSync(path.resolve('.env.example'), path.join(dir, '.env.example'))
   if (env !== null) fs.writeFileSync(path.join(dir, '.env'), env, { mode: 0o600 })

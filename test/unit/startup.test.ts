@@ -1,26 +1,19 @@
-import { describe, expect, it } from 'vitest'
-import type { ComposePsEntry } from '../../lib/docker.mts'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import type { ContainerInfo } from '../../lib/containers.mts'
+import { servicesFromModel } from '../../lib/docker.mts'
 import { startProgress } from '../../lib/health.mts'
-import {
-  dataStoreServices,
-  findStuckServices,
-  type InspectEntry,
-  stackLockDir,
-  webAloneServices,
-} from '../../lib/startup.mts'
+import { dataStoreServices, serviceReadiness, stackLockDir, webAloneServices } from '../../lib/startup.mts'
 
-const ps = (Service: string, State: string, ExitCode = 0, Health = ''): ComposePsEntry => ({
-  Name: `posthog-${Service}-1`,
-  Service,
-  State,
-  Status: '',
-  Health,
-  ExitCode,
-})
-const inspect = (service: string, RestartCount: number, OOMKilled = false, ExitCode = 0): InspectEntry => ({
-  Name: `/posthog-${service}-1`,
-  RestartCount,
-  State: { OOMKilled, ExitCode },
+const c = (service: string, state: string, more: Partial<ContainerInfo> = {}): ContainerInfo => ({
+  service,
+  name: `posthog-${service}-1`,
+  state,
+  exitCode: 0,
+  health: '',
+  restartCount: 0,
+  oomKilled: false,
+  id: `id-${service}`,
+  ...more,
 })
 
 describe('phases', () => {
@@ -40,40 +33,89 @@ describe('phases', () => {
   })
 })
 
-describe('findStuckServices', () => {
-  it('names services that are missing, exited, restarting, crash-looping or unhealthy', () => {
-    const stuck = findStuckServices(
-      ['db', 'web', 'plugins', 'worker', 'clickhouse', 'kafka-init', 'feature-flags', 'capture'],
+describe('serviceReadiness: healthy means the whole stack', () => {
+  const expected = ['db', 'web', 'plugins', 'worker', 'clickhouse', 'kafka-init', 'feature-flags', 'capture']
+  it('fails services that are missing, exited, restarting, OOM-killed or unhealthy', () => {
+    const r = serviceReadiness(
+      expected,
+      ['kafka-init'],
       [
-        ps('db', 'running'),
-        ps('web', 'running'),
-        ps('plugins', 'restarting', 1),
-        ps('clickhouse', 'exited', 137),
-        ps('kafka-init', 'exited', 0),
-        ps('feature-flags', 'running', 0, 'unhealthy'),
+        c('db', 'running', { health: 'healthy' }),
+        c('web', 'running'),
+        c('plugins', 'restarting', { exitCode: 1, restartCount: 7 }),
+        c('clickhouse', 'exited', { exitCode: 137, oomKilled: true }),
+        c('kafka-init', 'exited'),
+        c('feature-flags', 'running', { health: 'unhealthy' }),
       ],
-      [inspect('web', 3), inspect('plugins', 7), inspect('clickhouse', 0, true, 137)],
     )
-    expect(stuck).toEqual([
-      { service: 'web', problem: 'keeps restarting (3 restarts, last exit 0)' },
-      { service: 'plugins', problem: 'keeps restarting (7 restarts, last exit 0)' },
-      { service: 'worker', problem: 'has no container' },
-      { service: 'clickhouse', problem: 'exited with code 137, OOM-killed' },
-      { service: 'feature-flags', problem: 'is running but unhealthy' },
-      { service: 'capture', problem: 'has no container' },
+    expect(r.filter((x) => x.readiness === 'failed')).toEqual([
+      { service: 'plugins', readiness: 'failed', text: 'keeps restarting (7 restarts, last exit 1)' },
+      { service: 'worker', readiness: 'failed', text: 'has no container' },
+      { service: 'clickhouse', readiness: 'failed', text: 'exited with code 137, OOM-killed' },
+      { service: 'feature-flags', readiness: 'failed', text: 'is running but unhealthy' },
+      { service: 'capture', readiness: 'failed', text: 'has no container' },
+    ])
+    expect(r.filter((x) => x.readiness === 'ready').map((x) => x.service)).toEqual([
+      'db',
+      'web',
+      'kafka-init',
     ])
   })
-  it('accepts one-shot services that finished or never ran', () => {
+  it('waits for a healthcheck still starting, a created container and a one-shot still running', () => {
+    const r = serviceReadiness(
+      ['db', 'web', 'kafka-init'],
+      ['kafka-init'],
+      [c('db', 'running', { health: 'starting' }), c('web', 'created'), c('kafka-init', 'running')],
+    )
+    expect(r.map((x) => x.readiness)).toEqual(['pending', 'pending', 'pending'])
+  })
+  it('fails a one-shot that exited non-zero, and any other service that exited 0', () => {
+    const r = serviceReadiness(
+      ['kafka-init', 'web'],
+      ['kafka-init'],
+      [c('kafka-init', 'exited', { exitCode: 1 }), c('web', 'exited')],
+    )
+    expect(r.map((x) => x.text)).toEqual(['exited with code 1', 'exited with code 0'])
+  })
+  it('fails a container that restarted while settling (same container, higher count)', () => {
+    const before = { plugins: { id: 'id-plugins', count: 2 } }
+    const [again] = serviceReadiness(['plugins'], [], [c('plugins', 'running', { restartCount: 3 })], before)
+    expect(again).toEqual({
+      service: 'plugins',
+      readiness: 'failed',
+      text: 'restarted 1 times while settling',
+    })
+    const [fresh] = serviceReadiness(
+      ['plugins'],
+      [],
+      [c('plugins', 'running', { restartCount: 0, id: 'new' })],
+      before,
+    )
+    expect(fresh?.readiness).toBe('ready')
+  })
+})
+
+describe('servicesFromModel', () => {
+  it('expects every service of the merged model but replicas 0, one-shots by their dependants', () => {
     expect(
-      findStuckServices(['kafka-init', 'asyncmigrationscheck'], [ps('kafka-init', 'exited', 0)], []),
-    ).toEqual([])
-    expect(findStuckServices(['kafka-init'], [ps('kafka-init', 'exited', 1)], [])).toEqual([
-      { service: 'kafka-init', problem: 'exited with code 1' },
-    ])
+      servicesFromModel({
+        web: { depends_on: { db: { condition: 'service_healthy' } } },
+        db: {},
+        'kafka-init': {},
+        'property-defs-rs': { depends_on: { 'kafka-init': { condition: 'service_completed_successfully' } } },
+        asyncmigrationscheck: { deploy: { replicas: 0 } },
+      }),
+    ).toEqual({ expected: ['db', 'kafka-init', 'property-defs-rs', 'web'], oneShot: ['kafka-init'] })
   })
 })
 
 describe('startProgress', () => {
+  beforeEach(() => {
+    vi.useFakeTimers()
+  })
+  afterEach(() => {
+    vi.useRealTimers()
+  })
   function stream(isTTY: boolean) {
     const chunks: string[] = []
     return {
@@ -83,25 +125,24 @@ describe('startProgress', () => {
   }
   const snapshot = () => ({ label: 'waiting for PostHog', elapsedMs: 61_000, running: 3, total: 9 })
 
-  it('rewrites one live line on a TTY and clears it at the end', async () => {
+  it('rewrites one live line on a TTY and clears it at the end', () => {
     const { chunks, s } = stream(true)
     const stop = startProgress({ stream: s, snapshot, liveEveryMs: 20 })
-    await new Promise((r) => setTimeout(r, 70))
+    vi.advanceTimersByTime(40)
     stop()
-    expect(chunks.length).toBeGreaterThanOrEqual(3)
+    expect(chunks).toHaveLength(4)
     expect(chunks[0]).toBe('\r\x1b[2Kwaiting for PostHog: 1m01s, 3/9 containers running')
     expect(chunks.at(-1)).toBe('\r\x1b[2K')
     expect(chunks.join('')).not.toContain('\n')
   })
 
-  it('prints plain lines at the plain interval without a TTY', async () => {
+  it('prints plain lines at the plain interval without a TTY', () => {
     const { chunks, s } = stream(false)
     const stop = startProgress({ stream: s, snapshot, plainEveryMs: 30 })
-    await new Promise((r) => setTimeout(r, 10))
+    vi.advanceTimersByTime(29)
     expect(chunks).toEqual([]) // nothing before the first interval
-    await new Promise((r) => setTimeout(r, 60))
+    vi.advanceTimersByTime(1)
     stop()
-    expect(chunks.length).toBeGreaterThanOrEqual(1)
-    expect(chunks[0]).toBe('waiting for PostHog: 1m01s, 3/9 containers running\n')
+    expect(chunks).toEqual(['waiting for PostHog: 1m01s, 3/9 containers running\n'])
   })
 })
