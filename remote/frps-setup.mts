@@ -17,7 +17,7 @@ import {
   warn,
 } from '../lib/cli.mts'
 import { run } from '../lib/exec.mts'
-import { frpsToml } from '../lib/frp.mts'
+import { FRP_MIN_VERSION, frpsToml, frpTokenProblem, frpVersionProblem } from '../lib/frp.mts'
 import {
   applyService,
   detectServiceManager,
@@ -28,7 +28,7 @@ import {
 import { writeFileAtomic } from '../lib/fsutil.mts'
 import { installNginxSite, validateDomain, validatePort } from '../lib/nginx.mts'
 import { installFrp } from '../lib/release.mts'
-import { ensureTunnelIdentity } from '../lib/tunnel-identity.mts'
+import { ensureTunnelIdentity, identityPaths } from '../lib/tunnel-identity.mts'
 
 const spec = {
   usage:
@@ -151,12 +151,8 @@ function port(raw: string, name: string): number {
 
 function checkToken(token: string, source: string): string {
   registerSecret(token)
-  if (/\s/.test(token))
-    throw new UsageError(`the token from ${source} contains spaces: use FRP_TOKEN from the home .env`)
-  if (token.length < 32)
-    throw new UsageError(
-      `the token from ${source} is ${token.length} characters; it must be at least 32 (use FRP_TOKEN from the home .env)`,
-    )
+  const problem = frpTokenProblem(token)
+  if (problem) throw new UsageError(`the token from ${source} ${problem}: use FRP_TOKEN from the home .env`)
   return token
 }
 
@@ -187,8 +183,8 @@ function readOptions(flags: CliFlags): Options {
   const str = (k: keyof CliFlags) => (flags[k] as string | undefined) ?? ''
   if (!str('domain')) throw new UsageError('no domain: pass --domain posthog.example.com (or set DOMAIN)')
   const version = str('frp-version')
-  if (!/^\d+\.\d+\.\d+$/.test(version))
-    throw new UsageError(`--frp-version ${version} is not a version such as 0.70.1`)
+  const versionProblem = frpVersionProblem(version)
+  if (versionProblem) throw new UsageError(`--frp-version ${version} ${versionProblem}`)
   const bindAddr = str('bind-addr')
   if (!/^[\w.:-]+$/.test(bindAddr)) throw new UsageError(`--bind-addr ${bindAddr} is not an IP address`)
   if (!/^https?:\/\/\S+$/.test(str('release-base-url')))
@@ -303,6 +299,19 @@ async function main(flags: CliFlags): Promise<number> {
       'apt-get install -y nginx, then re-run',
     )
 
+  const tokenFile = path.join(o.configDir, 'frps.token')
+  const tlsDir = path.join(o.configDir, 'tls')
+  // built before anything is installed: a value frp cannot read is bad input (exit 2)
+  const text = frpsToml({
+    bindAddr: o.bindAddr,
+    bindPort: o.bindPort,
+    remotePort: o.remotePort,
+    tokenFile,
+    certFile: identityPaths(tlsDir).certFile,
+    keyFile: identityPaths(tlsDir).keyFile,
+    logFile: path.join(o.logDir, 'frps.log'),
+  })
+
   const bin = await installFrp({
     version: o.version,
     baseUrl: o.baseUrl,
@@ -322,7 +331,6 @@ async function main(flags: CliFlags): Promise<number> {
   fs.mkdirSync(o.logDir, { recursive: true, mode: 0o750 })
   if (owner) fs.chownSync(o.logDir, owner.uid, owner.gid)
 
-  const tokenFile = path.join(o.configDir, 'frps.token')
   const tokenMode = owner ? 0o640 : 0o600
   let tokenResult: string = 'unchanged'
   if (o.token !== undefined) {
@@ -334,7 +342,6 @@ async function main(flags: CliFlags): Promise<number> {
   }
   protect(tokenFile, owner)
 
-  const tlsDir = path.join(o.configDir, 'tls')
   const id = await ensureTunnelIdentity({ dir: tlsDir, serverName: o.domain })
   if (id.made.length)
     say(
@@ -347,21 +354,12 @@ async function main(flags: CliFlags): Promise<number> {
     fs.chmodSync(tlsDir, 0o750)
   }
 
-  const text = frpsToml({
-    bindAddr: o.bindAddr,
-    bindPort: o.bindPort,
-    remotePort: o.remotePort,
-    tokenFile,
-    certFile: id.certFile,
-    keyFile: id.keyFile,
-    logFile: path.join(o.logDir, 'frps.log'),
-  })
   await verifyFrpConfig({
     kind: 'frps',
     bin: frpsBin,
     dir: o.configDir,
     text,
-    hint: 'check --frp-version (frp 0.52 or later reads TOML)',
+    hint: `check --frp-version (${FRP_MIN_VERSION} or later) and report this as a bug`,
   })
   const configFile = path.join(o.configDir, 'frps.toml')
   const configResult = writeFileAtomic(configFile, text, { mode: 0o644, backup: true })

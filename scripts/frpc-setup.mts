@@ -5,7 +5,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { type FlagSpecs, type Flags, runScript, say, UsageError } from '../lib/cli.mts'
 import { ensureEnvFile, envFilePath, isHostname, loadConfig } from '../lib/env.mts'
-import { frpcToml } from '../lib/frp.mts'
+import { FRP_MIN_VERSION, frpcToml } from '../lib/frp.mts'
 import {
   applyService,
   detectServiceManager,
@@ -143,6 +143,16 @@ async function main(flags: CliFlags): Promise<number> {
   const logDir = path.resolve(flags['log-dir'] as string)
   const configFile = path.join(configDir, 'frpc.toml')
   const caFile = pinnedCa
+  // built before anything is installed: a value frp cannot read is bad input (exit 2)
+  const text = frpcToml({
+    serverAddr,
+    serverPort: Number(raw.FRP_SERVER_PORT),
+    token: raw.FRP_TOKEN!,
+    localPort: Number(raw.POSTHOG_PROXY_HTTP_PORT),
+    remotePort: Number(raw.FRP_REMOTE_PORT),
+    logFile: path.join(logDir, 'frpc.log'),
+    ...(ca ? { trustedCaFile: caFile, serverName } : {}),
+  })
 
   const bin = await installFrp({
     version: raw.FRP_VERSION!,
@@ -160,21 +170,12 @@ async function main(flags: CliFlags): Promise<number> {
 
   fs.mkdirSync(configDir, { recursive: true, mode: 0o755 })
   fs.mkdirSync(logDir, { recursive: true, mode: 0o755 })
-  const text = frpcToml({
-    serverAddr,
-    serverPort: Number(raw.FRP_SERVER_PORT),
-    token: raw.FRP_TOKEN!,
-    localPort: Number(raw.POSTHOG_PROXY_HTTP_PORT),
-    remotePort: Number(raw.FRP_REMOTE_PORT),
-    logFile: path.join(logDir, 'frpc.log'),
-    ...(ca ? { trustedCaFile: caFile, serverName } : {}),
-  })
   await verifyFrpConfig({
     kind: 'frpc',
     bin: frpcBin,
     dir: configDir,
     text,
-    hint: 'check FRP_VERSION (frp 0.52 or later reads TOML) and report this as a bug',
+    hint: `check FRP_VERSION (${FRP_MIN_VERSION} or later) and report this as a bug`,
   })
   const caResult = ca ? writeFileAtomic(caFile, ca, { mode: 0o644, backup: true }) : 'unchanged'
   if (caResult !== 'unchanged') say(`frps CA ${caResult}: ${caFile} (frpc checks the VPS is ${serverName})`)
