@@ -147,6 +147,16 @@ describe('service files', () => {
     expect(plist).toContain('<string>/usr/local/etc/frp/a&amp;b.toml</string>')
     expect(plist).toContain('<string>dev.posthog-homelab.frpc</string>')
   })
+  it('the frpc LaunchDaemon keeps stdout and stderr in separate files', () => {
+    const plist = frpcLaunchDaemon({
+      binPath: '/usr/local/bin/frpc',
+      configFile: '/usr/local/etc/frp/frpc.toml',
+      logDir: '/usr/local/var/log/frp',
+    })
+    const value = (key: string) => new RegExp(`<key>${key}</key>\\s*<string>([^<]*)</string>`).exec(plist)?.[1]
+    expect(value('StandardOutPath')).toBe('/usr/local/var/log/frp/frpc.stdout.log')
+    expect(value('StandardErrorPath')).toBe('/usr/local/var/log/frp/frpc.stderr.log')
+  })
   it('picks the service manager from the platform', () => {
     expect(detectServiceManager('auto', 'darwin')).toBe('launchd')
     expect(detectServiceManager('auto', 'linux', '/nonexistent')).toBe('none')
