@@ -134,9 +134,6 @@ async function main(flags: CliFlags): Promise<number> {
     throw new UsageError(
       `--frps-ca needs the name on frps' certificate: set DOMAIN in ${cfg.envFile} (the domain given to frps-setup) or pass --server-name`,
     )
-  if (ensured.generated.length) say(`generated ${ensured.generated.join(', ')} in ${cfg.envFile} (not shown)`)
-  if (ensured.generated.includes('FRP_TOKEN'))
-    say('frps on the VPS needs the same FRP_TOKEN: see the README, "The tunnel (frp)"')
 
   const installDir = path.resolve(flags['install-dir'] as string)
   const configDir = path.resolve(flags['config-dir'] as string)
@@ -153,6 +150,9 @@ async function main(flags: CliFlags): Promise<number> {
     logFile: path.join(logDir, 'frpc.log'),
     ...(ca ? { trustedCaFile: caFile, serverName } : {}),
   })
+  if (ensured.generated.length) say(`generated ${ensured.generated.join(', ')} in ${cfg.envFile} (not shown)`)
+  if (ensured.generated.includes('FRP_TOKEN'))
+    say('frps on the VPS needs the same FRP_TOKEN: see the README, "The tunnel (frp)"')
 
   const bin = await installFrp({
     version: raw.FRP_VERSION!,

@@ -153,7 +153,8 @@ describe('service files', () => {
       configFile: '/usr/local/etc/frp/frpc.toml',
       logDir: '/usr/local/var/log/frp',
     })
-    const value = (key: string) => new RegExp(`<key>${key}</key>\\s*<string>([^<]*)</string>`).exec(plist)?.[1]
+    const value = (key: string) =>
+      new RegExp(`<key>${key}</key>\\s*<string>([^<]*)</string>`).exec(plist)?.[1]
     expect(value('StandardOutPath')).toBe('/usr/local/var/log/frp/frpc.stdout.log')
     expect(value('StandardErrorPath')).toBe('/usr/local/var/log/frp/frpc.stderr.log')
   })
