@@ -1,11 +1,13 @@
 // VPS side of the tunnel and the nginx site in front of it: pinned, checksum-verified frps;
 // frps.toml (token from a file or stdin, never argv; tunnel port on 127.0.0.1 only; TLS forced
 // with the tunnel identity made here; one allowed port); a hardened systemd unit with a dedicated
-// user; ufw rules when ufw is active; then the nginx site for DOMAIN -> 127.0.0.1:FRP_REMOTE_PORT.
+// user; ufw rules when ufw is active; then the whole nginx site for DOMAIN -> 127.0.0.1:FRP_REMOTE_PORT
+// (https as soon as certbot keeps a certificate for DOMAIN, plain http before).
 // Runs from a checkout (npx tsx remote/frps-setup.mts) or bundled (node frps-setup.mjs), so it
 // takes flags and environment variables only (no .env).
 import fs from 'node:fs'
 import path from 'node:path'
+import { liveFiles } from '../lib/certbot.mts'
 import {
   type FlagSpecs,
   type Flags,
@@ -26,7 +28,16 @@ import {
   verifyFrpConfig,
 } from '../lib/frp-service.mts'
 import { writeFileAtomic } from '../lib/fsutil.mts'
-import { installNginxSite, validateDomain, validatePort } from '../lib/nginx.mts'
+import {
+  buildNginxSite,
+  DEFAULT_ACME_WEBROOT,
+  type InstallSiteOptions,
+  installNginxSite,
+  type TlsFiles,
+  validateDomain,
+  validateNginxPath,
+  validatePort,
+} from '../lib/nginx.mts'
 import { installFrp } from '../lib/release.mts'
 import { ensureTunnelIdentity, identityPaths } from '../lib/tunnel-identity.mts'
 
@@ -36,7 +47,8 @@ const spec = {
   summary:
     'Installs frps (FRP_VERSION, SHA-256 checked) as a hardened systemd service that only opens the tunnel port\n' +
     "on 127.0.0.1, makes the tunnel's CA and server certificate (prints where the CA is, for frpc-setup --frps-ca),\n" +
-    'opens 7000/80/443 in ufw when ufw is active, and installs the nginx site for DOMAIN in front of the tunnel.\n' +
+    'opens 7000/80/443 in ufw when ufw is active, and installs the nginx site for DOMAIN in front of the tunnel\n' +
+    '(plain http until certbot.mjs got a certificate; with a certificate in live/DOMAIN/ it serves https).\n' +
     'The token (FRP_TOKEN from the home .env) is read from a file or stdin, never from the command line.',
   flags: {
     domain: { type: 'string', env: 'DOMAIN', help: 'public hostname of PostHog, e.g. posthog.example.com' },
@@ -115,7 +127,24 @@ const spec = {
     'http-listen': {
       type: 'string',
       env: 'NGINX_HTTP_LISTEN',
-      help: 'comma-separated listen values of the site (default 80 and [::]:80)',
+      help: 'comma-separated listen values of the plain-http server (default 80 and [::]:80)',
+    },
+    'https-listen': {
+      type: 'string',
+      env: 'NGINX_HTTPS_LISTEN',
+      help: 'comma-separated listen values of the https server (default 443 and [::]:443)',
+    },
+    'acme-webroot': {
+      type: 'string',
+      env: 'ACME_WEBROOT',
+      default: DEFAULT_ACME_WEBROOT,
+      help: 'folder the site serves /.well-known/acme-challenge/ from (certbot --webroot)',
+    },
+    'letsencrypt-dir': {
+      type: 'string',
+      env: 'CERTBOT_CONFIG_DIR',
+      default: '/etc/letsencrypt',
+      help: "certbot's config dir: a certificate in live/DOMAIN/ makes the site serve https",
     },
   } satisfies FlagSpecs,
   notes:
@@ -216,12 +245,47 @@ function vpsServiceManager(choice: string): ServiceManager {
   return manager
 }
 
-function httpListen(raw: string | undefined): string[] | undefined {
+function listenList(raw: string | undefined): string[] | undefined {
   if (!raw) return undefined
   return raw
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)
+}
+
+/** The certificate certbot keeps for DOMAIN, when there is one: the site then serves https. */
+function existingCertificate(letsencryptDir: string, domain: string): TlsFiles | undefined {
+  const files = liveFiles(letsencryptDir, domain)
+  return fs.existsSync(files.certificate) && fs.existsSync(files.key) ? files : undefined
+}
+
+function siteOptions(flags: CliFlags, o: Options): InstallSiteOptions {
+  const nginxBin = flags['nginx-bin'] as string
+  const conf = flags['nginx-conf']
+  const enabled = flags['sites-enabled-dir'] as string
+  const http = listenList(flags['http-listen'])
+  const https = listenList(flags['https-listen'])
+  const tls = existingCertificate(path.resolve(flags['letsencrypt-dir'] as string), o.domain)
+  return {
+    domain: o.domain,
+    upstreamPort: o.remotePort,
+    ...(http ? { httpListen: http } : {}),
+    ...(https ? { httpsListen: https } : {}),
+    acmeWebroot: validateNginxPath(path.resolve(flags['acme-webroot'] as string), '--acme-webroot'),
+    ...(tls ? { tls } : {}),
+    sitesAvailableDir: path.resolve(flags['sites-available-dir'] as string),
+    ...(enabled ? { sitesEnabledDir: path.resolve(enabled) } : {}),
+    nginxBin,
+    ...(conf
+      ? {
+          nginxTestArgs: ['-t', '-c', conf],
+          reload: async () => {
+            await run(nginxBin, ['-c', conf, '-s', 'reload'], { timeout: '30s' })
+          },
+        }
+      : {}),
+    log: say,
+  }
 }
 
 async function commandWorks(bin: string, args: string[]): Promise<boolean> {
@@ -291,13 +355,15 @@ async function openFirewall(ufwBin: string, bindPort: number): Promise<void> {
 async function main(flags: CliFlags): Promise<number> {
   const o = readOptions(flags)
   const skipNginx = Boolean(flags['skip-nginx'])
-  const nginxBin = flags['nginx-bin'] as string
-  const listen = httpListen(flags['http-listen'])
-  if (!skipNginx && !(await commandWorks(nginxBin, ['-v'])))
-    throw new RuntimeFailure(
-      `nginx is not installed (${nginxBin} -v failed)`,
-      'apt-get install -y nginx, then re-run',
-    )
+  const site = skipNginx ? undefined : siteOptions(flags, o)
+  if (site) {
+    buildNginxSite(site) // bad listen values or paths are bad input before anything is installed
+    if (!(await commandWorks(site.nginxBin!, ['-v'])))
+      throw new RuntimeFailure(
+        `nginx is not installed (${site.nginxBin} -v failed)`,
+        'apt-get install -y nginx, then re-run',
+      )
+  }
 
   const tokenFile = path.join(o.configDir, 'frps.token')
   const tlsDir = path.join(o.configDir, 'tls')
@@ -382,34 +448,21 @@ async function main(flags: CliFlags): Promise<number> {
 
   await openFirewall(flags['ufw-bin'] as string, o.bindPort)
 
-  if (skipNginx) say('nginx site skipped (--skip-nginx)')
-  else {
-    const conf = flags['nginx-conf']
-    const enabled = flags['sites-enabled-dir'] as string
-    await installNginxSite({
-      domain: o.domain,
-      upstreamPort: o.remotePort,
-      ...(listen ? { httpListen: listen } : {}),
-      sitesAvailableDir: path.resolve(flags['sites-available-dir'] as string),
-      ...(enabled ? { sitesEnabledDir: path.resolve(enabled) } : {}),
-      nginxBin,
-      ...(conf
-        ? {
-            nginxTestArgs: ['-t', '-c', conf],
-            reload: async () => {
-              await run(nginxBin, ['-c', conf, '-s', 'reload'], { timeout: '30s' })
-            },
-          }
-        : {}),
-      log: say,
-    })
-  }
+  if (site) await installNginxSite(site)
+  else say('nginx site skipped (--skip-nginx)')
 
   say(`tunnel CA: ${id.caFile}`)
   say(
     `copy it home and pin the VPS identity: scp root@<this VPS>:${id.caFile} frps-ca.crt && sudo -E npx tsx scripts/frpc-setup.mts --frps-ca frps-ca.crt`,
   )
-  say(`next: certbot for https://${o.domain} (node certbot.mjs --domain ${o.domain} --email you@example.com)`)
+  if (site?.tls)
+    say(`nginx serves https://${o.domain} with the certificate in ${path.dirname(site.tls.certificate)}`)
+  else if (site) {
+    say(
+      `until there is a certificate nginx serves plain http: curl http://${o.domain}/_health should answer ok`,
+    )
+    say(`next: https (node certbot.mjs --domain ${o.domain} --email you@example.com --yes)`)
+  }
   return 0
 }
 
