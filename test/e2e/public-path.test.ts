@@ -117,7 +117,8 @@ function vpsFor(domain: string, name: string): Vps {
   return {
     domain,
     root,
-    installDir: path.join(root, 'bin'),
+    // one frps binary for every VPS here: a second install would only find it up to date
+    installDir: path.join(dir, 'vps-bin'),
     configDir: path.join(root, 'etc/frp'),
     logDir: path.join(root, 'log'),
   }

@@ -8,7 +8,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { type Daemon, runProcess, startDaemon, waitFor } from './common.ts'
-import { REAL_FRPC, REAL_FRPS, SHARED } from './shared.ts'
+import { REAL_FRPC, REAL_FRPS } from './shared.ts'
 
 export { REAL_FRPC, REAL_FRPS }
 /** The version the real binaries in ../shared report (`frps --version`). */
@@ -27,7 +27,7 @@ export function needRealFrp(what: string, outcome = 'skipped'): boolean {
   if (HAVE_REAL_FRP) return true
   const why =
     process.platform === 'linux' && process.arch === 'x64'
-      ? `${path.join(SHARED, 'tools/linux-amd64')}/frps and frpc are missing (a plain clone has no ../shared)`
+      ? `../shared/tools/linux-amd64/frps and frpc are missing (a plain clone has no ../shared)`
       : `the real frp in ../shared is built for linux/amd64, not ${process.platform}/${process.arch}`
   const line = `${outcome} ${what}: ${why}`
   if (!told.has(line)) {

@@ -129,9 +129,13 @@ export interface TlsTarget {
   ca: string
 }
 
-/** A request to 127.0.0.1 for `t.host` (Host header and SNI), verifying the server against `t.ca`. */
+/**
+ * A request to 127.0.0.1 for `t.host` (Host header and SNI), verifying the server against `t.ca`,
+ * on a new connection: a kept-alive one could still end at a worker nginx is retiring after a reload.
+ */
 function tlsRequestOptions(t: TlsTarget, urlPath: string): https.RequestOptions {
   return {
+    agent: false,
     host: '127.0.0.1',
     servername: t.host,
     port: t.port,
@@ -510,7 +514,7 @@ export interface Nginx {
   start: () => void
   /** How many times nginx has (re)started its workers: a reload by anyone adds one. */
   generations: () => number
-  /** Waits until nginx runs workers newer than generation `before` (a reload someone else sent). */
+  /** Waits until only workers newer than generation `before` accept connections (after a reload someone else sent). */
   reloaded: (before: number) => Promise<void>
   /** Reloads and waits until the master has started workers with the new configuration. */
   reload: () => Promise<void>
@@ -566,10 +570,18 @@ export function makeNginx(root: string): Nginx {
   const run = (extra: string[]) =>
     execFileSync('nginx', [...args, ...extra], { stdio: 'pipe', timeout: 15_000 })
   const log = path.join(root, 'error.log')
-  const generations = () =>
-    fs.existsSync(log) ? (fs.readFileSync(log, 'utf8').match(/start worker processes/g) ?? []).length : 0
+  const count = (pattern: RegExp) =>
+    fs.existsSync(log) ? (fs.readFileSync(log, 'utf8').match(pattern) ?? []).length : 0
+  const generations = () => count(/start worker processes/g)
+  // Until a retiring worker logs this (and closes its listening sockets right after), it still
+  // accepts new connections with the old configuration (one worker per generation here).
+  const retired = () => count(/gracefully shutting down/g)
   const reloaded = async (before: number) => {
-    await waitFor(() => generations() > before, 'nginx to reload', 15_000)
+    await waitFor(
+      () => generations() > before && retired() >= generations() - 1,
+      'nginx to reload and retire the old workers',
+      15_000,
+    )
   }
   return {
     root,
