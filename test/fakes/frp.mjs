@@ -16,7 +16,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parse } from 'smol-toml'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
-const FIXTURES = process.env.FAKE_FRP_FIXTURES || path.resolve(HERE, '../../../shared/fixtures/frp')
+// ../shared beside the project, or HOMELAB_TEST_SHARED (the tests' way to run as a plain clone would)
+const SHARED = process.env.HOMELAB_TEST_SHARED || path.resolve(HERE, '../../../shared')
+const FIXTURES = process.env.FAKE_FRP_FIXTURES || path.join(SHARED, 'fixtures/frp')
 
 /** Dotted key paths of a parsed TOML value; arrays of tables as `name[].key`. */
 export function keyPaths(value, prefix = '') {
