@@ -390,15 +390,23 @@ function nginxError(output: string): string {
   return lines[0] ?? 'nginx -t failed'
 }
 
+/** `nginx -t`: undefined when it passes, else the failure to report. */
 async function testConfig(
   opts: InstallSiteOptions,
   nginxBin: string,
   file: string,
-): Promise<string | undefined> {
+): Promise<RuntimeFailure | undefined> {
   const test = await run(nginxBin, opts.nginxTestArgs ?? ['-t'], { nothrow: true, timeout: '30s' })
   if (test.ok) return undefined
-  if (test.exitCode === 127) return 'missing'
-  return `nginx rejected the new site ${file} (${nginxError(test.stderr || test.stdout)}); the previous files are back and nginx keeps serving`
+  if (test.exitCode === 127)
+    return new RuntimeFailure(
+      `${nginxBin} not found, so the site was not installed`,
+      'install nginx (apt-get install nginx) and re-run',
+    )
+  return new RuntimeFailure(
+    `nginx rejected the new site ${file} (${nginxError(test.stderr || test.stdout)}); the previous files are back and nginx keeps serving`,
+    'fix the reported line (or the file it names) and re-run',
+  )
 }
 
 function describeChange(
@@ -439,16 +447,11 @@ export async function installNginxSite(opts: InstallSiteOptions): Promise<WriteR
     return 'unchanged'
   }
   const nginxBin = opts.nginxBin ?? 'nginx'
-  const failed = await testConfig(opts, nginxBin, file)
-  if (failed) {
+  const failure = await testConfig(opts, nginxBin, file)
+  if (failure) {
     restore(file, link, snapshot)
     if (backup) fs.rmSync(backup, { force: true })
-    if (failed === 'missing')
-      throw new RuntimeFailure(
-        `${nginxBin} not found, so the site was not installed`,
-        'install nginx (apt-get install nginx) and re-run',
-      )
-    throw new RuntimeFailure(failed, 'fix the reported line (or the file it names) and re-run')
+    throw failure
   }
   await (opts.reload ?? (() => defaultReload(nginxBin)))()
   opts.log(`${describeChange(file, result, backup, existing)}; nginx -t passed, reloaded`)
