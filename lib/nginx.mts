@@ -375,6 +375,21 @@ function restore(file: string, link: string | undefined, snapshot: Snapshot): vo
   if (link) pointLink(link, snapshot.linkTarget)
 }
 
+/** How to test and reload nginx: the system's, or one started with `-c CONF` (a private nginx in tests). */
+export function nginxControl(
+  nginxBin: string,
+  conf?: string,
+): Pick<InstallSiteOptions, 'nginxBin' | 'nginxTestArgs' | 'reload'> {
+  if (!conf) return { nginxBin }
+  return {
+    nginxBin,
+    nginxTestArgs: ['-t', '-c', conf],
+    reload: async () => {
+      await run(nginxBin, ['-c', conf, '-s', 'reload'], { timeout: '30s' })
+    },
+  }
+}
+
 async function defaultReload(nginxBin: string): Promise<void> {
   if (fs.existsSync('/run/systemd/system'))
     await run('systemctl', ['reload-or-restart', 'nginx'], { timeout: '60s' })

@@ -34,6 +34,7 @@ import { readIfExists, writeFileAtomic } from '../lib/fsutil.mts'
 import { startProgress } from '../lib/health.mts'
 import {
   installNginxSite,
+  nginxControl,
   recordedSettings,
   type SiteSettings,
   siteFile,
@@ -235,22 +236,13 @@ async function runCertbot(o: Opts, args: string[], label: string, state: string)
 
 /** The whole site again, now with the certificate: port 80 redirects, port 443 serves. */
 async function installHttpsSite(o: Opts, settings: SiteSettings): Promise<void> {
-  const conf = o.nginxConf
   await installNginxSite({
     domain: o.domain,
     ...settings,
     tls: liveFiles(o.configDir, o.domain),
     sitesAvailableDir: o.sitesAvailableDir,
     ...(o.sitesEnabledDir ? { sitesEnabledDir: o.sitesEnabledDir } : {}),
-    nginxBin: o.nginxBin,
-    ...(conf
-      ? {
-          nginxTestArgs: ['-t', '-c', conf],
-          reload: async () => {
-            await run(o.nginxBin, ['-c', conf, '-s', 'reload'], { timeout: '30s' })
-          },
-        }
-      : {}),
+    ...nginxControl(o.nginxBin, o.nginxConf),
     log: say,
   })
 }

@@ -33,6 +33,7 @@ import {
   DEFAULT_ACME_WEBROOT,
   type InstallSiteOptions,
   installNginxSite,
+  nginxControl,
   type TlsFiles,
   validateDomain,
   validateNginxPath,
@@ -260,8 +261,6 @@ function existingCertificate(letsencryptDir: string, domain: string): TlsFiles |
 }
 
 function siteOptions(flags: CliFlags, o: Options): InstallSiteOptions {
-  const nginxBin = flags['nginx-bin'] as string
-  const conf = flags['nginx-conf']
   const enabled = flags['sites-enabled-dir'] as string
   const http = listenList(flags['http-listen'])
   const https = listenList(flags['https-listen'])
@@ -275,15 +274,7 @@ function siteOptions(flags: CliFlags, o: Options): InstallSiteOptions {
     ...(tls ? { tls } : {}),
     sitesAvailableDir: path.resolve(flags['sites-available-dir'] as string),
     ...(enabled ? { sitesEnabledDir: path.resolve(enabled) } : {}),
-    nginxBin,
-    ...(conf
-      ? {
-          nginxTestArgs: ['-t', '-c', conf],
-          reload: async () => {
-            await run(nginxBin, ['-c', conf, '-s', 'reload'], { timeout: '30s' })
-          },
-        }
-      : {}),
+    ...nginxControl(flags['nginx-bin'] as string, flags['nginx-conf']),
     log: say,
   }
 }
