@@ -13,16 +13,27 @@ let releases: FakeRelease
 let releaseRoot: string
 needRealFrp('the frpc that frpc-setup installs (frp itself does not check the config)', 'stand-in used for')
 
+// the installs hold the real frpc where ../shared has it: every scratch root goes at the end
+const made: string[] = []
+function scratchRoot(prefix: string): string {
+  const dir = scratchDir(prefix)
+  made.push(dir)
+  return dir
+}
+
 beforeAll(async () => {
-  releaseRoot = scratchDir('frpc-setup-rel-')
+  releaseRoot = scratchRoot('frpc-setup-rel-')
   buildRelease(releaseRoot, '0.70.1')
   buildRelease(releaseRoot, '0.69.0', { corrupt: true })
   releases = await serveDir(releaseRoot)
 })
-afterAll(() => releases.close())
+afterAll(async () => {
+  await releases.close()
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true })
+})
 
 function scratch(extraEnv: Record<string, string> = {}) {
-  const root = scratchDir('frpc-setup-')
+  const root = scratchRoot('frpc-setup-')
   const envFile = path.join(root, 'home.env')
   const dirs = {
     install: path.join(root, 'usr/local/bin'),

@@ -32,8 +32,16 @@ let nginx: Nginx | undefined
 const running: RunningFrp[] = []
 const outputs: string[] = []
 
+// the installs hold the real frp where ../shared has it: every scratch root goes at the end
+const made: string[] = []
+function scratchRoot(prefix: string): string {
+  const dir = scratchDir(prefix)
+  made.push(dir)
+  return dir
+}
+
 beforeAll(async () => {
-  const root = scratchDir('frps-setup-rel-')
+  const root = scratchRoot('frps-setup-rel-')
   buildRelease(root, '0.70.1')
   buildRelease(root, '0.69.0', { corrupt: true })
   releases = await serveDir(root)
@@ -42,10 +50,11 @@ afterAll(async () => {
   await Promise.all(running.map((r) => r.stop()))
   nginx?.stop()
   await releases.close()
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true })
 })
 
 function scratch(extra: Record<string, string> = {}) {
-  const root = scratchDir('frps-setup-')
+  const root = scratchRoot('frps-setup-')
   const dirs = {
     install: path.join(root, 'usr/local/bin'),
     config: path.join(root, 'etc/frp'),
