@@ -129,6 +129,20 @@ export const CATALOG: Signature[] = [
     safe: false,
   },
   {
+    // When frpc's TLS check of frps fails, the real frpc mostly logs only `session shutdown` (the
+    // x509 reason is at trace level), sometimes the x509 error itself. `session shutdown` also
+    // ends a session that was logged in when frps restarts; those lines carry frpc's run id
+    // (`[0123456789abcdef] connect to ...`) and are not this.
+    id: 'frp-tls-mismatch',
+    pattern:
+      /(?<!\[[0-9a-f]{16}\] )connect to server error: session shutdown|connect to server error: (?:tls: failed to verify certificate: )?x509: /,
+    component: 'frpc',
+    cause:
+      'frpc refused the VPS’s tunnel certificate (usually): the pinned CA (frps-ca.crt) did not sign it, or the name frpc expects (DOMAIN, or --server-name) is not on it',
+    fix: 'copy /etc/frp/tls/ca.crt from the VPS again and re-run sudo npx tsx scripts/frpc-setup.mts --frps-ca frps-ca.crt (with --server-name if frps-setup was given another --domain)',
+    safe: false,
+  },
+  {
     id: 'frp-port-unavailable',
     pattern: /start error: port (?:unavailable|already used|not allowed)|\] error: port unavailable/,
     component: 'frpc',

@@ -1,7 +1,9 @@
-// Pure pieces of remote/certbot.mts: certbot's command lines, the nginx deploy hook, reading a
-// certificate's expiry, and turning certbot's multi-line failure into one line.
+// Pure pieces of remote/certbot.mts: certbot's command lines, where the certificate lives, the
+// nginx deploy hook, reading a certificate's expiry, and turning certbot's multi-line failure
+// into one line.
 import { X509Certificate } from 'node:crypto'
 import path from 'node:path'
+import type { TlsFiles } from './nginx.mts'
 
 export const STAGING_SERVER = 'https://acme-staging-v02.api.letsencrypt.org/directory'
 /** certbot before 4.0 (Debian 12 ships 2.1.0) renews when fewer than 30 days are left. */
@@ -11,15 +13,13 @@ export interface CertbotPaths {
   configDir: string
   workDir: string
   logsDir: string
-  nginxServerRoot: string
-  /** Set only when not the default 80 / 443 (tests). */
-  http01Port?: number
-  httpsPort?: number
 }
 
 export interface IssueOptions extends CertbotPaths {
   domain: string
   email: string
+  /** Folder nginx serves /.well-known/acme-challenge/ from (the site's ACME webroot). */
+  webroot: string
   /** ACME directory URL; undefined = Let's Encrypt (or staging with `staging`). */
   acmeServer?: string
   staging?: boolean
@@ -28,18 +28,7 @@ export interface IssueOptions extends CertbotPaths {
 }
 
 function commonArgs(p: CertbotPaths): string[] {
-  return [
-    '--config-dir',
-    p.configDir,
-    '--work-dir',
-    p.workDir,
-    '--logs-dir',
-    p.logsDir,
-    '--nginx-server-root',
-    p.nginxServerRoot,
-    ...(p.http01Port ? ['--http-01-port', String(p.http01Port)] : []),
-    ...(p.httpsPort ? ['--https-port', String(p.httpsPort)] : []),
-  ]
+  return ['--config-dir', p.configDir, '--work-dir', p.workDir, '--logs-dir', p.logsDir]
 }
 
 function serverArgs(o: { acmeServer?: string; staging?: boolean }): string[] {
@@ -47,10 +36,18 @@ function serverArgs(o: { acmeServer?: string; staging?: boolean }): string[] {
   return o.staging ? ['--staging'] : []
 }
 
-/** `certbot --nginx ...`: issues (or keeps) the certificate and installs it with the redirect. */
-export function issueArgs(o: IssueOptions): string[] {
+/**
+ * `certbot certonly --webroot ...`: issues (or keeps) the certificate and touches no nginx file;
+ * the challenge files go into the webroot the site serves on port 80.
+ */
+export function certonlyArgs(o: IssueOptions): string[] {
   return [
-    '--nginx',
+    'certonly',
+    '--webroot',
+    '-w',
+    o.webroot,
+    '--cert-name',
+    o.domain,
     '-d',
     o.domain,
     '--non-interactive',
@@ -58,7 +55,6 @@ export function issueArgs(o: IssueOptions): string[] {
     '-m',
     o.email,
     '--no-eff-email',
-    '--redirect',
     o.forceRenewal ? '--force-renewal' : '--keep-until-expiring',
     ...serverArgs(o),
     ...commonArgs(o),
@@ -69,7 +65,9 @@ export function issueArgs(o: IssueOptions): string[] {
  * `certbot renew --dry-run` for this certificate against the SAME server: without `--server` a
  * dry run goes to Let's Encrypt staging whatever the renewal file says (reference §7).
  */
-export function renewDryRunArgs(o: IssueOptions): string[] {
+export function renewDryRunArgs(
+  o: CertbotPaths & { domain: string; acmeServer?: string; staging?: boolean },
+): string[] {
   const server = o.acmeServer ?? (o.staging ? STAGING_SERVER : undefined)
   return [
     'renew',
@@ -82,6 +80,12 @@ export function renewDryRunArgs(o: IssueOptions): string[] {
     ...(server ? ['--server', server] : []),
     ...commonArgs(o),
   ]
+}
+
+/** The files nginx serves: certbot keeps them current under live/DOMAIN/ (symlinks into archive/). */
+export function liveFiles(configDir: string, domain: string): TlsFiles {
+  const live = path.join(configDir, 'live', domain)
+  return { certificate: path.join(live, 'fullchain.pem'), key: path.join(live, 'privkey.pem') }
 }
 
 export function certFile(configDir: string, domain: string): string {
@@ -101,22 +105,19 @@ function shellQuote(value: string): string {
 }
 
 /**
- * The deploy hook certbot runs after every issued or renewed certificate: test nginx's
- * configuration, then reload it, so a broken config never takes the site down.
+ * The deploy hook certbot runs after every renewed certificate: test nginx's configuration, then
+ * reload it (nginx reads certificates only when it loads its configuration), so a broken config
+ * never takes the site down. `nginxConf` names a private nginx (tests).
  */
-export function buildDeployHook(nginxServerRoot: string, nginxBin = 'nginx'): string {
-  const custom = path.resolve(nginxServerRoot) !== '/etc/nginx'
-  const nginx = [
-    shellQuote(nginxBin),
-    ...(custom ? ['-c', shellQuote(path.join(nginxServerRoot, 'nginx.conf'))] : []),
-  ]
+export function buildDeployHook(o: { nginxBin?: string; nginxConf?: string } = {}): string {
+  const nginx = [shellQuote(o.nginxBin ?? 'nginx'), ...(o.nginxConf ? ['-c', shellQuote(o.nginxConf)] : [])]
   const cmd = nginx.join(' ')
-  const reload = custom
+  const reload = o.nginxConf
     ? `${cmd} -s reload`
     : `if [ -d /run/systemd/system ]; then systemctl reload nginx; else ${cmd} -s reload; fi`
   return [
     '#!/bin/sh',
-    '# Installed by posthog-homelab (remote/certbot.mts). certbot runs it after each new or renewed',
+    '# Installed by posthog-homelab (remote/certbot.mts). certbot runs it after each renewed',
     '# certificate (RENEWED_LINEAGE, RENEWED_DOMAINS): test the nginx config, then reload nginx.',
     'set -e',
     `${cmd} -t -q`,

@@ -8,6 +8,7 @@ import path from 'node:path'
 import dotenv from 'dotenv'
 import { type FlagSpec, parseDuration, RuntimeFailure, registerSecret, UsageError } from './cli.mts'
 import { FEATURES, unknownFeatures } from './features.mts'
+import { frpTokenProblem, frpVersionProblem } from './frp.mts'
 import { readIfExists, writeFileAtomic } from './fsutil.mts'
 
 type Validator = (value: string) => string | undefined
@@ -147,10 +148,7 @@ export const ENV_SPEC: Record<string, EnvKey> = {
     validate: (v) => (v === 'json' || v === 'text' ? undefined : 'must be json or text'),
   },
   HEALTH_REMIND_HOURS: { default: '6', validate: positiveInt },
-  FRP_VERSION: {
-    default: '0.70.1',
-    validate: (v) => (/^\d+\.\d+\.\d+$/.test(v) ? undefined : 'must be a version such as 0.70.1'),
-  },
+  FRP_VERSION: { default: '0.70.1', validate: frpVersionProblem },
   FRP_RELEASE_BASE_URL: { default: 'https://github.com/fatedier/frp/releases/download', validate: url },
   FRP_SERVER_ADDR: {
     default: '',
@@ -160,11 +158,10 @@ export const ENV_SPEC: Record<string, EnvKey> = {
   FRP_TOKEN: {
     default: '',
     secret: true,
-    validate: optional((v) =>
-      v.length >= 32 && !/\s/.test(v)
-        ? undefined
-        : 'must be at least 32 characters without spaces (leave it empty to generate one)',
-    ),
+    validate: optional((v) => {
+      const problem = frpTokenProblem(v)
+      return problem && `${problem} (leave it empty to generate one)`
+    }),
   },
   FRP_REMOTE_PORT: { default: '12080', validate: port },
   CERTBOT_EMAIL: {

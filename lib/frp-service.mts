@@ -132,12 +132,16 @@ export function buildLaunchDaemonPlist(d: LaunchDaemon): string {
   return plistDocument(body)
 }
 
+/**
+ * frpc's own log goes to frpc.log (log.to); what it prints besides (a config error at start-up on
+ * stderr, a crash) lands in two separate files, so an error is never lost among ordinary output.
+ */
 export function frpcLaunchDaemon(o: { binPath: string; configFile: string; logDir: string }): string {
   return buildLaunchDaemonPlist({
     label: FRPC_LAUNCHD_LABEL,
     programArguments: [o.binPath, '-c', o.configFile],
     stdoutPath: `${o.logDir}/frpc.stdout.log`,
-    stderrPath: `${o.logDir}/frpc.stdout.log`,
+    stderrPath: `${o.logDir}/frpc.stderr.log`,
   })
 }
 

@@ -1,13 +1,16 @@
-// The nginx site in front of the frp tunnel (reference tunnel-proxy-tls.md §4), built from a small
-// typed block model and rendered by one function, plus its installer: atomic write with a backup,
-// `nginx -t` before every reload, the previous files put back when the test fails, and certbot's
-// additions (`# managed by Certbot`) carried over when the generated core changes.
-import { createHash } from 'node:crypto'
+// The nginx site in front of the frp tunnel (reference tunnel-proxy-tls.md §4), built whole from a
+// small typed model and rendered by one function, plus its installer: atomic write with a backup,
+// `nginx -t` before every reload, the previous files put back when the test fails.
+//
+// The toolkit owns the whole file. Port 80 always serves the ACME challenge path from a webroot
+// (certbot certonly --webroot writes there). Before a certificate exists it proxies everything
+// else too (plain http: there is nothing to redirect to yet); once one exists port 80 redirects to
+// https and port 443 carries the certificate, TLS settings, HSTS and the proxy.
 import fs from 'node:fs'
 import path from 'node:path'
 import { RuntimeFailure, UsageError } from './cli.mts'
 import { run } from './exec.mts'
-import { readIfExists, type WriteResult, writeFileAtomic } from './fsutil.mts'
+import { backupFile, readIfExists, type WriteResult, writeFileAtomic } from './fsutil.mts'
 
 // ---------------------------------------------------------------------------------------------
 // Block model and renderer
@@ -16,8 +19,6 @@ export interface NginxDirective {
   type: 'directive'
   name: string
   args: string[]
-  /** Trailing comment on the same line, without the `#`. */
-  comment?: string
 }
 
 export interface NginxBlock {
@@ -25,7 +26,6 @@ export interface NginxBlock {
   name: string
   args: string[]
   children: NginxNode[]
-  comment?: string
 }
 
 export interface NginxComment {
@@ -39,11 +39,10 @@ export interface NginxBlank {
 
 export type NginxNode = NginxDirective | NginxBlock | NginxComment | NginxBlank
 
-export const directive = (name: string, args: string[] = [], comment?: string): NginxDirective => ({
+export const directive = (name: string, args: string[] = []): NginxDirective => ({
   type: 'directive',
   name,
   args,
-  ...(comment ? { comment } : {}),
 })
 export const block = (name: string, args: string[], children: NginxNode[]): NginxBlock => ({
   type: 'block',
@@ -78,14 +77,11 @@ export function renderNginx(nodes: NginxNode[], depth = 0): string {
     if (node.type === 'blank') lines.push('')
     else if (node.type === 'comment') lines.push(`${pad}# ${checkComment(node.text)}`.trimEnd())
     else {
-      const head = [checkToken(node.name, node.name), ...node.args.map((a) => checkToken(a, node.name))].join(
-        ' ',
-      )
-      const tail = node.comment ? ` # ${checkComment(node.comment)}` : ''
-      if (node.type === 'directive') lines.push(`${pad}${head};${tail}`)
+      const words = [node.name, ...node.args].map((w) => checkToken(w, node.name))
+      if (node.type === 'directive') lines.push(`${pad}${words.join(' ')};`)
       else {
         const inner = node.children.length > 0 ? [renderNginx(node.children, depth + 1)] : []
-        lines.push(`${pad}${head} {`, ...inner, `${pad}}${tail}`)
+        lines.push(`${pad}${words.join(' ')} {`, ...inner, `${pad}}`)
       }
     }
   }
@@ -93,117 +89,41 @@ export function renderNginx(nodes: NginxNode[], depth = 0): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Parser: enough of nginx's syntax to read back our own file after certbot edited it.
-
-interface Token {
-  kind: 'word' | '{' | '}' | ';' | 'comment' | 'newline'
-  text: string
-}
-
-function tokenize(text: string): Token[] {
-  const tokens: Token[] = []
-  let i = 0
-  while (i < text.length) {
-    const c = text[i]!
-    if (c === '\n') {
-      tokens.push({ kind: 'newline', text: c })
-      i++
-    } else if (/\s/.test(c)) i++
-    else if (c === '#') {
-      const end = text.indexOf('\n', i)
-      const stop = end < 0 ? text.length : end
-      tokens.push({ kind: 'comment', text: text.slice(i + 1, stop).trim() })
-      i = stop
-    } else if (c === '{' || c === '}' || c === ';') {
-      tokens.push({ kind: c, text: c })
-      i++
-    } else if (c === '"' || c === "'") {
-      let j = i + 1
-      while (j < text.length && text[j] !== c) j += text[j] === '\\' ? 2 : 1
-      if (j >= text.length) throw new Error('nginx: unterminated quoted string')
-      tokens.push({ kind: 'word', text: text.slice(i, j + 1) })
-      i = j + 1
-    } else {
-      let j = i
-      while (j < text.length && !/[\s;{}#]/.test(text[j]!)) j++
-      // nginx allows `#` inside a word (e.g. `a#b`); only a leading `#` starts a comment
-      while (j < text.length && text[j] === '#' && j > i) {
-        j++
-        while (j < text.length && !/[\s;{}#]/.test(text[j]!)) j++
-      }
-      tokens.push({ kind: 'word', text: text.slice(i, j) })
-      i = j
-    }
-  }
-  return tokens
-}
-
-/** Parses nginx configuration text into the block model (comments and blank lines kept). */
-export function parseNginx(text: string): NginxNode[] {
-  const tokens = tokenize(text)
-  let pos = 0
-  const parseList = (inBlock: boolean): NginxNode[] => {
-    const out: NginxNode[] = []
-    let words: string[] = []
-    let newlines = 0
-    const trailingComment = (): string | undefined => {
-      const t = tokens[pos]
-      if (t?.kind === 'comment') {
-        pos++
-        return t.text
-      }
-      return undefined
-    }
-    while (pos < tokens.length) {
-      const t = tokens[pos++]!
-      if (t.kind === 'newline') {
-        if (words.length === 0 && ++newlines === 2 && out.length > 0) out.push(blank)
-        continue
-      }
-      newlines = 0
-      if (t.kind === 'comment') {
-        if (words.length > 0) throw new Error(`nginx: comment inside directive '${words[0]}'`)
-        out.push(comment(t.text))
-      } else if (t.kind === 'word') words.push(t.text)
-      else if (t.kind === ';') {
-        if (words.length === 0) throw new Error('nginx: empty directive')
-        const [name, ...args] = words
-        out.push(directive(name!, args, trailingComment()))
-        words = []
-      } else if (t.kind === '{') {
-        if (words.length === 0) throw new Error('nginx: block without a name')
-        const [name, ...args] = words
-        words = []
-        const children = parseList(true)
-        const node: NginxBlock = block(name!, args, children)
-        const c = trailingComment()
-        out.push(c ? { ...node, comment: c } : node)
-      } else {
-        if (!inBlock || words.length > 0) throw new Error('nginx: unexpected }')
-        while (out.at(-1)?.type === 'blank') out.pop()
-        return out
-      }
-    }
-    if (inBlock || words.length > 0) throw new Error('nginx: unexpected end of file')
-    while (out.at(-1)?.type === 'blank') out.pop()
-    return out
-  }
-  return parseList(false)
-}
-
-// ---------------------------------------------------------------------------------------------
 // The site
 
-export interface SiteOptions {
-  domain: string
+export const DEFAULT_HTTP_LISTEN = ['80', '[::]:80']
+export const DEFAULT_HTTPS_LISTEN = ['443', '[::]:443']
+/** Where certbot's webroot authenticator puts the challenge files (under .well-known/acme-challenge/). */
+export const DEFAULT_ACME_WEBROOT = '/var/www/posthog-homelab'
+
+export interface TlsFiles {
+  /** The full chain, e.g. /etc/letsencrypt/live/DOMAIN/fullchain.pem. */
+  certificate: string
+  key: string
+}
+
+/** What the site is built from besides the domain and the certificate; recorded in the file. */
+export interface SiteSettings {
   /** frps `remotePort` on 127.0.0.1 (FRP_REMOTE_PORT). */
   upstreamPort: number
-  /** `listen` values of the HTTP server; default port 80 on IPv4 and IPv6. Tests use loopback ports. */
-  httpListen?: string[]
+  /** `listen` values of the plain-http server (tests use loopback ports). */
+  httpListen: string[]
+  /** `listen` values of the https server, rendered with `ssl`. */
+  httpsListen: string[]
+  acmeWebroot: string
+}
+
+export interface SiteOptions extends Partial<SiteSettings> {
+  domain: string
+  upstreamPort: number
+  /** The certificate, once there is one: then port 80 redirects and port 443 serves. */
+  tls?: TlsFiles
 }
 
 const HOSTNAME = /^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))*$/i
 const LISTEN = /^(?:(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:.]+\]|localhost):)?\d{1,5}$/i
+// nginx reads `$` in these paths as a variable, so it is refused with the characters that end a token
+const NGINX_PATH = /^\/[^\s;{}#'"\\$]*$/
 
 export function validateDomain(domain: string): string {
   if (!HOSTNAME.test(domain) || !domain.includes('.') || /^[\d.]+$/.test(domain))
@@ -226,8 +146,28 @@ function validateListen(value: string): string {
   return value
 }
 
-export const CERTBOT_MARK = 'managed by Certbot'
-const HEADER_TAG = 'posthog-homelab core-sha256:'
+export function validateNginxPath(value: string, what: string): string {
+  if (!NGINX_PATH.test(value))
+    throw new UsageError(
+      `${what} '${value}' cannot go into the nginx site: use an absolute path without spaces, quotes, $, ;, {, } or #`,
+    )
+  return value
+}
+
+/** The settings with defaults filled in and every value checked. */
+function siteSettingsOf(opts: Partial<SiteSettings> & { upstreamPort: number }): SiteSettings {
+  const listen = (values: string[] | undefined, fallback: string[]) => {
+    const list = values ?? fallback
+    if (list.length === 0) throw new UsageError('a listen list cannot be empty')
+    return list.map(validateListen)
+  }
+  return {
+    upstreamPort: validatePort(opts.upstreamPort, 'upstream port'),
+    httpListen: listen(opts.httpListen, DEFAULT_HTTP_LISTEN),
+    httpsListen: listen(opts.httpsListen, DEFAULT_HTTPS_LISTEN),
+    acmeWebroot: validateNginxPath(opts.acmeWebroot ?? DEFAULT_ACME_WEBROOT, 'ACME webroot'),
+  }
+}
 
 function upgradeMap(): NginxBlock {
   return block(
@@ -237,170 +177,146 @@ function upgradeMap(): NginxBlock {
   )
 }
 
-/** The generated server block, before certbot touches it. */
-function coreServer(domain: string, upstream: string, listen: string[]): NginxBlock {
+function challengeLocation(webroot: string): NginxBlock {
+  return block(
+    'location',
+    ['^~', '/.well-known/acme-challenge/'],
+    [directive('root', [webroot]), directive('default_type', ['text/plain'])],
+  )
+}
+
+/** Server-level proxy settings and the two locations that pass requests into the tunnel. */
+function proxyNodes(upstreamPort: number): NginxNode[] {
+  const upstream = `http://127.0.0.1:${upstreamPort}`
+  return [
+    comment("PostHog's proxy reference: support 64 MB request bodies (nginx's default 1m gives 413)"),
+    directive('client_max_body_size', ['64m']),
+    directive('proxy_http_version', ['1.1']),
+    directive('proxy_set_header', ['Host', '$host']),
+    directive('proxy_set_header', ['X-Real-IP', '$remote_addr']),
+    comment("nginx is the first hop: overwrite X-Forwarded-For so clients can't spoof their IP"),
+    directive('proxy_set_header', ['X-Forwarded-For', '$remote_addr']),
+    directive('proxy_set_header', ['X-Forwarded-Proto', '$scheme']),
+    directive('proxy_set_header', ['X-Forwarded-Host', '$host']),
+    directive('proxy_set_header', ['X-Forwarded-Port', '$server_port']),
+    directive('proxy_set_header', ['Upgrade', '$http_upgrade']),
+    directive('proxy_set_header', ['Connection', '$connection_upgrade']),
+    directive('proxy_read_timeout', ['300s']),
+    directive('proxy_send_timeout', ['300s']),
+    blank,
+    block('location', ['/'], [directive('proxy_pass', [upstream])]),
+    blank,
+    comment('server-sent events (livestream): unbuffered, long-lived'),
+    block(
+      'location',
+      ['/livestream'],
+      [
+        directive('proxy_pass', [upstream]),
+        directive('proxy_buffering', ['off']),
+        directive('proxy_cache', ['off']),
+        directive('proxy_read_timeout', ['3600s']),
+      ],
+    ),
+  ]
+}
+
+// Mozilla's "intermediate" profile for nginx 1.22 / OpenSSL 3 (no DHE: it would need dhparams).
+const TLS_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':')
+
+function tlsNodes(tls: TlsFiles): NginxNode[] {
+  return [
+    directive('ssl_certificate', [validateNginxPath(tls.certificate, 'certificate')]),
+    directive('ssl_certificate_key', [validateNginxPath(tls.key, 'certificate key')]),
+    comment('modern TLS (Mozilla intermediate): TLS 1.2 and 1.3, forward-secret AEAD ciphers only'),
+    directive('ssl_protocols', ['TLSv1.2', 'TLSv1.3']),
+    directive('ssl_ciphers', [TLS_CIPHERS]),
+    directive('ssl_prefer_server_ciphers', ['off']),
+    directive('ssl_session_timeout', ['1d']),
+    directive('ssl_session_cache', ['shared:posthog_homelab_tls:10m']),
+    directive('ssl_session_tickets', ['off']),
+    comment('HSTS: browsers keep to https for two years'),
+    directive('add_header', ['Strict-Transport-Security', '"max-age=63072000"', 'always']),
+  ]
+}
+
+function httpServer(domain: string, s: SiteSettings, tls: TlsFiles | undefined): NginxBlock {
+  const rest = tls
+    ? [block('location', ['/'], [directive('return', ['301', 'https://$host$request_uri'])])]
+    : proxyNodes(s.upstreamPort)
   return block(
     'server',
     [],
     [
-      ...listen.map((l) => directive('listen', [l])),
+      ...s.httpListen.map((l) => directive('listen', [l])),
       directive('server_name', [domain]),
       blank,
-      comment("PostHog's proxy reference: support 64 MB request bodies (nginx's default 1m gives 413)"),
-      directive('client_max_body_size', ['64m']),
-      directive('proxy_http_version', ['1.1']),
-      directive('proxy_set_header', ['Host', '$host']),
-      directive('proxy_set_header', ['X-Real-IP', '$remote_addr']),
-      comment("nginx is the first hop: overwrite X-Forwarded-For so clients can't spoof their IP"),
-      directive('proxy_set_header', ['X-Forwarded-For', '$remote_addr']),
-      directive('proxy_set_header', ['X-Forwarded-Proto', '$scheme']),
-      directive('proxy_set_header', ['X-Forwarded-Host', '$host']),
-      directive('proxy_set_header', ['X-Forwarded-Port', '$server_port']),
-      directive('proxy_set_header', ['Upgrade', '$http_upgrade']),
-      directive('proxy_set_header', ['Connection', '$connection_upgrade']),
-      directive('proxy_read_timeout', ['300s']),
-      directive('proxy_send_timeout', ['300s']),
+      comment("Let's Encrypt's HTTP-01 challenge, answered from certbot's webroot"),
+      challengeLocation(s.acmeWebroot),
       blank,
-      block('location', ['/'], [directive('proxy_pass', [upstream])]),
-      blank,
-      comment('server-sent events (livestream): unbuffered, long-lived'),
-      block(
-        'location',
-        ['/livestream'],
-        [
-          directive('proxy_pass', [upstream]),
-          directive('proxy_buffering', ['off']),
-          directive('proxy_cache', ['off']),
-          directive('proxy_read_timeout', ['3600s']),
-        ],
-      ),
+      ...(tls ? [comment('everything else goes to https')] : []),
+      ...rest,
     ],
   )
 }
 
-function coreNodes(opts: SiteOptions): { domain: string; nodes: NginxNode[] } {
-  const domain = validateDomain(opts.domain)
-  const port = validatePort(opts.upstreamPort, 'upstream port')
-  const listen = (opts.httpListen ?? ['80', '[::]:80']).map(validateListen)
-  const upstream = `http://127.0.0.1:${port}`
-  return { domain, nodes: [upgradeMap(), blank, coreServer(domain, upstream, listen)] }
+function httpsServer(domain: string, s: SiteSettings, tls: TlsFiles): NginxBlock {
+  return block(
+    'server',
+    [],
+    [
+      ...s.httpsListen.map((l) => directive('listen', [l, 'ssl'])),
+      directive('server_name', [domain]),
+      blank,
+      ...tlsNodes(tls),
+      blank,
+      ...proxyNodes(s.upstreamPort),
+    ],
+  )
 }
 
-function header(domain: string, hash: string): NginxNode[] {
+const SETTINGS_TAG = 'posthog-homelab site:'
+
+function header(domain: string, s: SiteSettings, tls: TlsFiles | undefined): NginxNode[] {
   return [
+    comment(`PostHog at ${domain} through the frp tunnel. The whole file is written by posthog-homelab`),
+    comment('(remote/frps-setup.mts, remote/certbot.mts): a re-run replaces edits, keeping the previous'),
+    comment('file as a .bak-<time> copy next to it.'),
     comment(
-      `PostHog at ${domain} through the frp tunnel, written by posthog-homelab (remote/frps-setup.mts).`,
+      tls
+        ? 'https with the certificate below; plain http only answers the ACME challenge and redirects.'
+        : 'No certificate yet: plain http only (remote/certbot.mts adds https).',
     ),
-    comment(`Lines marked "# ${CERTBOT_MARK}" are certbot's: re-running the setup keeps them.`),
-    comment('Hand edits survive a re-run with the same settings; changed settings regenerate the file'),
-    comment('(the previous one is kept as a .bak-<time> copy next to it).'),
-    comment(`${HEADER_TAG} ${hash}`),
+    comment(`${SETTINGS_TAG} ${JSON.stringify(s)}`),
     blank,
   ]
 }
 
-function coreHash(nodes: NginxNode[]): string {
-  return createHash('sha256').update(renderNginx(nodes)).digest('hex').slice(0, 16)
-}
-
-/** The nginx site for DOMAIN (HTTP only; certbot adds TLS). Pure; throws UsageError on bad input. */
+/** The whole nginx site for DOMAIN. Pure; throws UsageError on bad input. */
 export function buildNginxSite(opts: SiteOptions): string {
-  return renderSite(opts, undefined)
+  const domain = validateDomain(opts.domain)
+  const s = siteSettingsOf(opts)
+  const servers = opts.tls
+    ? [httpServer(domain, s, opts.tls), blank, httpsServer(domain, s, opts.tls)]
+    : [httpServer(domain, s, undefined)]
+  return `${renderNginx([...header(domain, s, opts.tls), upgradeMap(), blank, ...servers])}\n`
 }
 
-function renderSite(opts: SiteOptions, certbot: CertbotAdditions | undefined): string {
-  const { domain, nodes } = coreNodes(opts)
-  const body = certbot ? applyCertbot(nodes, certbot) : nodes
-  return `${renderNginx([...header(domain, coreHash(nodes)), ...body])}\n`
-}
-
-// ---------------------------------------------------------------------------------------------
-// Certbot's additions
-//
-// certbot --nginx edits the server block in place and marks every line it adds with
-// `# managed by Certbot`; with --redirect it also adds a second server block (port 80, `if ($host
-// = DOMAIN) { return 301 ... } # managed by Certbot`, `return 404; # managed by Certbot`) and
-// moves the port-80 `listen` lines there. We read certbot's state back as data, not as text
-// offsets: (1) the marked directives of the proxy server block, (2) every other server block that
-// holds a marked line, kept whole, (3) the `listen` lines certbot moved out of the proxy block.
-// A regenerated file is the new core with (1) appended to the proxy block, (3) removed from it,
-// and (2) after it: the shape certbot itself writes, so certbot recognises it on its next run.
-
-export interface CertbotAdditions {
-  /** Marked lines of the proxy server block (listen 443 ssl, ssl_certificate, include ...; older
-   * certbot versions put an `if ($scheme != "https") {...}` redirect here). */
-  serverDirectives: (NginxDirective | NginxBlock)[]
-  /** Other server blocks certbot added (the HTTP->HTTPS redirect). */
-  extraServers: NginxBlock[]
-  /** `listen` values of the generated core that certbot removed from the proxy block. */
-  removedListens: string[]
-}
-
-const isMarked = (n: NginxNode): boolean =>
-  (n.type === 'directive' || n.type === 'block') && (n.comment ?? '').includes(CERTBOT_MARK)
-
-function hasMarked(b: NginxBlock): boolean {
-  return b.children.some((c) => isMarked(c) || (c.type === 'block' && hasMarked(c)))
-}
-
-const isProxyServer = (b: NginxBlock): boolean =>
-  b.children.some((c) => c.type === 'block' && c.name === 'location')
-
-/** Reads certbot's additions from an existing site file; undefined when there are none. */
-export function extractCertbot(
-  text: string,
-  httpListen: string[] = ['80', '[::]:80'],
-): CertbotAdditions | undefined {
-  let nodes: NginxNode[]
+/** The settings a site file written by buildNginxSite records in its header; undefined for any other file. */
+export function recordedSettings(text: string): SiteSettings | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`# ${SETTINGS_TAG} `))
+  if (!line) return undefined
   try {
-    nodes = parseNginx(text)
+    return siteSettingsOf(JSON.parse(line.slice(SETTINGS_TAG.length + 3)) as SiteSettings)
   } catch {
     return undefined
   }
-  const servers = nodes.filter((n): n is NginxBlock => n.type === 'block' && n.name === 'server')
-  const proxy = servers.find(isProxyServer)
-  const serverDirectives = (proxy?.children ?? []).filter((c): c is NginxDirective | NginxBlock =>
-    isMarked(c),
-  )
-  const extraServers = servers.filter((s) => s !== proxy && hasMarked(s))
-  if (serverDirectives.length === 0 && extraServers.length === 0) return undefined
-  const listens = new Set(
-    (proxy?.children ?? []).flatMap((c) =>
-      c.type === 'directive' && c.name === 'listen' ? [c.args.join(' ')] : [],
-    ),
-  )
-  const removedListens = proxy ? httpListen.filter((l) => !listens.has(l)) : []
-  return { serverDirectives, extraServers, removedListens }
-}
-
-function applyCertbot(core: NginxNode[], certbot: CertbotAdditions): NginxNode[] {
-  const removed = new Set(certbot.removedListens)
-  return core.flatMap((n): NginxNode[] => {
-    if (n.type !== 'block' || n.name !== 'server') return [n]
-    const kept = n.children.filter(
-      (c) => !(c.type === 'directive' && c.name === 'listen' && removed.has(c.args.join(' '))),
-    )
-    const server = { ...n, children: [...kept, blank, ...certbot.serverDirectives] }
-    return [server, ...certbot.extraServers.flatMap((s) => [blank, s])]
-  })
-}
-
-/** The core hash recorded in a file's header, if it has one. */
-export function recordedHash(text: string): string | undefined {
-  const m = new RegExp(`^# ${HEADER_TAG} ([0-9a-f]+)$`, 'm').exec(text)
-  return m?.[1]
-}
-
-/**
- * What the site file should hold, given what is there now: the existing text when it was built
- * from the same core (certbot's lines and hand edits stay), else the new core with certbot's
- * additions re-applied.
- */
-export function planSite(opts: SiteOptions, existing: string | undefined): string {
-  const { nodes } = coreNodes(opts)
-  if (existing !== undefined && recordedHash(existing) === coreHash(nodes)) return existing
-  const certbot = existing === undefined ? undefined : extractCertbot(existing, opts.httpListen)
-  return renderSite(opts, certbot)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -412,7 +328,7 @@ export interface InstallSiteOptions extends SiteOptions {
   /** When set, the site is enabled with a symlink here (Debian: /etc/nginx/sites-enabled). */
   sitesEnabledDir?: string
   nginxBin?: string
-  /** Arguments for the config test; default `-t`. Tests add `-c <conf>` and `-g ...`. */
+  /** Arguments for the config test; default `-t`. Tests add `-c <conf>`. */
   nginxTestArgs?: string[]
   /** Reloads nginx after a passed test; default `systemctl reload-or-restart nginx` or `nginx -s reload`. */
   reload?: () => Promise<void>
@@ -421,6 +337,10 @@ export interface InstallSiteOptions extends SiteOptions {
 
 export function siteFileName(domain: string): string {
   return `${validateDomain(domain)}.conf`
+}
+
+export function siteFile(sitesAvailableDir: string, domain: string): string {
+  return path.join(sitesAvailableDir, siteFileName(domain))
 }
 
 interface Snapshot {
@@ -455,6 +375,21 @@ function restore(file: string, link: string | undefined, snapshot: Snapshot): vo
   if (link) pointLink(link, snapshot.linkTarget)
 }
 
+/** How to test and reload nginx: the system's, or one started with `-c CONF` (a private nginx in tests). */
+export function nginxControl(
+  nginxBin: string,
+  conf?: string,
+): Pick<InstallSiteOptions, 'nginxBin' | 'nginxTestArgs' | 'reload'> {
+  if (!conf) return { nginxBin }
+  return {
+    nginxBin,
+    nginxTestArgs: ['-t', '-c', conf],
+    reload: async () => {
+      await run(nginxBin, ['-c', conf, '-s', 'reload'], { timeout: '30s' })
+    },
+  }
+}
+
 async function defaultReload(nginxBin: string): Promise<void> {
   if (fs.existsSync('/run/systemd/system'))
     await run('systemctl', ['reload-or-restart', 'nginx'], { timeout: '60s' })
@@ -470,18 +405,53 @@ function nginxError(output: string): string {
   return lines[0] ?? 'nginx -t failed'
 }
 
+/** `nginx -t`: undefined when it passes, else the failure to report. */
+async function testConfig(
+  opts: InstallSiteOptions,
+  nginxBin: string,
+  file: string,
+): Promise<RuntimeFailure | undefined> {
+  const test = await run(nginxBin, opts.nginxTestArgs ?? ['-t'], { nothrow: true, timeout: '30s' })
+  if (test.ok) return undefined
+  if (test.exitCode === 127)
+    return new RuntimeFailure(
+      `${nginxBin} not found, so the site was not installed`,
+      'install nginx (apt-get install nginx) and re-run',
+    )
+  return new RuntimeFailure(
+    `nginx rejected the new site ${file} (${nginxError(test.stderr || test.stdout)}); the previous files are back and nginx keeps serving`,
+    'fix the reported line (or the file it names) and re-run',
+  )
+}
+
+function describeChange(
+  file: string,
+  result: WriteResult,
+  backup: string | undefined,
+  before: string | undefined,
+): string {
+  if (!backup) return `nginx site ${file} ${result === 'unchanged' ? 'enabled' : result}`
+  // a site certbot --nginx edited (earlier versions of this toolkit) is taken over whole
+  const certbotEdited = before?.includes('# managed by Certbot')
+  return certbotEdited
+    ? `nginx site ${file} replaced: the toolkit now writes the whole site, certbot's edits are kept in ${backup}`
+    : `nginx site ${file} updated (previous file kept as ${backup})`
+}
+
 /**
- * Writes the site (atomically, previous file kept as a backup), enables it, runs `nginx -t`
- * and reloads. When the test fails the previous files are put back, nginx keeps serving the old
- * configuration, and a RuntimeFailure says why.
+ * Writes the site (atomically; a replaced file is kept as a backup), makes the ACME webroot,
+ * enables the site, runs `nginx -t` and reloads. When the test fails the previous files are put
+ * back, nginx keeps serving the old configuration, and a RuntimeFailure says why.
  */
 export async function installNginxSite(opts: InstallSiteOptions): Promise<WriteResult> {
-  const file = path.join(opts.sitesAvailableDir, siteFileName(opts.domain))
+  const wanted = buildNginxSite(opts)
+  const file = siteFile(opts.sitesAvailableDir, opts.domain)
   const existing = readIfExists(file)
-  const wanted = planSite(opts, existing)
   const link = opts.sitesEnabledDir ? path.join(opts.sitesEnabledDir, path.basename(file)) : undefined
   const snapshot: Snapshot = { site: existing, linkTarget: link ? readLink(link) : undefined }
-  const result = writeFileAtomic(file, wanted, { backup: true, mode: 0o644 })
+  fs.mkdirSync(siteSettingsOf(opts).acmeWebroot, { recursive: true, mode: 0o755 })
+  const backup = existing !== undefined && existing !== wanted ? backupFile(file) : undefined
+  const result = writeFileAtomic(file, wanted, { mode: 0o644 })
   const target = path.resolve(file)
   const linked =
     link !== undefined &&
@@ -492,20 +462,13 @@ export async function installNginxSite(opts: InstallSiteOptions): Promise<WriteR
     return 'unchanged'
   }
   const nginxBin = opts.nginxBin ?? 'nginx'
-  const test = await run(nginxBin, opts.nginxTestArgs ?? ['-t'], { nothrow: true, timeout: '30s' })
-  if (!test.ok) {
+  const failure = await testConfig(opts, nginxBin, file)
+  if (failure) {
     restore(file, link, snapshot)
-    if (test.exitCode === 127)
-      throw new RuntimeFailure(
-        `${nginxBin} not found, so the site was not installed`,
-        'install nginx (apt-get install nginx) and re-run',
-      )
-    throw new RuntimeFailure(
-      `nginx rejected the new site ${file} (${nginxError(test.stderr || test.stdout)}); the previous files are back and nginx keeps serving`,
-      'fix the reported line (or the file it names) and re-run',
-    )
+    if (backup) fs.rmSync(backup, { force: true })
+    throw failure
   }
   await (opts.reload ?? (() => defaultReload(nginxBin)))()
-  opts.log(`nginx site ${file} ${result === 'unchanged' ? 'enabled' : result}; nginx -t passed, reloaded`)
+  opts.log(`${describeChange(file, result, backup, existing)}; nginx -t passed, reloaded`)
   return result === 'unchanged' ? 'updated' : result
 }

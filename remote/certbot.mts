@@ -1,6 +1,8 @@
-// VPS step: a Let's Encrypt certificate for DOMAIN, installed into the nginx site by certbot's
-// nginx plugin (with the HTTP->HTTPS redirect), a deploy hook that reloads nginx after renewals,
-// a renewal dry run against the same ACME server, and the expiry date.
+// VPS step: a Let's Encrypt certificate for DOMAIN with `certbot certonly --webroot` (certbot edits
+// no nginx file: the challenge is answered from the webroot the toolkit's site serves), then the
+// whole nginx site rendered again with the certificate (port 80 redirects, 443 serves), a deploy
+// hook that reloads nginx after renewals, a renewal dry run against the same ACME server, and the
+// expiry date.
 import fs from 'node:fs'
 import path from 'node:path'
 import {
@@ -8,11 +10,12 @@ import {
   type CertInfo,
   certbotReason,
   certFile,
+  certonlyArgs,
   deployHookPath,
   type IssueOptions,
   isCertCurrent,
-  issueArgs,
   isTestCert,
+  liveFiles,
   readCertInfo,
   renewDryRunArgs,
 } from '../lib/certbot.mts'
@@ -27,16 +30,24 @@ import {
   warn,
 } from '../lib/cli.mts'
 import { run } from '../lib/exec.mts'
-import { writeFileAtomic } from '../lib/fsutil.mts'
+import { readIfExists, writeFileAtomic } from '../lib/fsutil.mts'
 import { startProgress } from '../lib/health.mts'
-import { validateDomain, validatePort } from '../lib/nginx.mts'
+import {
+  installNginxSite,
+  nginxControl,
+  recordedSettings,
+  type SiteSettings,
+  siteFile,
+  validateDomain,
+} from '../lib/nginx.mts'
 
 const spec = {
   usage: 'node certbot.mjs --domain DOMAIN --email EMAIL [options]   (or: npx tsx remote/certbot.mts ...)',
   summary:
-    "Gets a Let's Encrypt certificate for DOMAIN with certbot's nginx plugin (the site from frps-setup must exist\n" +
-    'and DNS must point at this VPS), redirects HTTP to HTTPS, installs a deploy hook that reloads nginx after\n' +
-    'renewals, checks renewal with a dry run and prints the expiry date. A valid certificate is kept as is.',
+    "Gets a Let's Encrypt certificate for DOMAIN with `certbot certonly --webroot` (the nginx site from frps-setup\n" +
+    'must exist and DNS must point at this VPS), then writes the https site: port 80 redirects, port 443 serves\n' +
+    'with the certificate. Installs a deploy hook that reloads nginx after renewals, checks renewal with a dry\n' +
+    'run and prints the expiry date. A valid certificate is kept as is.',
   flags: {
     domain: { type: 'string', env: 'DOMAIN', help: 'public hostname of PostHog, e.g. posthog.example.com' },
     email: { type: 'string', env: 'CERTBOT_EMAIL', help: "address for Let's Encrypt expiry notices" },
@@ -69,29 +80,25 @@ const spec = {
       default: '/var/log/letsencrypt',
       help: 'certbot logs dir',
     },
-    'nginx-server-root': {
+    'sites-available-dir': {
       type: 'string',
-      env: 'NGINX_SERVER_ROOT',
-      default: '/etc/nginx',
-      help: 'dir of nginx.conf',
+      env: 'NGINX_SITES_AVAILABLE',
+      default: '/etc/nginx/sites-available',
+      help: 'where frps-setup wrote the site (RHEL-style: /etc/nginx/conf.d)',
     },
-    'http-01-port': {
+    'sites-enabled-dir': {
       type: 'string',
-      env: 'CERTBOT_HTTP01_PORT',
-      help: 'port the HTTP-01 challenge is served on (tests)',
+      env: 'NGINX_SITES_ENABLED',
+      default: '/etc/nginx/sites-enabled',
+      help: "where it is enabled with a symlink ('' for none)",
     },
-    'https-port': {
+    'nginx-conf': {
       type: 'string',
-      env: 'CERTBOT_HTTPS_PORT',
-      help: 'port nginx serves HTTPS on (tests; default 443)',
+      env: 'NGINX_CONF',
+      help: 'nginx.conf to test and reload with -c (tests)',
     },
     'certbot-bin': { type: 'string', env: 'CERTBOT_BIN', default: 'certbot', help: 'certbot executable' },
-    'nginx-bin': {
-      type: 'string',
-      env: 'NGINX_BIN',
-      default: 'nginx',
-      help: 'nginx executable (deploy hook)',
-    },
+    'nginx-bin': { type: 'string', env: 'NGINX_BIN', default: 'nginx', help: 'nginx executable' },
     'skip-install': {
       type: 'boolean',
       env: 'CERTBOT_SKIP_INSTALL',
@@ -101,16 +108,18 @@ const spec = {
   } satisfies FlagSpecs,
   notes:
     'Needs root on a real VPS (ports 80/443, /etc/letsencrypt). Re-running is safe: a certificate with more than\n' +
-    '30 days left is not re-issued. Exit codes: 0 ok, 1 certbot or nginx failed, 2 bad input.',
+    '30 days left is not re-issued, and a site that is already right is not touched.\n' +
+    'Exit codes: 0 ok, 1 certbot or nginx failed (or no site from frps-setup), 2 bad input.',
 }
 
 type CliFlags = Flags<typeof spec.flags>
 
-type Opts = IssueOptions & { certbotBin: string; nginxBin: string }
-
-function optionalPort(raw: string | undefined, name: string): number | undefined {
-  if (raw === undefined || raw === '') return undefined
-  return validatePort(Number(raw), name)
+interface Opts extends Omit<IssueOptions, 'webroot'> {
+  certbotBin: string
+  nginxBin: string
+  nginxConf?: string
+  sitesAvailableDir: string
+  sitesEnabledDir?: string
 }
 
 function checkUrl(raw: string): string {
@@ -138,6 +147,7 @@ function readOptions(flags: CliFlags): Opts {
   const acmeServer = str('acme-server') ? checkUrl(str('acme-server')!) : undefined
   if (acmeServer && flags.staging)
     throw new UsageError('--staging and --acme-server exclude each other: pick one')
+  const enabled = str('sites-enabled-dir')
   return {
     domain,
     email,
@@ -146,41 +156,52 @@ function readOptions(flags: CliFlags): Opts {
     configDir: path.resolve(str('config-dir')!),
     workDir: path.resolve(str('work-dir')!),
     logsDir: path.resolve(str('logs-dir')!),
-    nginxServerRoot: path.resolve(str('nginx-server-root')!),
-    http01Port: optionalPort(str('http-01-port'), '--http-01-port'),
-    httpsPort: optionalPort(str('https-port'), '--https-port'),
     certbotBin: str('certbot-bin')!,
     nginxBin: str('nginx-bin')!,
+    ...(str('nginx-conf') ? { nginxConf: path.resolve(str('nginx-conf')!) } : {}),
+    sitesAvailableDir: path.resolve(str('sites-available-dir')!),
+    ...(enabled ? { sitesEnabledDir: path.resolve(enabled) } : {}),
   }
 }
 
-async function hasNginxPlugin(o: Opts): Promise<boolean> {
+/** The settings frps-setup recorded in the site; the certificate is validated through that site. */
+function readSite(o: Opts): SiteSettings {
+  const file = siteFile(o.sitesAvailableDir, o.domain)
+  const text = readIfExists(file)
+  if (text === undefined)
+    throw new RuntimeFailure(
+      `no nginx site for ${o.domain} (${file} is missing), so nothing answers the certificate challenge`,
+      'run frps-setup with this --domain first (or pass --sites-available-dir)',
+    )
+  const settings = recordedSettings(text)
+  if (!settings)
+    throw new RuntimeFailure(
+      `${file} was not written by this version of frps-setup`,
+      're-run frps-setup first: it takes the site over and keeps the certificate and https',
+    )
+  return settings
+}
+
+async function hasWebrootPlugin(o: Opts): Promise<boolean> {
   const dirs = ['--config-dir', o.configDir, '--work-dir', o.workDir, '--logs-dir', o.logsDir]
   const out = await run(o.certbotBin, ['plugins', ...dirs], { nothrow: true, timeout: '60s' })
-  return out.ok && /^\* nginx$/m.test(out.stdout)
+  return out.ok && /^\* webroot$/m.test(out.stdout)
 }
 
 async function ensureCertbot(o: Opts, skip: boolean): Promise<void> {
-  if (await hasNginxPlugin(o)) return
+  if (await hasWebrootPlugin(o)) return
   if (skip)
-    throw new RuntimeFailure(
-      `${o.certbotBin} with its nginx plugin is not available`,
-      'install certbot and python3-certbot-nginx, or drop --skip-install',
-    )
-  say('installing certbot and python3-certbot-nginx with apt-get ...')
+    throw new RuntimeFailure(`${o.certbotBin} is not available`, 'install certbot, or drop --skip-install')
+  say('installing certbot with apt-get ...')
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
   const update = await run('apt-get', ['update', '-qq'], { nothrow: true, timeout: '5m', env })
   const install = update.ok
-    ? await run('apt-get', ['install', '-y', '-qq', 'certbot', 'python3-certbot-nginx'], {
-        nothrow: true,
-        timeout: '10m',
-        env,
-      })
+    ? await run('apt-get', ['install', '-y', '-qq', 'certbot'], { nothrow: true, timeout: '10m', env })
     : update
-  if (!install.ok || !(await hasNginxPlugin(o)))
+  if (!install.ok || !(await hasWebrootPlugin(o)))
     throw new RuntimeFailure(
       `could not install certbot (${lastLine(install.stderr) || `exit ${install.exitCode}`})`,
-      'run `apt-get install certbot python3-certbot-nginx` as root and re-run',
+      'run `apt-get install certbot` as root and re-run',
     )
 }
 
@@ -198,37 +219,7 @@ function currentCert(o: Opts): CertInfo | undefined {
   }
 }
 
-/** Whether some nginx config under the server root already uses this certificate. */
-function nginxUsesCert(o: Opts): boolean {
-  const wanted = path.join(o.configDir, 'live', o.domain, 'fullchain.pem')
-  const seen = new Set<string>()
-  const walk = (dir: string, depth: number): boolean => {
-    if (depth > 3) return false
-    let entries: fs.Dirent[]
-    try {
-      entries = fs.readdirSync(dir, { withFileTypes: true })
-    } catch {
-      return false
-    }
-    return entries.some((e) => {
-      const p = path.join(dir, e.name)
-      if (e.isDirectory()) return walk(p, depth + 1)
-      if (/\.bak-|~$/.test(e.name)) return false
-      let real: string
-      try {
-        real = fs.realpathSync(p)
-        if (seen.has(real) || !fs.statSync(real).isFile()) return false
-      } catch {
-        return false
-      }
-      seen.add(real)
-      return fs.readFileSync(real, 'utf8').includes(`ssl_certificate ${wanted};`)
-    })
-  }
-  return walk(o.nginxServerRoot, 0)
-}
-
-async function runCertbot(o: Opts, args: string[], label: string): Promise<void> {
+async function runCertbot(o: Opts, args: string[], label: string, state: string): Promise<void> {
   const started = Date.now()
   const stop = startProgress({ snapshot: () => ({ label, elapsedMs: Date.now() - started }) })
   try {
@@ -236,20 +227,31 @@ async function runCertbot(o: Opts, args: string[], label: string): Promise<void>
     if (!out.ok)
       throw new RuntimeFailure(
         `${label} failed: ${certbotReason(`${out.stderr}\n${out.stdout}`)}`,
-        `the HTTP site is unchanged; see ${path.join(o.logsDir, 'letsencrypt.log')}, fix the cause and re-run`,
+        `${state}; see ${path.join(o.logsDir, 'letsencrypt.log')}, fix the cause and re-run`,
       )
   } finally {
     stop()
   }
 }
 
+/** The whole site again, now with the certificate: port 80 redirects, port 443 serves. */
+async function installHttpsSite(o: Opts, settings: SiteSettings): Promise<void> {
+  await installNginxSite({
+    domain: o.domain,
+    ...settings,
+    tls: liveFiles(o.configDir, o.domain),
+    sitesAvailableDir: o.sitesAvailableDir,
+    ...(o.sitesEnabledDir ? { sitesEnabledDir: o.sitesEnabledDir } : {}),
+    ...nginxControl(o.nginxBin, o.nginxConf),
+    log: say,
+  })
+}
+
 function installDeployHook(o: Opts): void {
   const hook = deployHookPath(o.configDir)
   fs.mkdirSync(path.dirname(hook), { recursive: true })
-  const result = writeFileAtomic(hook, buildDeployHook(o.nginxServerRoot, o.nginxBin), {
-    mode: 0o755,
-    backup: true,
-  })
+  const text = buildDeployHook({ nginxBin: o.nginxBin, ...(o.nginxConf ? { nginxConf: o.nginxConf } : {}) })
+  const result = writeFileAtomic(hook, text, { mode: 0o755, backup: true })
   if (result !== 'unchanged')
     say(`deploy hook ${result}: ${hook} (tests and reloads nginx after each renewal)`)
   // certbot runs every executable file in the hooks folder: a kept copy of an old hook must not run.
@@ -273,24 +275,31 @@ async function agreeToTerms(o: Opts, yes: boolean): Promise<void> {
 
 async function main(flags: CliFlags): Promise<number> {
   const o = readOptions(flags)
+  const settings = readSite(o)
   const existing = currentCert(o)
   // a staging certificate is "valid" but untrusted: replace it once a real one is asked for
   const replaceTestCert = existing !== undefined && isTestCert(existing) && !o.staging && !o.acmeServer
   const current = existing !== undefined && isCertCurrent(existing, o.domain) && !replaceTestCert
   if (!current) await agreeToTerms(o, flags.yes)
   await ensureCertbot(o, flags['skip-install'])
-  if (current && nginxUsesCert(o))
-    say(`certificate for ${o.domain} is valid and nginx uses it: nothing issued`)
+  if (current) say(`certificate for ${o.domain} is valid (${existing!.daysLeft} days left): nothing issued`)
   else {
-    if (current) say(`certificate for ${o.domain} is valid: installing it into nginx`)
     if (replaceTestCert) say(`replacing the untrusted staging certificate for ${o.domain} with a real one`)
-    await runCertbot(o, issueArgs({ ...o, forceRenewal: replaceTestCert }), `certbot --nginx for ${o.domain}`)
-    say(`nginx serves https://${o.domain} with the certificate; http redirects to https`)
+    fs.mkdirSync(settings.acmeWebroot, { recursive: true, mode: 0o755 })
+    const args = certonlyArgs({ ...o, webroot: settings.acmeWebroot, forceRenewal: replaceTestCert })
+    await runCertbot(o, args, `certbot certonly for ${o.domain}`, 'the nginx site is unchanged')
   }
+  await installHttpsSite(o, settings)
+  say(`nginx serves https://${o.domain} with the certificate; http redirects to https`)
   installDeployHook(o)
   if (flags['skip-renew-check']) warn('renewal dry run skipped (--skip-renew-check)')
   else {
-    await runCertbot(o, renewDryRunArgs(o), 'renewal dry run')
+    await runCertbot(
+      o,
+      renewDryRunArgs(o),
+      'renewal dry run',
+      'https keeps working until the certificate expires',
+    )
     say('renewal dry run passed: certbot will renew this certificate on its own')
   }
   report(o, currentCert(o))

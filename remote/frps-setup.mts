@@ -1,11 +1,13 @@
 // VPS side of the tunnel and the nginx site in front of it: pinned, checksum-verified frps;
 // frps.toml (token from a file or stdin, never argv; tunnel port on 127.0.0.1 only; TLS forced
 // with the tunnel identity made here; one allowed port); a hardened systemd unit with a dedicated
-// user; ufw rules when ufw is active; then the nginx site for DOMAIN -> 127.0.0.1:FRP_REMOTE_PORT.
+// user; ufw rules when ufw is active; then the whole nginx site for DOMAIN -> 127.0.0.1:FRP_REMOTE_PORT
+// (https as soon as certbot keeps a certificate for DOMAIN, plain http before).
 // Runs from a checkout (npx tsx remote/frps-setup.mts) or bundled (node frps-setup.mjs), so it
 // takes flags and environment variables only (no .env).
 import fs from 'node:fs'
 import path from 'node:path'
+import { liveFiles } from '../lib/certbot.mts'
 import {
   type FlagSpecs,
   type Flags,
@@ -17,7 +19,7 @@ import {
   warn,
 } from '../lib/cli.mts'
 import { run } from '../lib/exec.mts'
-import { frpsToml } from '../lib/frp.mts'
+import { FRP_MIN_VERSION, frpsToml, frpTokenProblem, frpVersionProblem } from '../lib/frp.mts'
 import {
   applyService,
   detectServiceManager,
@@ -26,9 +28,19 @@ import {
   verifyFrpConfig,
 } from '../lib/frp-service.mts'
 import { writeFileAtomic } from '../lib/fsutil.mts'
-import { installNginxSite, validateDomain, validatePort } from '../lib/nginx.mts'
+import {
+  buildNginxSite,
+  DEFAULT_ACME_WEBROOT,
+  type InstallSiteOptions,
+  installNginxSite,
+  nginxControl,
+  type TlsFiles,
+  validateDomain,
+  validateNginxPath,
+  validatePort,
+} from '../lib/nginx.mts'
 import { installFrp } from '../lib/release.mts'
-import { ensureTunnelIdentity } from '../lib/tunnel-identity.mts'
+import { ensureTunnelIdentity, identityPaths } from '../lib/tunnel-identity.mts'
 
 const spec = {
   usage:
@@ -36,7 +48,8 @@ const spec = {
   summary:
     'Installs frps (FRP_VERSION, SHA-256 checked) as a hardened systemd service that only opens the tunnel port\n' +
     "on 127.0.0.1, makes the tunnel's CA and server certificate (prints where the CA is, for frpc-setup --frps-ca),\n" +
-    'opens 7000/80/443 in ufw when ufw is active, and installs the nginx site for DOMAIN in front of the tunnel.\n' +
+    'opens 7000/80/443 in ufw when ufw is active, and installs the nginx site for DOMAIN in front of the tunnel\n' +
+    '(plain http until certbot.mjs got a certificate; with a certificate in live/DOMAIN/ it serves https).\n' +
     'The token (FRP_TOKEN from the home .env) is read from a file or stdin, never from the command line.',
   flags: {
     domain: { type: 'string', env: 'DOMAIN', help: 'public hostname of PostHog, e.g. posthog.example.com' },
@@ -115,7 +128,24 @@ const spec = {
     'http-listen': {
       type: 'string',
       env: 'NGINX_HTTP_LISTEN',
-      help: 'comma-separated listen values of the site (default 80 and [::]:80)',
+      help: 'comma-separated listen values of the plain-http server (default 80 and [::]:80)',
+    },
+    'https-listen': {
+      type: 'string',
+      env: 'NGINX_HTTPS_LISTEN',
+      help: 'comma-separated listen values of the https server (default 443 and [::]:443)',
+    },
+    'acme-webroot': {
+      type: 'string',
+      env: 'ACME_WEBROOT',
+      default: DEFAULT_ACME_WEBROOT,
+      help: 'folder the site serves /.well-known/acme-challenge/ from (certbot --webroot)',
+    },
+    'letsencrypt-dir': {
+      type: 'string',
+      env: 'CERTBOT_CONFIG_DIR',
+      default: '/etc/letsencrypt',
+      help: "certbot's config dir: a certificate in live/DOMAIN/ makes the site serve https",
     },
   } satisfies FlagSpecs,
   notes:
@@ -151,12 +181,8 @@ function port(raw: string, name: string): number {
 
 function checkToken(token: string, source: string): string {
   registerSecret(token)
-  if (/\s/.test(token))
-    throw new UsageError(`the token from ${source} contains spaces: use FRP_TOKEN from the home .env`)
-  if (token.length < 32)
-    throw new UsageError(
-      `the token from ${source} is ${token.length} characters; it must be at least 32 (use FRP_TOKEN from the home .env)`,
-    )
+  const problem = frpTokenProblem(token)
+  if (problem) throw new UsageError(`the token from ${source} ${problem}: use FRP_TOKEN from the home .env`)
   return token
 }
 
@@ -187,8 +213,8 @@ function readOptions(flags: CliFlags): Options {
   const str = (k: keyof CliFlags) => (flags[k] as string | undefined) ?? ''
   if (!str('domain')) throw new UsageError('no domain: pass --domain posthog.example.com (or set DOMAIN)')
   const version = str('frp-version')
-  if (!/^\d+\.\d+\.\d+$/.test(version))
-    throw new UsageError(`--frp-version ${version} is not a version such as 0.70.1`)
+  const versionProblem = frpVersionProblem(version)
+  if (versionProblem) throw new UsageError(`--frp-version ${version} ${versionProblem}`)
   const bindAddr = str('bind-addr')
   if (!/^[\w.:-]+$/.test(bindAddr)) throw new UsageError(`--bind-addr ${bindAddr} is not an IP address`)
   if (!/^https?:\/\/\S+$/.test(str('release-base-url')))
@@ -220,12 +246,37 @@ function vpsServiceManager(choice: string): ServiceManager {
   return manager
 }
 
-function httpListen(raw: string | undefined): string[] | undefined {
+function listenList(raw: string | undefined): string[] | undefined {
   if (!raw) return undefined
   return raw
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)
+}
+
+/** The certificate certbot keeps for DOMAIN, when there is one: the site then serves https. */
+function existingCertificate(letsencryptDir: string, domain: string): TlsFiles | undefined {
+  const files = liveFiles(letsencryptDir, domain)
+  return fs.existsSync(files.certificate) && fs.existsSync(files.key) ? files : undefined
+}
+
+function siteOptions(flags: CliFlags, o: Options): InstallSiteOptions {
+  const enabled = flags['sites-enabled-dir'] as string
+  const http = listenList(flags['http-listen'])
+  const https = listenList(flags['https-listen'])
+  const tls = existingCertificate(path.resolve(flags['letsencrypt-dir'] as string), o.domain)
+  return {
+    domain: o.domain,
+    upstreamPort: o.remotePort,
+    ...(http ? { httpListen: http } : {}),
+    ...(https ? { httpsListen: https } : {}),
+    acmeWebroot: validateNginxPath(path.resolve(flags['acme-webroot'] as string), '--acme-webroot'),
+    ...(tls ? { tls } : {}),
+    sitesAvailableDir: path.resolve(flags['sites-available-dir'] as string),
+    ...(enabled ? { sitesEnabledDir: path.resolve(enabled) } : {}),
+    ...nginxControl(flags['nginx-bin'] as string, flags['nginx-conf']),
+    log: say,
+  }
 }
 
 async function commandWorks(bin: string, args: string[]): Promise<boolean> {
@@ -295,13 +346,28 @@ async function openFirewall(ufwBin: string, bindPort: number): Promise<void> {
 async function main(flags: CliFlags): Promise<number> {
   const o = readOptions(flags)
   const skipNginx = Boolean(flags['skip-nginx'])
-  const nginxBin = flags['nginx-bin'] as string
-  const listen = httpListen(flags['http-listen'])
-  if (!skipNginx && !(await commandWorks(nginxBin, ['-v'])))
-    throw new RuntimeFailure(
-      `nginx is not installed (${nginxBin} -v failed)`,
-      'apt-get install -y nginx, then re-run',
-    )
+  const site = skipNginx ? undefined : siteOptions(flags, o)
+  if (site) {
+    buildNginxSite(site) // bad listen values or paths are bad input before anything is installed
+    if (!(await commandWorks(site.nginxBin!, ['-v'])))
+      throw new RuntimeFailure(
+        `nginx is not installed (${site.nginxBin} -v failed)`,
+        'apt-get install -y nginx, then re-run',
+      )
+  }
+
+  const tokenFile = path.join(o.configDir, 'frps.token')
+  const tlsDir = path.join(o.configDir, 'tls')
+  // built before anything is installed: a value frp cannot read is bad input (exit 2)
+  const text = frpsToml({
+    bindAddr: o.bindAddr,
+    bindPort: o.bindPort,
+    remotePort: o.remotePort,
+    tokenFile,
+    certFile: identityPaths(tlsDir).certFile,
+    keyFile: identityPaths(tlsDir).keyFile,
+    logFile: path.join(o.logDir, 'frps.log'),
+  })
 
   const bin = await installFrp({
     version: o.version,
@@ -322,7 +388,6 @@ async function main(flags: CliFlags): Promise<number> {
   fs.mkdirSync(o.logDir, { recursive: true, mode: 0o750 })
   if (owner) fs.chownSync(o.logDir, owner.uid, owner.gid)
 
-  const tokenFile = path.join(o.configDir, 'frps.token')
   const tokenMode = owner ? 0o640 : 0o600
   let tokenResult: string = 'unchanged'
   if (o.token !== undefined) {
@@ -334,7 +399,6 @@ async function main(flags: CliFlags): Promise<number> {
   }
   protect(tokenFile, owner)
 
-  const tlsDir = path.join(o.configDir, 'tls')
   const id = await ensureTunnelIdentity({ dir: tlsDir, serverName: o.domain })
   if (id.made.length)
     say(
@@ -347,21 +411,12 @@ async function main(flags: CliFlags): Promise<number> {
     fs.chmodSync(tlsDir, 0o750)
   }
 
-  const text = frpsToml({
-    bindAddr: o.bindAddr,
-    bindPort: o.bindPort,
-    remotePort: o.remotePort,
-    tokenFile,
-    certFile: id.certFile,
-    keyFile: id.keyFile,
-    logFile: path.join(o.logDir, 'frps.log'),
-  })
   await verifyFrpConfig({
     kind: 'frps',
     bin: frpsBin,
     dir: o.configDir,
     text,
-    hint: 'check --frp-version (frp 0.52 or later reads TOML)',
+    hint: `check --frp-version (${FRP_MIN_VERSION} or later) and report this as a bug`,
   })
   const configFile = path.join(o.configDir, 'frps.toml')
   const configResult = writeFileAtomic(configFile, text, { mode: 0o644, backup: true })
@@ -384,34 +439,21 @@ async function main(flags: CliFlags): Promise<number> {
 
   await openFirewall(flags['ufw-bin'] as string, o.bindPort)
 
-  if (skipNginx) say('nginx site skipped (--skip-nginx)')
-  else {
-    const conf = flags['nginx-conf']
-    const enabled = flags['sites-enabled-dir'] as string
-    await installNginxSite({
-      domain: o.domain,
-      upstreamPort: o.remotePort,
-      ...(listen ? { httpListen: listen } : {}),
-      sitesAvailableDir: path.resolve(flags['sites-available-dir'] as string),
-      ...(enabled ? { sitesEnabledDir: path.resolve(enabled) } : {}),
-      nginxBin,
-      ...(conf
-        ? {
-            nginxTestArgs: ['-t', '-c', conf],
-            reload: async () => {
-              await run(nginxBin, ['-c', conf, '-s', 'reload'], { timeout: '30s' })
-            },
-          }
-        : {}),
-      log: say,
-    })
-  }
+  if (site) await installNginxSite(site)
+  else say('nginx site skipped (--skip-nginx)')
 
   say(`tunnel CA: ${id.caFile}`)
   say(
     `copy it home and pin the VPS identity: scp root@<this VPS>:${id.caFile} frps-ca.crt && sudo -E npx tsx scripts/frpc-setup.mts --frps-ca frps-ca.crt`,
   )
-  say(`next: certbot for https://${o.domain} (node certbot.mjs --domain ${o.domain} --email you@example.com)`)
+  if (site?.tls)
+    say(`nginx serves https://${o.domain} with the certificate in ${path.dirname(site.tls.certificate)}`)
+  else if (site) {
+    say(
+      `until there is a certificate nginx serves plain http: curl http://${o.domain}/_health should answer ok`,
+    )
+    say(`next: https (node certbot.mjs --domain ${o.domain} --email you@example.com --yes)`)
+  }
   return 0
 }
 

@@ -5,7 +5,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { type FlagSpecs, type Flags, runScript, say, UsageError } from '../lib/cli.mts'
 import { ensureEnvFile, envFilePath, isHostname, loadConfig } from '../lib/env.mts'
-import { frpcToml } from '../lib/frp.mts'
+import { FRP_MIN_VERSION, frpcToml } from '../lib/frp.mts'
 import {
   applyService,
   detectServiceManager,
@@ -134,15 +134,25 @@ async function main(flags: CliFlags): Promise<number> {
     throw new UsageError(
       `--frps-ca needs the name on frps' certificate: set DOMAIN in ${cfg.envFile} (the domain given to frps-setup) or pass --server-name`,
     )
-  if (ensured.generated.length) say(`generated ${ensured.generated.join(', ')} in ${cfg.envFile} (not shown)`)
-  if (ensured.generated.includes('FRP_TOKEN'))
-    say('frps on the VPS needs the same FRP_TOKEN: see the README, "The tunnel (frp)"')
 
   const installDir = path.resolve(flags['install-dir'] as string)
   const configDir = path.resolve(flags['config-dir'] as string)
   const logDir = path.resolve(flags['log-dir'] as string)
   const configFile = path.join(configDir, 'frpc.toml')
   const caFile = pinnedCa
+  // built before anything is installed: a value frp cannot read is bad input (exit 2)
+  const text = frpcToml({
+    serverAddr,
+    serverPort: Number(raw.FRP_SERVER_PORT),
+    token: raw.FRP_TOKEN!,
+    localPort: Number(raw.POSTHOG_PROXY_HTTP_PORT),
+    remotePort: Number(raw.FRP_REMOTE_PORT),
+    logFile: path.join(logDir, 'frpc.log'),
+    ...(ca ? { trustedCaFile: caFile, serverName } : {}),
+  })
+  if (ensured.generated.length) say(`generated ${ensured.generated.join(', ')} in ${cfg.envFile} (not shown)`)
+  if (ensured.generated.includes('FRP_TOKEN'))
+    say('frps on the VPS needs the same FRP_TOKEN: see the README, "The tunnel (frp)"')
 
   const bin = await installFrp({
     version: raw.FRP_VERSION!,
@@ -160,21 +170,12 @@ async function main(flags: CliFlags): Promise<number> {
 
   fs.mkdirSync(configDir, { recursive: true, mode: 0o755 })
   fs.mkdirSync(logDir, { recursive: true, mode: 0o755 })
-  const text = frpcToml({
-    serverAddr,
-    serverPort: Number(raw.FRP_SERVER_PORT),
-    token: raw.FRP_TOKEN!,
-    localPort: Number(raw.POSTHOG_PROXY_HTTP_PORT),
-    remotePort: Number(raw.FRP_REMOTE_PORT),
-    logFile: path.join(logDir, 'frpc.log'),
-    ...(ca ? { trustedCaFile: caFile, serverName } : {}),
-  })
   await verifyFrpConfig({
     kind: 'frpc',
     bin: frpcBin,
     dir: configDir,
     text,
-    hint: 'check FRP_VERSION (frp 0.52 or later reads TOML) and report this as a bug',
+    hint: `check FRP_VERSION (${FRP_MIN_VERSION} or later) and report this as a bug`,
   })
   const caResult = ca ? writeFileAtomic(caFile, ca, { mode: 0o644, backup: true }) : 'unchanged'
   if (caResult !== 'unchanged') say(`frps CA ${caResult}: ${caFile} (frpc checks the VPS is ${serverName})`)

@@ -1,26 +1,39 @@
-// scripts/frpc-setup.mts as a black box in a scratch root, with frp releases served on 127.0.0.1.
+// scripts/frpc-setup.mts as a black box in a scratch root, with frp releases served on 127.0.0.1:
+// the real frp 0.70.1 where ../shared has it, so the installed frpc itself verifies the config.
 import fs from 'node:fs'
 import path from 'node:path'
 import { parse } from 'smol-toml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ensureTunnelIdentity } from '../../lib/tunnel-identity.mts'
 import { scratchDir } from '../helpers/common.ts'
-import { runStep } from '../helpers/frp.ts'
-import { buildRelease, type FakeRelease, serveDir } from '../helpers/frp-release.ts'
+import { needRealFrp, REAL_FRPC, runStep } from '../helpers/frp.ts'
+import { buildRelease, type FakeRelease, releaseIsReal, serveDir } from '../helpers/frp-release.ts'
 
 let releases: FakeRelease
 let releaseRoot: string
+needRealFrp('the frpc that frpc-setup installs (frp itself does not check the config)', 'stand-in used for')
+
+// the installs hold the real frpc where ../shared has it: every scratch root goes at the end
+const made: string[] = []
+function scratchRoot(prefix: string): string {
+  const dir = scratchDir(prefix)
+  made.push(dir)
+  return dir
+}
 
 beforeAll(async () => {
-  releaseRoot = scratchDir('frpc-setup-rel-')
+  releaseRoot = scratchRoot('frpc-setup-rel-')
   buildRelease(releaseRoot, '0.70.1')
   buildRelease(releaseRoot, '0.69.0', { corrupt: true })
   releases = await serveDir(releaseRoot)
 })
-afterAll(() => releases.close())
+afterAll(async () => {
+  await releases.close()
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true })
+})
 
 function scratch(extraEnv: Record<string, string> = {}) {
-  const root = scratchDir('frpc-setup-')
+  const root = scratchRoot('frpc-setup-')
   const envFile = path.join(root, 'home.env')
   const dirs = {
     install: path.join(root, 'usr/local/bin'),
@@ -73,6 +86,11 @@ describe('frpc-setup', () => {
       proxies: [{ name: 'posthog', type: 'tcp', localIP: '127.0.0.1', localPort: 18000, remotePort: 12080 }],
     })
     expect(fs.readdirSync(s.dirs.config)).toEqual(['frpc.toml'])
+    expect(r.out).not.toMatch(/verify rejected/)
+    if (releaseIsReal('0.70.1'))
+      expect(fs.readFileSync(path.join(s.dirs.install, 'frpc')).equals(fs.readFileSync(REAL_FRPC!))).toBe(
+        true,
+      )
 
     const unit = fs.readFileSync(path.join(s.dirs.systemd, 'frpc.service'), 'utf8')
     expect(unit).toContain(`ExecStart=${path.join(s.dirs.install, 'frpc')} -c ${configFile}`)
@@ -162,6 +180,9 @@ describe('frpc-setup', () => {
     ['a remote port out of range', [], { FRP_REMOTE_PORT: '70000' }],
     ['a bad service manager', ['--service-manager', 'upstart'], {}],
     ['no VPS address', [], { FRP_SERVER_ADDR: '' }],
+    ['frp older than 0.64.0 (no auth.tokenSource)', [], { FRP_VERSION: '0.63.0' }],
+    ["a token with '{{' (frp reads frpc.toml as a Go template)", [], { FRP_TOKEN: `{{${'a'.repeat(40)}` }],
+    ["'{{' in a path that goes into frpc.toml", ['--log-dir', '/tmp/{{x'], {}],
   ])('exits 2 with one line and installs nothing on %s', async (_what, args, extra) => {
     const s = scratch(extra as Record<string, string>)
     const r = await runStep(SCRIPT, args as string[], s.env)

@@ -1,29 +1,47 @@
-// remote/frps-setup.mts as a black box in a scratch root: frp releases served on 127.0.0.1, a
-// private real nginx, ufw replaced through UFW_BIN (a script that records its arguments), no
-// systemd (service manager `none`). Ends with the tunnel run from the installed files, with
-// frpc-setup's config pinned to the CA frps-setup made.
+// remote/frps-setup.mts as a black box in a scratch root: frp releases served on 127.0.0.1 (the
+// real frp 0.70.1 where ../shared has it), a private real nginx, ufw replaced through UFW_BIN (a
+// script that records its arguments), no systemd (service manager `none`). Ends with the tunnel
+// run from the installed real binaries and files, with frpc-setup's config pinned to the CA
+// frps-setup made. The site with a certificate, and its migration: public-path.test.ts.
 import fs from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
 import { parse } from 'smol-toml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { freePort, httpGet, listenLocal, scratchDir } from '../helpers/common.ts'
-import { listeningAddresses, type RunningFrp, runStep, startFrp, waitForLog } from '../helpers/frp.ts'
-import { buildRelease, type FakeRelease, serveDir } from '../helpers/frp-release.ts'
+import {
+  listeningAddresses,
+  needRealFrp,
+  REAL_FRPS,
+  type RunningFrp,
+  runStep,
+  startFrp,
+  waitForLog,
+} from '../helpers/frp.ts'
+import { buildRelease, type FakeRelease, releaseIsReal, serveDir } from '../helpers/frp-release.ts'
 import { hasBinary, makeNginx, type Nginx } from '../helpers/public-path.ts'
 
 const SCRIPT = 'remote/frps-setup.mts'
 const TOKEN = 'feedface'.repeat(5)
 const DOMAIN = 'ph.posthog.test'
 const canRunNginx = hasBinary('nginx') && process.getuid?.() === 0
+const haveFrp = needRealFrp('the tunnel run from the installed frps (the setup itself runs with a stand-in)')
 
 let releases: FakeRelease
 let nginx: Nginx | undefined
 const running: RunningFrp[] = []
 const outputs: string[] = []
 
+// the installs hold the real frp where ../shared has it: every scratch root goes at the end
+const made: string[] = []
+function scratchRoot(prefix: string): string {
+  const dir = scratchDir(prefix)
+  made.push(dir)
+  return dir
+}
+
 beforeAll(async () => {
-  const root = scratchDir('frps-setup-rel-')
+  const root = scratchRoot('frps-setup-rel-')
   buildRelease(root, '0.70.1')
   buildRelease(root, '0.69.0', { corrupt: true })
   releases = await serveDir(root)
@@ -32,10 +50,11 @@ afterAll(async () => {
   await Promise.all(running.map((r) => r.stop()))
   nginx?.stop()
   await releases.close()
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true })
 })
 
 function scratch(extra: Record<string, string> = {}) {
-  const root = scratchDir('frps-setup-')
+  const root = scratchRoot('frps-setup-')
   const dirs = {
     install: path.join(root, 'usr/local/bin'),
     config: path.join(root, 'etc/frp'),
@@ -59,6 +78,12 @@ function scratch(extra: Record<string, string> = {}) {
     FRP_SERVICE_MANAGER: 'none',
     UFW_BIN: ufw,
     FRPS_SKIP_NGINX: '1',
+    ACME_WEBROOT: path.join(root, 'var/www/acme'),
+    // never the machine's own nginx: tests that want one set a private nginx (makeNginx)
+    NGINX_BIN: path.join(root, 'no-nginx'),
+    NGINX_SITES_AVAILABLE: path.join(root, 'etc/nginx/sites-available'),
+    NGINX_SITES_ENABLED: path.join(root, 'etc/nginx/sites-enabled'),
+    CERTBOT_CONFIG_DIR: path.join(root, 'etc/letsencrypt'),
     ...extra,
   }
   return { root, dirs, env, ufwLog }
@@ -85,6 +110,7 @@ describe('frps-setup', () => {
       const httpPort = await freePort()
       Object.assign(env, {
         FRPS_SKIP_NGINX: '0',
+        NGINX_BIN: 'nginx',
         NGINX_CONF: nginx.conf,
         NGINX_SITES_AVAILABLE: nginx.sitesAvailable,
         NGINX_SITES_ENABLED: nginx.sitesEnabled,
@@ -130,10 +156,20 @@ describe('frps-setup', () => {
     expect(r.out).toContain(`tunnel CA: ${path.join(tls, 'ca.crt')}`)
     expect(r.out).toMatch(/frpc-setup.mts --frps-ca/)
     if (nginx) {
-      const site = path.join(nginx.sitesAvailable, `${DOMAIN}.conf`)
-      expect(fs.readFileSync(site, 'utf8')).toContain('proxy_pass http://127.0.0.1:12080')
+      // no certificate yet: plain http, the ACME challenge from the webroot and the tunnel
+      const site = fs.readFileSync(path.join(nginx.sitesAvailable, `${DOMAIN}.conf`), 'utf8')
+      expect(site).toContain('proxy_pass http://127.0.0.1:12080')
+      expect(site).toContain(`root ${env.ACME_WEBROOT};`)
+      expect(site).not.toMatch(/^\s*listen .*ssl;/m)
+      expect(fs.statSync(env.ACME_WEBROOT!).isDirectory()).toBe(true)
       expect(fs.existsSync(path.join(nginx.sitesEnabled, `${DOMAIN}.conf`))).toBe(true)
+      expect(r.out).toMatch(/nginx serves plain http: curl http:\/\/ph\.posthog\.test\/_health/)
+      expect(r.out).toMatch(/next: https \(node certbot\.mjs --domain ph\.posthog\.test/)
     }
+    if (releaseIsReal('0.70.1'))
+      expect(fs.readFileSync(path.join(s.dirs.install, 'frps')).equals(fs.readFileSync(REAL_FRPS!))).toBe(
+        true,
+      )
 
     const watched = [
       path.join(s.dirs.install, 'frps'),
@@ -174,13 +210,23 @@ describe('frps-setup', () => {
     ['both token sources', ['--token-stdin', '--token-file', '/etc/hostname'], {}, TOKEN],
     ['an unknown flag', ['--token', TOKEN], {}, ''],
     ['launchd on a VPS', ['--token-stdin', '--service-manager', 'launchd'], {}, TOKEN],
+    ['frp older than 0.64.0 (no auth.tokenSource)', ['--token-stdin', '--frp-version', '0.63.0'], {}, TOKEN],
+    ["a token with '{{' (frpc.toml would break)", ['--token-stdin'], {}, `{{${TOKEN}`],
+    [
+      'an https listen value that is not [address:]port',
+      ['--token-stdin', '--https-listen', '443 ssl'],
+      {},
+      TOKEN,
+    ],
+    ['an ACME webroot nginx cannot take', ['--token-stdin', '--acme-webroot', '/var/www/my site'], {}, TOKEN],
   ])('exits 2 with one line and installs nothing on %s', async (_what, args, extra, input) => {
-    const s = scratch(extra)
+    const s = scratch({ ...extra, FRPS_SKIP_NGINX: '0' })
     const r = await run(args as string[], s.env, input as string)
     expect(r.code, r.out).toBe(2)
     expect(r.out.trim().split('\n')).toHaveLength(1)
     expect(fs.existsSync(s.dirs.install)).toBe(false)
     expect(fs.existsSync(s.dirs.config)).toBe(false)
+    expect(fs.existsSync(s.env.ACME_WEBROOT!)).toBe(false)
   })
 
   it("reads the token from a file, and says so when ufw isn't there", async () => {
@@ -193,51 +239,54 @@ describe('frps-setup', () => {
     expect(r.out).toMatch(/ufw is not installed/)
   })
 
-  it('the installed frps and frpc-setup --frps-ca make a tunnel that only answers on 127.0.0.1', async () => {
-    const backend = await listenLocal(http.createServer((_q, res) => res.end('ok')))
-    try {
-      const bindPort = await freePort()
-      const remotePort = await freePort()
-      const s = scratch({
-        FRP_BIND_ADDR: '127.0.0.1',
-        FRP_SERVER_PORT: String(bindPort),
-        FRP_REMOTE_PORT: String(remotePort),
-      })
-      const vps = await run(['--token-stdin'], s.env, TOKEN)
-      expect(vps.code, vps.out).toBe(0)
-      const caFile = path.join(s.dirs.config, 'tls/ca.crt')
+  it.runIf(haveFrp)(
+    'the installed frps and frpc-setup --frps-ca make a tunnel that only answers on 127.0.0.1',
+    async () => {
+      const backend = await listenLocal(http.createServer((_q, res) => res.end('ok')))
+      try {
+        const bindPort = await freePort()
+        const remotePort = await freePort()
+        const s = scratch({
+          FRP_BIND_ADDR: '127.0.0.1',
+          FRP_SERVER_PORT: String(bindPort),
+          FRP_REMOTE_PORT: String(remotePort),
+        })
+        const vps = await run(['--token-stdin'], s.env, TOKEN)
+        expect(vps.code, vps.out).toBe(0)
+        const caFile = path.join(s.dirs.config, 'tls/ca.crt')
 
-      const home = path.join(s.root, 'home')
-      const homeEnv = {
-        HOMELAB_ENV_FILE: path.join(home, '.env'),
-        DOMAIN,
-        FRP_TOKEN: TOKEN,
-        FRP_SERVER_ADDR: '127.0.0.1',
-        FRP_SERVER_PORT: String(bindPort),
-        FRP_REMOTE_PORT: String(remotePort),
-        POSTHOG_PROXY_HTTP_PORT: String(backend.port),
-        FRP_RELEASE_BASE_URL: releases.baseUrl,
-        FRP_INSTALL_DIR: path.join(home, 'bin'),
-        FRP_CONFIG_DIR: path.join(home, 'etc'),
-        FRP_LOG_DIR: path.join(home, 'log'),
-        SYSTEMD_UNIT_DIR: path.join(home, 'systemd'),
-        FRP_SERVICE_MANAGER: 'none',
+        const home = path.join(s.root, 'home')
+        const homeEnv = {
+          HOMELAB_ENV_FILE: path.join(home, '.env'),
+          DOMAIN,
+          FRP_TOKEN: TOKEN,
+          FRP_SERVER_ADDR: '127.0.0.1',
+          FRP_SERVER_PORT: String(bindPort),
+          FRP_REMOTE_PORT: String(remotePort),
+          POSTHOG_PROXY_HTTP_PORT: String(backend.port),
+          FRP_RELEASE_BASE_URL: releases.baseUrl,
+          FRP_INSTALL_DIR: path.join(home, 'bin'),
+          FRP_CONFIG_DIR: path.join(home, 'etc'),
+          FRP_LOG_DIR: path.join(home, 'log'),
+          SYSTEMD_UNIT_DIR: path.join(home, 'systemd'),
+          FRP_SERVICE_MANAGER: 'none',
+        }
+        fs.mkdirSync(home)
+        const client = await runStep('scripts/frpc-setup.mts', ['--frps-ca', caFile], homeEnv)
+        outputs.push(client.out)
+        expect(client.code, client.out).toBe(0)
+
+        running.push(startFrp(path.join(s.dirs.install, 'frps'), path.join(s.dirs.config, 'frps.toml')))
+        await waitForLog(path.join(s.dirs.log, 'frps.log'), /frps started successfully/)
+        running.push(startFrp(path.join(home, 'bin/frpc'), path.join(home, 'etc/frpc.toml')))
+        await waitForLog(path.join(home, 'log/frpc.log'), /start proxy success/)
+        expect((await httpGet(remotePort, '127.0.0.1', '/_health')).body).toBe('ok')
+        expect(listeningAddresses(remotePort)).toEqual([`127.0.0.1:${remotePort}`])
+      } finally {
+        await backend.close()
       }
-      fs.mkdirSync(home)
-      const client = await runStep('scripts/frpc-setup.mts', ['--frps-ca', caFile], homeEnv)
-      outputs.push(client.out)
-      expect(client.code, client.out).toBe(0)
-
-      running.push(startFrp('frps', path.join(s.dirs.config, 'frps.toml')))
-      await waitForLog(path.join(s.dirs.log, 'frps.log'), /frps started successfully/)
-      running.push(startFrp('frpc', path.join(home, 'etc/frpc.toml')))
-      await waitForLog(path.join(home, 'log/frpc.log'), /start proxy success/)
-      expect((await httpGet(remotePort, '127.0.0.1', '/_health')).body).toBe('ok')
-      expect(listeningAddresses(remotePort)).toEqual([`127.0.0.1:${remotePort}`])
-    } finally {
-      await backend.close()
-    }
-  })
+    },
+  )
 
   it.runIf(process.getuid?.() === 0)(
     'with systemd, frps runs as its user and can read exactly what it needs',

@@ -1,46 +1,63 @@
-// The whole public path on loopback, every piece real except PostHog and frp (stand-ins):
-//   client --https--> nginx (generated site + certbot's TLS from Pebble) --> 127.0.0.1:<remotePort>
-//   (frps stand-in, generated frps.toml) ==TLS==> frpc stand-in (generated frpc.toml) --> stand-in PostHog.
-// certbot runs through the BUNDLED remote/certbot.mjs from a folder without node_modules.
-// certbot's --redirect only considers server blocks listening on port 80 (certbot-nginx's
-// DEFAULT_LISTEN_PORT), so nginx's HTTP side and Pebble's HTTP-01 port are 127.0.0.1:80: this
-// test needs root, as CI has. Every key of the generated TOML files is checked against frp's full
-// examples by test/unit/frp.test.ts; here the frp stand-in's strict `verify` runs on them too.
+// The whole public path on loopback, every piece real except PostHog (a stand-in) and the Docker
+// engine (not involved):
+//   client --https--> nginx (the site the toolkit writes whole) --> 127.0.0.1:<remotePort>
+//   (frps) ==TLS, CA-verified==> frpc --> stand-in PostHog
+// frps and frpc are the real frp 0.70.1 from ../shared, installed by the setup scripts from a
+// release served on 127.0.0.1; without ../shared a plain TCP forwarder carries the tunnel port
+// (said in one line) and everything else runs the same. frps-setup.mjs and certbot.mjs are the
+// BUNDLED VPS scripts, run from a folder without node_modules; certbot certonly --webroot runs
+// against Pebble. The migration from a site certbot --nginx edited (installs of earlier versions)
+// uses the real certbot --nginx --redirect, which only considers server blocks on port 80, so
+// nginx's plain-http side and Pebble's HTTP-01 port are 127.0.0.1:80: this test needs root, as CI has.
+// The test acts as systemd: after a setup script it (re)starts frps/frpc from the installed files.
 import { spawnSync } from 'node:child_process'
+import { X509Certificate } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { certFile, deployHookPath, readCertInfo } from '../../lib/certbot.mts'
-import { RuntimeFailure } from '../../lib/cli.mts'
-import { frpcToml, frpsToml } from '../../lib/frp.mts'
-import { CERTBOT_MARK, installNginxSite } from '../../lib/nginx.mts'
-import { ensureTunnelIdentity } from '../../lib/tunnel-identity.mts'
+import { installNginxSite, recordedSettings } from '../../lib/nginx.mts'
 import {
   canConnect,
   freePort,
+  type HttpAnswer,
   httpGet,
   type ProcessOptions,
   runProcess,
   scratchDir,
   waitFor,
 } from '../helpers/common.ts'
-import { FAKE_FRP, listeningAddresses, type RunningFrp, startFrp, waitForLog } from '../helpers/frp.ts'
 import {
+  listeningAddresses,
+  needRealFrp,
+  REAL_FRP_VERSION,
+  type RunningFrp,
+  startFrp,
+  waitForLog,
+} from '../helpers/frp.ts'
+import { buildRelease, type FakeRelease, serveDir } from '../helpers/frp-release.ts'
+import {
+  forwardPort,
   hasBinary,
   holdPortLock,
   httpsRequest,
+  legacySite,
   makeNginx,
   type Nginx,
   type Pebble,
+  pollHttps,
   readEvents,
   type StandIn,
+  servedCertificate,
   startPebble,
   startStandIn,
   type TlsTarget,
+  tlsHandshake,
   webSocketEcho,
 } from '../helpers/public-path.ts'
 
 const DOMAIN = 'posthog.test'
+const LEGACY = 'legacy.posthog.test'
 const FAIL_DOMAIN = 'unreachable.test'
 const EMAIL = 'admin@posthog.test'
 const TOKEN = 'pUbL1cP4th'.repeat(4)
@@ -48,39 +65,28 @@ const REQUIRED = ['nginx', 'certbot', 'pebble', 'pebble-challtestsrv', 'openssl'
 const missing = REQUIRED.filter((b) => !hasBinary(b))
 const isRoot = process.getuid?.() === 0
 const skipReason = missing.length
-  ? `missing ${missing.join(', ')} (apt-get install ${missing.join(' ')})`
+  ? `missing ${missing.join(', ')} (apt-get install ${missing.join(' ')} python3-certbot-nginx)`
   : !isRoot
-    ? 'needs root: certbot --redirect and Pebble validate on port 80'
+    ? 'needs root: certbot --nginx --redirect and Pebble validate on port 80'
     : ''
 if (skipReason) console.warn(`public-path e2e skipped: ${skipReason}`)
+const realFrp =
+  !skipReason && needRealFrp('the frp tunnel in the public-path e2e', 'a TCP forwarder stands in for')
 
 let dir: string
 let vps: string
 let standIn: StandIn
 let pebble: Pebble
 let nginx: Nginx
-let nginxRunning = false
-let releasePort80: (() => void) | undefined
+let releases: FakeRelease
 let httpsPort: number
+let legacyHttpsPort: number
+let bindPort: number
 let remotePort: number
 let target: TlsTarget
-const frp: RunningFrp[] = []
+let pebbleRoot: string
 const outputs: string[] = []
-
-const siteOptions = () => ({
-  domain: DOMAIN,
-  upstreamPort: remotePort,
-  httpListen: ['127.0.0.1:80'],
-  sitesAvailableDir: nginx.sitesAvailable,
-  sitesEnabledDir: nginx.sitesEnabled,
-  nginxTestArgs: [...nginx.args, '-t'],
-  reload: async () => {
-    if (nginxRunning) await nginx.reload()
-    else nginx.start()
-    nginxRunning = true
-  },
-  log: (line: string) => outputs.push(line),
-})
+const le = () => path.join(dir, 'le')
 
 interface Ran {
   status: number | null
@@ -95,143 +101,261 @@ async function run(cmd: string, args: string[], opts: ProcessOptions): Promise<R
   return { status: code, stdout, stderr }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The VPS: frps-setup.mjs and certbot.mjs with every path in the scratch dir
+
+interface Vps {
+  domain: string
+  root: string
+  installDir: string
+  configDir: string
+  logDir: string
+}
+
+function vpsFor(domain: string, name: string): Vps {
+  const root = path.join(dir, name)
+  return {
+    domain,
+    root,
+    // one frps binary for every VPS here: a second install would only find it up to date
+    installDir: path.join(dir, 'vps-bin'),
+    configDir: path.join(root, 'etc/frp'),
+    logDir: path.join(root, 'log'),
+  }
+}
+
+function frpsSetup(v: Vps, env: Record<string, string> = {}, input?: string): Promise<Ran> {
+  const args = [path.join(vps, 'frps-setup.mjs'), '--domain', v.domain, ...(input ? ['--token-stdin'] : [])]
+  return run(process.execPath, args, {
+    cwd: vps,
+    timeoutMs: 90_000,
+    ...(input ? { input } : {}),
+    env: {
+      ...process.env,
+      FRP_RELEASE_BASE_URL: releases.baseUrl,
+      FRP_INSTALL_DIR: v.installDir,
+      FRP_CONFIG_DIR: v.configDir,
+      FRP_LOG_DIR: v.logDir,
+      SYSTEMD_UNIT_DIR: path.join(v.root, 'systemd'),
+      FRP_SERVICE_MANAGER: 'none',
+      UFW_BIN: path.join(v.root, 'no-ufw'),
+      FRP_SERVER_PORT: String(bindPort),
+      FRP_REMOTE_PORT: String(remotePort),
+      NGINX_CONF: nginx.conf,
+      NGINX_SITES_AVAILABLE: nginx.sitesAvailable,
+      NGINX_SITES_ENABLED: nginx.sitesEnabled,
+      NGINX_HTTP_LISTEN: '127.0.0.1:80',
+      NGINX_HTTPS_LISTEN: `127.0.0.1:${httpsPort}`,
+      ACME_WEBROOT: path.join(dir, 'acme'),
+      CERTBOT_CONFIG_DIR: le(),
+      ...env,
+    },
+  })
+}
+
 function certbotScript(domain: string, extra: string[] = []): Promise<Ran> {
   const args = [
     path.join(vps, 'certbot.mjs'),
     ...['--domain', domain, '--email', EMAIL, '--yes', '--acme-server', pebble.directoryUrl],
-    ...['--config-dir', path.join(dir, 'le/config'), '--work-dir', path.join(dir, 'le/work')],
-    ...['--logs-dir', path.join(dir, 'le/logs'), '--nginx-server-root', nginx.root],
-    ...['--http-01-port', '80', '--https-port', String(httpsPort), '--skip-install'],
+    ...[
+      '--config-dir',
+      le(),
+      '--work-dir',
+      path.join(dir, 'le-work'),
+      '--logs-dir',
+      path.join(dir, 'le-logs'),
+    ],
+    ...['--nginx-conf', nginx.conf, '--sites-available-dir', nginx.sitesAvailable],
+    ...['--sites-enabled-dir', nginx.sitesEnabled, '--skip-install'],
     ...extra,
   ]
   return run(process.execPath, args, {
     cwd: vps,
-    timeoutMs: 90_000,
+    timeoutMs: 120_000,
     env: { ...process.env, REQUESTS_CA_BUNDLE: pebble.listenerCaFile },
   })
 }
 
-/**
- * GET /_health right after a reload: while nginx swaps its workers a new connection can be cut
- * (nginx's behaviour, not the site's), so one retry is allowed; a wrong answer is never retried.
- */
-async function healthAfterReload(): Promise<string> {
-  try {
-    return (await httpsRequest(target, '/_health')).body
-  } catch (e) {
-    outputs.push(`first request after reload failed: ${(e as Error).message}`)
-    await new Promise((r) => setTimeout(r, 500))
-    return (await httpsRequest(target, '/_health')).body
-  }
+/** Runs a VPS script that (re)writes the site and waits until nginx runs the new workers. */
+async function changingSite(script: () => Promise<Ran>): Promise<Ran> {
+  const before = nginx.generations()
+  const res = await script()
+  expect(res.status, `${res.stderr}${res.stdout}`).toBe(0)
+  await nginx.reloaded(before)
+  return res
 }
 
-async function startTunnel(standInPort: number): Promise<void> {
-  const id = await ensureTunnelIdentity({ dir: path.join(dir, 'frp/tls'), serverName: 'vps.posthog.test' })
-  const bindPort = await freePort()
-  const tokenFile = path.join(dir, 'frp/token')
-  fs.writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 })
-  const frpsFile = path.join(dir, 'frp/frps.toml')
-  const frpcFile = path.join(dir, 'frp/frpc.toml')
-  const log = (n: string) => path.join(dir, `frp/${n}.log`)
-  // bindAddr 0.0.0.0 as on the VPS: the control port is public, the tunnel's port must not be
-  fs.writeFileSync(
-    frpsFile,
-    frpsToml({
-      bindAddr: '0.0.0.0',
-      bindPort,
-      remotePort,
-      tokenFile,
-      certFile: id.certFile,
-      keyFile: id.keyFile,
-      logFile: log('frps'),
-    }),
-  )
-  fs.writeFileSync(
-    frpcFile,
-    frpcToml({
-      serverAddr: '127.0.0.1',
-      serverPort: bindPort,
-      token: TOKEN,
-      localPort: standInPort,
-      remotePort,
-      logFile: log('frpc'),
-      trustedCaFile: id.caFile,
-      serverName: 'vps.posthog.test',
-    }),
-  )
-  for (const [role, file] of [
-    ['frps', frpsFile],
-    ['frpc', frpcFile],
-  ] as const) {
-    const verify = spawnSync(process.execPath, [FAKE_FRP, role, 'verify', '-c', file], {
-      encoding: 'utf8',
-      timeout: 10_000,
-    })
-    expect(verify.status, verify.stdout + verify.stderr).toBe(0)
-  }
-  frp.push(startFrp('frps', frpsFile))
-  await waitForLog(log('frps'), /frps started successfully/, 10_000)
-  frp.push(startFrp('frpc', frpcFile))
-  await waitForLog(log('frpc'), /start proxy success/, 10_000)
-  await waitFor(() => canConnect(remotePort), 'the tunnel port', 10_000)
+// ---------------------------------------------------------------------------------------------
+// The tunnel: the real frps/frpc as installed by the setup scripts (the test is their systemd)
+
+const home = () => path.join(dir, 'home')
+const main = () => vpsFor(DOMAIN, 'vps-main')
+let frps: RunningFrp | undefined
+let frpc: RunningFrp | undefined
+let forwarder: { close: () => Promise<void> } | undefined
+
+function frpcSetup(port: number): Promise<Ran> {
+  const caFile = path.join(main().configDir, 'tls/ca.crt')
+  return run(process.execPath, ['--import', 'tsx', 'scripts/frpc-setup.mts', '--frps-ca', caFile], {
+    timeoutMs: 90_000,
+    env: {
+      ...process.env,
+      HOMELAB_ENV_FILE: path.join(home(), '.env'),
+      DOMAIN,
+      FRP_TOKEN: TOKEN,
+      FRP_SERVER_ADDR: '127.0.0.1',
+      FRP_SERVER_PORT: String(bindPort),
+      FRP_REMOTE_PORT: String(port),
+      POSTHOG_PROXY_HTTP_PORT: String(standIn.port),
+      FRP_RELEASE_BASE_URL: releases.baseUrl,
+      FRP_INSTALL_DIR: path.join(home(), 'bin'),
+      FRP_CONFIG_DIR: path.join(home(), 'etc'),
+      FRP_LOG_DIR: path.join(home(), 'log'),
+      SYSTEMD_UNIT_DIR: path.join(home(), 'systemd'),
+      FRP_SERVICE_MANAGER: 'none',
+    },
+  })
 }
 
-let bundleResult: Ran
+const frpcLog = () => path.join(home(), 'log/frpc.log')
+const count = (file: string, pattern: RegExp) =>
+  fs.existsSync(file) ? (fs.readFileSync(file, 'utf8').match(new RegExp(pattern, 'g')) ?? []).length : 0
+
+/** (Re)starts the tunnel on `port` after the setup scripts wrote it: frps and frpc from their installed files. */
+async function openTunnel(port: number): Promise<void> {
+  await Promise.all([frps?.stop(), frpc?.stop(), forwarder?.close()])
+  if (!realFrp) {
+    forwarder = await forwardPort(port, standIn.port)
+    return
+  }
+  const setup = await frpcSetup(port)
+  expect(setup.status, setup.stderr + setup.stdout).toBe(0)
+  const started = count(frpcLog(), /start proxy success/)
+  const m = main()
+  frps = startFrp(path.join(m.installDir, 'frps'), path.join(m.configDir, 'frps.toml'))
+  await waitForLog(path.join(m.logDir, 'frps.log'), /frps started successfully/)
+  frpc = startFrp(path.join(home(), 'bin/frpc'), path.join(home(), 'etc/frpc.toml'))
+  await waitFor(() => count(frpcLog(), /start proxy success/) > started, 'frpc to open the tunnel', 30_000)
+}
+
+// ---------------------------------------------------------------------------------------------
+
+let bundled: Ran
+const releasePort80: { release?: () => void } = {}
+/** What was true before there was a certificate (checked by the tests below). */
+const beforeCert: {
+  site?: string
+  health?: HttpAnswer
+  challenge?: HttpAnswer
+  https?: string[]
+  setup?: Ran
+} = {}
+let issued: Ran
 
 async function bundleForVps(): Promise<void> {
   const dist = path.join(dir, 'dist')
-  const res = await run(process.execPath, ['--import', 'tsx', 'scripts/bundle.mts', '--out-dir', dist], {
+  bundled = await run(process.execPath, ['--import', 'tsx', 'scripts/bundle.mts', '--out-dir', dist], {
     timeoutMs: 90_000,
   })
-  bundleResult = res
   vps = path.join(dir, 'vps') // no node_modules anywhere above it
   fs.mkdirSync(vps)
   for (const f of fs.existsSync(dist) ? fs.readdirSync(dist) : [])
     fs.copyFileSync(path.join(dist, f), path.join(vps, f))
-  expect(fs.existsSync(path.join(vps, 'certbot.mjs')), res.stderr).toBe(true)
+  expect(fs.existsSync(path.join(vps, 'certbot.mjs')), bundled.stderr).toBe(true)
 }
+
+const siteFile = (domain: string) => path.join(nginx.sitesAvailable, `${domain}.conf`)
 
 describe.skipIf(Boolean(skipReason))('the whole public path on loopback', () => {
   beforeAll(async () => {
     // another run of this file on the same machine (a second checkout, a parallel `npm test`)
     // would want port 80 too: wait for it instead of failing
-    releasePort80 = await holdPortLock('port-80', 150_000)
+    releasePort80.release = await holdPortLock('port-80', 150_000)
     dir = scratchDir('public-path-')
     expect(await canConnect(80), 'port 80 on 127.0.0.1 is taken; stop whatever listens there').toBe(false)
-    ;[httpsPort, remotePort] = [await freePort(), await freePort()]
-    standIn = await startStandIn()
-    await startTunnel(standIn.port)
-    pebble = await startPebble(path.join(dir, 'pebble'), 80)
+    httpsPort = await freePort()
+    legacyHttpsPort = await freePort()
+    bindPort = await freePort()
+    remotePort = await freePort()
+    fs.mkdirSync(home())
+    const releaseRoot = path.join(dir, 'releases')
+    buildRelease(releaseRoot, REAL_FRP_VERSION)
+    ;[standIn, pebble, releases] = await Promise.all([
+      startStandIn(),
+      startPebble(path.join(dir, 'pebble'), 80),
+      serveDir(releaseRoot),
+    ])
     nginx = makeNginx(path.join(dir, 'nginx'))
-    expect(await installNginxSite(siteOptions())).toBe('created')
-    expect(await installNginxSite({ ...siteOptions(), domain: FAIL_DOMAIN })).toBe('created')
+    // without any server block nginx would listen on *:80 by itself
+    fs.writeFileSync(
+      path.join(nginx.root, 'conf.d/placeholder.conf'),
+      `server { listen 127.0.0.1:${await freePort()}; return 404; }\n`,
+    )
+    nginx.start()
     await bundleForVps()
-    const issued = await certbotScript(DOMAIN)
-    expect(issued.status, `certbot.mjs: ${issued.stderr}${issued.stdout}`).toBe(0)
-    expect(issued.stdout).toMatch(/renewal dry run passed/)
-    expect(issued.stdout).toMatch(/expires \d{4}-\d\d-\d\d/)
-    target = { host: DOMAIN, port: httpsPort, ca: await pebble.rootPem() }
+
+    beforeCert.setup = await changingSite(() => frpsSetup(main(), {}, `${TOKEN}\n`))
+    await openTunnel(remotePort)
+    const challenge = path.join(dir, 'acme/.well-known/acme-challenge')
+    fs.mkdirSync(challenge, { recursive: true })
+    fs.writeFileSync(path.join(challenge, 'probe'), 'challenge answered from the webroot')
+    beforeCert.site = fs.readFileSync(siteFile(DOMAIN), 'utf8')
+    beforeCert.health = await httpGet(80, DOMAIN, '/e/')
+    beforeCert.challenge = await httpGet(80, DOMAIN, '/.well-known/acme-challenge/probe')
+    beforeCert.https = listeningAddresses(httpsPort)
+
+    issued = await changingSite(() => certbotScript(DOMAIN))
+    pebbleRoot = await pebble.rootPem()
+    target = { host: DOMAIN, port: httpsPort, ca: pebbleRoot }
   }, 300_000)
 
   afterAll(async () => {
-    if (nginxRunning) nginx.stop()
-    await Promise.all(frp.map((p) => p.stop()))
-    await pebble?.stop()
-    await standIn?.close()
-    releasePort80?.()
+    nginx?.stop()
+    await Promise.all([frps?.stop(), frpc?.stop(), forwarder?.close(), pebble?.stop(), standIn?.close()])
+    await releases?.close()
+    releasePort80.release?.()
     if (dir) fs.rmSync(dir, { recursive: true, force: true })
   })
 
-  it('serves https://DOMAIN/_health with a certificate that verifies against the ACME CA', async () => {
-    const res = await httpsRequest(target, '/_health')
-    expect(res.status).toBe(200)
-    expect(res.body).toBe('ok')
+  it('before a certificate: plain http only, the tunnel behind it and the ACME challenge from the webroot', () => {
+    expect(beforeCert.setup!.stdout).toMatch(/until there is a certificate nginx serves plain http/)
+    expect(beforeCert.site).not.toMatch(/^\s*listen .* ssl;/m)
+    expect(beforeCert.health!.status).toBe(200)
+    expect(JSON.parse(beforeCert.health!.body)).toMatchObject({ headers: { proto: 'http' } })
+    expect(beforeCert.challenge).toMatchObject({ status: 200, body: 'challenge answered from the webroot' })
+    expect(beforeCert.https).toEqual([])
   })
 
-  it('redirects http to https (certbot --redirect)', async () => {
+  it('certbot.mjs gets the certificate with certonly --webroot and renders the https site', () => {
+    expect(issued.stdout).toMatch(/nginx site .*posthog\.test\.conf updated \(previous file kept as .*\.bak-/)
+    expect(issued.stdout).toMatch(/renewal dry run passed/)
+    expect(issued.stdout).toMatch(/expires \d{4}-\d\d-\d\d/)
+    const site = fs.readFileSync(siteFile(DOMAIN), 'utf8')
+    expect(site).toContain(`ssl_certificate ${path.join(le(), 'live', DOMAIN, 'fullchain.pem')};`)
+    expect(site).not.toContain('managed by Certbot')
+    expect(fs.readFileSync(path.join(le(), 'renewal', `${DOMAIN}.conf`), 'utf8')).toMatch(
+      /authenticator = webroot/,
+    )
+  })
+
+  it('serves https://DOMAIN through the tunnel with a certificate that verifies against the ACME CA', async () => {
+    const res = await httpsRequest(target, '/_health')
+    expect({ status: res.status, body: res.body }).toEqual({ status: 200, body: 'ok' })
+    expect(res.headers['strict-transport-security']).toBe('max-age=63072000')
+  })
+
+  it('speaks TLS 1.2 and 1.3 only', async () => {
+    expect(await tlsHandshake(target, 'TLSv1.3')).toBe('TLSv1.3')
+    expect(await tlsHandshake(target, 'TLSv1.2')).toBe('TLSv1.2')
+    expect(await tlsHandshake(target, 'TLSv1.1')).toMatch(/^refused/)
+  })
+
+  it('redirects http to https, except the ACME challenge', async () => {
     const res = await httpGet(80, DOMAIN, '/_health?x=1')
     expect(res.status).toBe(301)
     expect(res.headers.location).toBe(`https://${DOMAIN}/_health?x=1`)
+    const challenge = await httpGet(80, DOMAIN, '/.well-known/acme-challenge/probe')
+    expect(challenge).toMatchObject({ status: 200, body: 'challenge answered from the webroot' })
   })
 
   it('passes events through and tells PostHog the request was https', async () => {
@@ -262,91 +386,211 @@ describe.skipIf(Boolean(skipReason))('the whole public path on loopback', () => 
     expect(JSON.parse(res.body)).toEqual({ bytes: size })
   })
 
-  it("opens the tunnel's port on 127.0.0.1 only (proxyBindAddr), unlike the seed's public 12080", () => {
+  it.runIf(realFrp)('frps opens the tunnel port on 127.0.0.1 only (proxyBindAddr)', () => {
     expect(listeningAddresses(remotePort)).toEqual([`127.0.0.1:${remotePort}`])
   })
 
-  it('re-running certbot.mjs with a valid certificate issues nothing', async () => {
-    const file = certFile(path.join(dir, 'le/config'), DOMAIN)
-    const before = fs.readFileSync(file, 'utf8')
-    const res = await certbotScript(DOMAIN, ['--skip-renew-check'])
-    expect(res.status, res.stderr).toBe(0)
-    expect(res.stdout).toMatch(/valid and nginx uses it: nothing issued/)
-    expect(fs.readFileSync(file, 'utf8')).toBe(before)
-    expect(readCertInfo(before).daysLeft).toBeGreaterThan(30)
+  it('re-running frps-setup and certbot.mjs after issuance changes no file and reloads nothing', async () => {
+    const m = main()
+    const watched = [
+      siteFile(DOMAIN),
+      path.join(m.installDir, 'frps'),
+      path.join(m.configDir, 'frps.toml'),
+      path.join(m.configDir, 'frps.token'),
+      path.join(m.configDir, 'tls/server.crt'),
+      path.join(m.configDir, 'tls/ca.crt'),
+      path.join(m.root, 'systemd/frps.service'),
+      certFile(le(), DOMAIN),
+      path.join(le(), 'renewal', `${DOMAIN}.conf`),
+      deployHookPath(le()),
+    ]
+    const mtimes = () => watched.map((f) => fs.statSync(f).mtimeMs)
+    const before = mtimes()
+    const files = fs.readdirSync(nginx.sitesAvailable)
+    const generation = nginx.generations()
+    const downloads = releases.requests.length
+    const setup = await frpsSetup(m)
+    expect(setup.status, setup.stderr).toBe(0)
+    expect(setup.stdout).toMatch(/nginx site .* is up to date/)
+    expect(setup.stdout).toMatch(/nginx serves https:\/\/posthog\.test with the certificate/)
+    const again = await certbotScript(DOMAIN)
+    expect(again.status, again.stderr).toBe(0)
+    expect(again.stdout).toMatch(/certificate for posthog\.test is valid \(\d+ days left\): nothing issued/)
+    expect(again.stdout).toMatch(/renewal dry run passed/)
+    expect(mtimes()).toEqual(before)
+    expect(fs.readdirSync(nginx.sitesAvailable)).toEqual(files)
+    expect(nginx.generations()).toBe(generation)
+    expect(releases.requests.length).toBe(downloads)
+    expect(readCertInfo(fs.readFileSync(certFile(le(), DOMAIN))).daysLeft).toBeGreaterThan(30)
   })
 
-  it('installs a deploy hook that tests and reloads this nginx', () => {
-    const hook = deployHookPath(path.join(dir, 'le/config'))
+  it('installs a deploy hook that tests and reloads this nginx', async () => {
+    const hook = deployHookPath(le())
     expect(fs.statSync(hook).mode & 0o111).not.toBe(0)
+    const before = nginx.generations()
     const res = spawnSync(hook, [], {
       encoding: 'utf8',
       timeout: 15_000,
-      env: {
-        ...process.env,
-        RENEWED_LINEAGE: path.join(dir, 'le/config/live', DOMAIN),
-        RENEWED_DOMAINS: DOMAIN,
-      },
+      env: { ...process.env, RENEWED_LINEAGE: path.join(le(), 'live', DOMAIN), RENEWED_DOMAINS: DOMAIN },
     })
     expect(res.status, res.stderr).toBe(0)
+    await nginx.reloaded(before)
   })
 
-  it('a failed issuance exits 1 with one line and leaves the HTTP site up', async () => {
+  it('a new FRP_REMOTE_PORT: frps-setup re-renders the https site, and https keeps working through the moved tunnel', async () => {
+    const old = remotePort
+    remotePort = await freePort()
+    const res = await changingSite(() => frpsSetup(main()))
+    expect(res.stdout).toMatch(/frps\.toml updated/)
+    const site = fs.readFileSync(siteFile(DOMAIN), 'utf8')
+    expect(site).toContain(`proxy_pass http://127.0.0.1:${remotePort};`)
+    expect(site).toContain(`ssl_certificate ${path.join(le(), 'live', DOMAIN, 'fullchain.pem')};`)
+    expect(recordedSettings(site)?.upstreamPort).toBe(remotePort)
+    await openTunnel(remotePort)
+    expect((await httpsRequest(target, '/_health')).body).toBe('ok')
+    expect(await servedCertificate(target)).toEqual(
+      new X509Certificate(fs.readFileSync(certFile(le(), DOMAIN))).raw,
+    )
+    if (realFrp) {
+      expect(listeningAddresses(remotePort)).toEqual([`127.0.0.1:${remotePort}`])
+      expect(listeningAddresses(old)).toEqual([])
+    }
+  })
+
+  it('a failed issuance exits 1 with one line and leaves the plain-http site up', async () => {
+    await installNginxSite({
+      domain: FAIL_DOMAIN,
+      upstreamPort: remotePort,
+      httpListen: ['127.0.0.1:80'],
+      acmeWebroot: path.join(dir, 'acme'),
+      sitesAvailableDir: nginx.sitesAvailable,
+      sitesEnabledDir: nginx.sitesEnabled,
+      nginxTestArgs: [...nginx.args, '-t'],
+      reload: () => nginx.reload(),
+      log: (line) => outputs.push(line),
+    })
     await pebble.addA(FAIL_DOMAIN, '127.0.0.2') // validation connects where nothing listens
+    const before = fs.readFileSync(siteFile(FAIL_DOMAIN), 'utf8')
     const res = await certbotScript(FAIL_DOMAIN, ['--skip-renew-check'])
     expect(res.status).toBe(1)
     const lines = res.stderr.trim().split('\n')
     expect(lines).toHaveLength(1)
     expect(lines[0]).toMatch(
-      /^certbot: error: certbot --nginx for unreachable\.test failed: \S.*127\.0\.0\.2/,
+      /^certbot: error: certbot certonly for unreachable\.test failed: \S.*127\.0\.0\.2.*; the nginx site is unchanged/,
     )
-    const http = await httpGet(80, FAIL_DOMAIN, '/_health')
-    expect(http).toMatchObject({ status: 200, body: 'ok' })
+    expect(fs.readFileSync(siteFile(FAIL_DOMAIN), 'utf8')).toBe(before)
+    expect(await httpGet(80, FAIL_DOMAIN, '/_health')).toMatchObject({ status: 200, body: 'ok' })
   })
 
-  it("re-running the nginx setup keeps certbot's lines; a changed core re-applies them", async () => {
-    const site = path.join(nginx.sitesAvailable, `${DOMAIN}.conf`)
-    const certbotEdited = fs.readFileSync(site, 'utf8')
-    expect(certbotEdited).toContain(CERTBOT_MARK)
-    expect(await installNginxSite(siteOptions())).toBe('unchanged')
-    expect(fs.readFileSync(site, 'utf8')).toBe(certbotEdited)
-
-    // bypass the tunnel: point nginx straight at the stand-in, then back
-    expect(await installNginxSite({ ...siteOptions(), upstreamPort: standIn.port })).toBe('updated')
-    const regenerated = fs.readFileSync(site, 'utf8')
-    expect(regenerated).toContain(`proxy_pass http://127.0.0.1:${standIn.port};`)
-    const marked = (t: string) =>
-      t
-        .split('\n')
-        .filter((l) => l.includes(CERTBOT_MARK))
-        .map((l) => l.trim())
-    expect(marked(regenerated)).toEqual(marked(certbotEdited))
-    expect(await healthAfterReload()).toBe('ok')
-    expect((await httpGet(80, DOMAIN, '/')).status).toBe(301)
-    expect(await installNginxSite(siteOptions())).toBe('updated')
-    expect(await healthAfterReload()).toBe('ok')
-  })
-
-  it('rolls a site back when nginx -t fails, and nginx keeps serving', async () => {
-    const site = path.join(nginx.sitesAvailable, `${DOMAIN}.conf`)
-    const before = fs.readFileSync(site, 'utf8')
+  it('rolls the site back when nginx -t fails, exits 1 with one line, and nginx keeps serving', async () => {
+    const before = fs.readFileSync(siteFile(DOMAIN), 'utf8')
+    const backups = () =>
+      fs.readdirSync(nginx.sitesAvailable).filter((f) => f.startsWith(`${DOMAIN}.conf.bak-`))
+    const backupsBefore = backups()
     const broken = path.join(nginx.root, 'conf.d/broken.conf')
     fs.writeFileSync(broken, 'this_is_not_a_directive on;\n')
     try {
-      const attempt = installNginxSite({ ...siteOptions(), upstreamPort: standIn.port })
-      await expect(attempt).rejects.toThrow(RuntimeFailure)
-      await expect(attempt).rejects.toThrow(
-        /unknown directive "this_is_not_a_directive".*previous files are back/,
-      )
-      expect(fs.readFileSync(site, 'utf8')).toBe(before)
+      // a setting only the site uses, so nothing else changes
+      const res = await frpsSetup(main(), { ACME_WEBROOT: path.join(dir, 'acme-elsewhere') })
+      expect(res.status).toBe(1)
+      const lines = res.stderr.trim().split('\n')
+      expect(lines).toHaveLength(1)
+      expect(lines[0]).toMatch(/unknown directive "this_is_not_a_directive".*previous files are back/)
+      expect(fs.readFileSync(siteFile(DOMAIN), 'utf8')).toBe(before)
+      expect(backups()).toEqual(backupsBefore)
       expect((await httpsRequest(target, '/_health')).body).toBe('ok')
     } finally {
       fs.rmSync(broken)
     }
   })
 
+  describe('a site certbot --nginx edited (installs of earlier versions)', () => {
+    const legacy = () => vpsFor(LEGACY, 'vps-legacy')
+    const legacyTarget = (): TlsTarget => ({ host: LEGACY, port: legacyHttpsPort, ca: pebbleRoot })
+    let edited: string
+    let certBefore: Buffer
+
+    beforeAll(async () => {
+      // the earlier frps-setup's port-80 site, then the real certbot --nginx --redirect editing it
+      fs.writeFileSync(siteFile(LEGACY), legacySite(LEGACY, remotePort, ['127.0.0.1:80']))
+      fs.symlinkSync(siteFile(LEGACY), path.join(nginx.sitesEnabled, `${LEGACY}.conf`))
+      await nginx.reload()
+      const certbot = await run(
+        'certbot',
+        [
+          ...['--nginx', '--redirect', '-d', LEGACY, '--non-interactive', '--agree-tos', '-m', EMAIL],
+          ...['--no-eff-email', '--server', pebble.directoryUrl, '--nginx-server-root', nginx.root],
+          ...['--http-01-port', '80', '--https-port', String(legacyHttpsPort)],
+          ...[
+            '--config-dir',
+            le(),
+            '--work-dir',
+            path.join(dir, 'le-work'),
+            '--logs-dir',
+            path.join(dir, 'le-logs'),
+          ],
+        ],
+        { timeoutMs: 120_000, env: { ...process.env, REQUESTS_CA_BUNDLE: pebble.listenerCaFile } },
+      )
+      expect(certbot.status, certbot.stderr + certbot.stdout).toBe(0)
+      edited = fs.readFileSync(siteFile(LEGACY), 'utf8')
+      certBefore = fs.readFileSync(certFile(le(), LEGACY))
+      await waitFor(
+        async () => (await httpsRequest(legacyTarget(), '/_health').catch(() => undefined))?.body === 'ok',
+        'https on the certbot-edited site',
+      )
+    }, 180_000)
+
+    it('frps-setup takes it over whole: the certificate reused, the old file kept, https never down', async () => {
+      expect(edited).toContain('# managed by Certbot')
+      const poller = pollHttps(legacyTarget(), '/_health')
+      await new Promise((r) => setTimeout(r, 200))
+      const res = await changingSite(() =>
+        frpsSetup(legacy(), { NGINX_HTTPS_LISTEN: String(legacyHttpsPort) }, `${TOKEN}\n`),
+      )
+      await new Promise((r) => setTimeout(r, 200))
+      const answers = await poller.stop()
+      expect(answers.length).toBeGreaterThan(5)
+      expect(answers.filter((a) => a !== '200 ok')).toEqual([])
+
+      expect(res.stdout).toMatch(
+        /replaced: the toolkit now writes the whole site, certbot's edits are kept in \S+\.bak-/,
+      )
+      const site = fs.readFileSync(siteFile(LEGACY), 'utf8')
+      expect(site).not.toContain('managed by Certbot')
+      expect(site).toContain(`ssl_certificate ${path.join(le(), 'live', LEGACY, 'fullchain.pem')};`)
+      const backups = fs.readdirSync(nginx.sitesAvailable).filter((f) => f.startsWith(`${LEGACY}.conf.bak-`))
+      expect(backups.map((b) => fs.readFileSync(path.join(nginx.sitesAvailable, b), 'utf8'))).toEqual([
+        edited,
+      ])
+      expect(fs.readFileSync(certFile(le(), LEGACY))).toEqual(certBefore)
+      expect(await servedCertificate(legacyTarget())).toEqual(new X509Certificate(certBefore).raw)
+      expect((await httpGet(80, LEGACY, '/x')).headers.location).toBe(`https://${LEGACY}/x`)
+    })
+
+    it('then a re-run changes nothing, and certbot.mjs renews it through the new site (dry run)', async () => {
+      const before = fs.statSync(siteFile(LEGACY)).mtimeMs
+      const text = fs.readFileSync(siteFile(LEGACY), 'utf8')
+      const generation = nginx.generations()
+      const setup = await frpsSetup(legacy(), { NGINX_HTTPS_LISTEN: String(legacyHttpsPort) })
+      expect(setup.status, setup.stderr).toBe(0)
+      expect(fs.statSync(siteFile(LEGACY)).mtimeMs).toBe(before)
+      expect(nginx.generations()).toBe(generation)
+      // certbot --nginx's renewal settings (nginx authenticator) stay with the certificate; the
+      // dry run proves they still work against the site the toolkit now writes (certbot's nginx
+      // plugin reloads nginx around the challenge and leaves the site as it was)
+      const res = await certbotScript(LEGACY)
+      expect(res.status, res.stderr).toBe(0)
+      expect(res.stdout).toMatch(/nothing issued/)
+      expect(res.stdout).toMatch(/nginx site .* is up to date/)
+      expect(res.stdout).toMatch(/renewal dry run passed/)
+      expect(fs.readFileSync(siteFile(LEGACY), 'utf8')).toBe(text)
+      expect((await httpsRequest(legacyTarget(), '/_health')).body).toBe('ok')
+    })
+  })
+
   it('runs the bundles with plain node from a folder without node_modules', () => {
-    expect(bundleResult.status, bundleResult.stderr).toBe(0)
+    expect(bundled.status, bundled.stderr).toBe(0)
     for (const name of ['certbot', 'frps-setup', 'watch']) {
       const res = spawnSync(process.execPath, [path.join(vps, `${name}.mjs`), '--help'], {
         cwd: vps,
@@ -360,7 +604,7 @@ describe.skipIf(Boolean(skipReason))('the whole public path on loopback', () => 
   })
 
   it('never prints the tunnel token', () => {
-    const all = outputs.join('\n') + frp.map((p) => p.output()).join('\n')
+    const all = outputs.join('\n') + [frps, frpc].map((p) => p?.output() ?? '').join('\n')
     expect(all).not.toContain(TOKEN)
   })
 })

@@ -1,14 +1,17 @@
-// Fake frp releases for tests: a real tar.gz laid out like frp's
-// (frp_<ver>_<os>_<arch>/{frpc,frps,LICENSE}) whose binaries run the frp stand-in, plus
-// frp_sha256_checksums.txt, served over HTTP on 127.0.0.1 (FRP_RELEASE_BASE_URL = `baseUrl`).
+// frp releases for tests: a real tar.gz laid out like frp's (frp_<ver>_<os>_<arch>/{frpc,frps,LICENSE})
+// plus frp_sha256_checksums.txt, served over HTTP on 127.0.0.1 (FRP_RELEASE_BASE_URL = `baseUrl`).
+// The archive holds the real frp binaries from ../shared for their own version (0.70.1), so the
+// setup scripts install and verify with the real thing; any other version, or a machine without
+// ../shared, gets stand-ins that answer `--version` and `verify` (test/fakes/frp.mjs).
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
+import zlib from 'node:zlib'
 import { assetName, releaseDirName } from '../../lib/release.mts'
 import { listenLocal, scratchDir } from './common.ts'
-import { FAKE_FRP } from './frp.ts'
+import { FAKE_FRP, REAL_FRP_VERSION, REAL_FRPC, REAL_FRPS } from './frp.ts'
 
 export interface FakeRelease {
   baseUrl: string
@@ -27,18 +30,32 @@ export function standInBinary(role: 'frpc' | 'frps', version: string): string {
   ].join('\n')
 }
 
+/** Whether buildRelease puts the real frp into the archive for `version`. */
+export function releaseIsReal(version: string): boolean {
+  return version === REAL_FRP_VERSION && Boolean(REAL_FRPS && REAL_FRPC)
+}
+
+function putBinary(dir: string, role: 'frpc' | 'frps', version: string): void {
+  const file = path.join(dir, role)
+  const real = role === 'frps' ? REAL_FRPS : REAL_FRPC
+  if (releaseIsReal(version) && real) fs.copyFileSync(real, file)
+  else fs.writeFileSync(file, standInBinary(role, version))
+  fs.chmodSync(file, 0o755)
+}
+
 /** Writes <root>/v<ver>/<asset> and the checksum file; `corrupt` lists a wrong checksum. */
 export function buildRelease(root: string, version: string, opts: { corrupt?: boolean } = {}): string {
   const dir = path.join(root, `v${version}`)
   const work = scratchDir('frp-fake-release-')
   const top = releaseDirName(version)
   fs.mkdirSync(path.join(work, top), { recursive: true })
-  for (const role of ['frpc', 'frps'] as const)
-    fs.writeFileSync(path.join(work, top, role), standInBinary(role, version), { mode: 0o755 })
-  fs.writeFileSync(path.join(work, top, 'LICENSE'), 'Apache-2.0 (stand-in)\n')
+  for (const role of ['frpc', 'frps'] as const) putBinary(path.join(work, top), role, version)
+  fs.writeFileSync(path.join(work, top, 'LICENSE'), 'Apache-2.0 (test release)\n')
   fs.mkdirSync(dir, { recursive: true })
   const asset = assetName(version)
-  execFileSync('tar', ['-czf', path.join(dir, asset), '-C', work, top], { timeout: 20_000 })
+  // gzip's fastest level: the real binaries are 37 MB, and the test only needs a valid archive
+  const tar = execFileSync('tar', ['-cf', '-', '-C', work, top], { timeout: 30_000, maxBuffer: 256 << 20 })
+  fs.writeFileSync(path.join(dir, asset), zlib.gzipSync(tar, { level: 1 }))
   fs.rmSync(work, { recursive: true, force: true })
   const sum = createHash('sha256')
     .update(fs.readFileSync(path.join(dir, asset)))

@@ -1,23 +1,63 @@
-// Test helpers around the frp stand-in (test/fakes/frp.mjs): start frps/frpc from generated
-// TOML files, wait for their log lines, see which addresses listen, run a step script. Used by
-// the tunnel tests and the whole-public-path e2e test. Free ports and polling: ./common.ts.
+// Test helpers around frp: the real frp 0.70.1 from ../shared/tools where it is present, the
+// `verify`-only stand-in (test/fakes/frp.mjs) where it is not. Start frps/frpc from TOML files,
+// run their `verify`, wait for their log lines, see which addresses listen, run a step script.
+// Free ports and polling: ./common.ts.
 //
-//   const frps = startFrp('frps', '/tmp/x/frps.toml')   // logs go where the file's log.to says
+//   if (needRealFrp('the tunnel tests')) { const frps = startFrp(REAL_FRPS, '/tmp/x/frps.toml'); ... }
 //   await waitForLog(logFile, /start proxy success/)
-//   frps.stop()
 import fs from 'node:fs'
 import path from 'node:path'
 import { type Daemon, runProcess, startDaemon, waitFor } from './common.ts'
+import { REAL_FRPC, REAL_FRPS } from './shared.ts'
 
+export { REAL_FRPC, REAL_FRPS }
+/** The version the real binaries in ../shared report (`frps --version`). */
+export const REAL_FRP_VERSION = '0.70.1'
+export const HAVE_REAL_FRP = Boolean(REAL_FRPS && REAL_FRPC)
+/** The stand-in that answers `--version` and `verify` only. */
 export const FAKE_FRP = path.resolve(process.cwd(), 'test/fakes/frp.mjs')
+
+const told = new Set<string>()
+
+/**
+ * Whether the real frp can run here; when not, says once (per test file) what is skipped or
+ * replaced and why, e.g. `needRealFrp('the tunnel tests', 'skipped')`.
+ */
+export function needRealFrp(what: string, outcome = 'skipped'): boolean {
+  if (HAVE_REAL_FRP) return true
+  const why =
+    process.platform === 'linux' && process.arch === 'x64'
+      ? `../shared/tools/linux-amd64/frps and frpc are missing (a plain clone has no ../shared)`
+      : `the real frp in ../shared is built for linux/amd64, not ${process.platform}/${process.arch}`
+  const line = `${outcome} ${what}: ${why}`
+  if (!told.has(line)) {
+    told.add(line)
+    console.warn(line)
+  }
+  return false
+}
 
 export type RunningFrp = Daemon
 
-export function startFrp(role: 'frpc' | 'frps', configFile: string, env: NodeJS.ProcessEnv = {}): RunningFrp {
-  return startDaemon(process.execPath, [FAKE_FRP, role, '-c', configFile], env)
+/** Runs an frp binary (real, or installed from a test release) on `configFile`. */
+export function startFrp(bin: string, configFile: string): RunningFrp {
+  return startDaemon(bin, ['-c', configFile])
 }
 
-export function waitForLog(file: string, pattern: RegExp, timeoutMs = 10_000): Promise<string> {
+/** `frps verify -c FILE` / `frpc verify -c FILE` with the real binary when present, else the stand-in. */
+export async function verifyConfig(
+  role: 'frpc' | 'frps',
+  file: string,
+): Promise<{ ok: boolean; out: string }> {
+  const real = role === 'frps' ? REAL_FRPS : REAL_FRPC
+  const [cmd, args] = real
+    ? [real, ['verify', '-c', file]]
+    : [process.execPath, [FAKE_FRP, role, 'verify', '-c', file]]
+  const r = await runProcess(cmd, args, { timeoutMs: 20_000 })
+  return { ok: r.code === 0, out: r.output.trim() }
+}
+
+export function waitForLog(file: string, pattern: RegExp, timeoutMs = 15_000): Promise<string> {
   return waitFor(
     () => {
       const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : ''

@@ -1,12 +1,14 @@
 // Test helpers for the whole public path on loopback: a stand-in PostHog (health, echo, WebSocket,
-// server-sent events, big uploads), a private nginx instance, and Pebble + pebble-challtestsrv as
-// the ACME server (reference tunnel-proxy-tls.md §7, Debian's pebble 2.4.0 flags).
+// server-sent events, big uploads), clients that verify TLS (and one that keeps asking while a
+// site changes), a private nginx instance, Pebble + pebble-challtestsrv as the ACME server
+// (reference tunnel-proxy-tls.md §7, Debian's pebble 2.4.0 flags), the site earlier versions wrote
+// (for the migration test), and a plain TCP forwarder for when the real frp is missing.
 import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
-import type net from 'node:net'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
@@ -127,9 +129,13 @@ export interface TlsTarget {
   ca: string
 }
 
-/** A request to 127.0.0.1 for `t.host` (Host header and SNI), verifying the server against `t.ca`. */
+/**
+ * A request to 127.0.0.1 for `t.host` (Host header and SNI), verifying the server against `t.ca`,
+ * on a new connection: a kept-alive one could still end at a worker nginx is retiring after a reload.
+ */
 function tlsRequestOptions(t: TlsTarget, urlPath: string): https.RequestOptions {
   return {
+    agent: false,
     host: '127.0.0.1',
     servername: t.host,
     port: t.port,
@@ -215,6 +221,154 @@ export function readEvents(t: TlsTarget, urlPath: string, count: number): Promis
     const timer = setTimeout(() => req.destroy(new Error('event stream stalled')), 5_000)
     req.on('error', reject)
   })
+}
+
+/** The certificate the server presents for `t.host` (verified against `t.ca`), as DER. */
+export function servedCertificate(t: TlsTarget): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: '127.0.0.1', port: t.port, servername: t.host, ca: t.ca }, () => {
+      const der = socket.getPeerCertificate().raw
+      socket.destroy()
+      resolve(der)
+    })
+    socket.setTimeout(10_000, () => socket.destroy(new Error('TLS handshake timed out')))
+    socket.on('error', reject)
+  })
+}
+
+/** Whether a handshake limited to `version` succeeds (the client allows old versions, so a refusal is the server's). */
+export function tlsHandshake(t: TlsTarget, version: tls.SecureVersion): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = tls.connect(
+      {
+        host: '127.0.0.1',
+        port: t.port,
+        servername: t.host,
+        ca: t.ca,
+        minVersion: version,
+        maxVersion: version,
+        ciphers: 'DEFAULT@SECLEVEL=0',
+      },
+      () => {
+        const protocol = socket.getProtocol() ?? 'unknown'
+        socket.destroy()
+        resolve(protocol)
+      },
+    )
+    socket.setTimeout(10_000, () => socket.destroy(new Error('timeout')))
+    socket.on('error', (e) => resolve(`refused: ${e.message}`))
+  })
+}
+
+export interface Poller {
+  /** Stops asking and returns what every request gave: `200 ok` for a good answer. */
+  stop: () => Promise<string[]>
+}
+
+/** Asks `GET urlPath` over verified TLS again and again until stopped, one request at a time. */
+export function pollHttps(t: TlsTarget, urlPath: string): Poller {
+  const results: string[] = []
+  let running = true
+  const loop = (async () => {
+    while (running) {
+      try {
+        const res = await httpsRequest(t, urlPath, { timeoutMs: 10_000 })
+        results.push(`${res.status} ${res.body}`)
+      } catch (e) {
+        results.push(`failed: ${(e as Error).message}`)
+      }
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  })()
+  return {
+    stop: async () => {
+      running = false
+      await loop
+      return results
+    },
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Without the real frp: a plain loopback TCP forwarder carries remotePort to the stand-in PostHog
+
+export function forwardPort(listenPort: number, targetPort: number): Promise<{ close: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1')
+    for (const s of [client, upstream]) {
+      sockets.add(s)
+      s.on('close', () => sockets.delete(s))
+      s.on('error', () => {
+        client.destroy()
+        upstream.destroy()
+      })
+    }
+    client.pipe(upstream).pipe(client)
+  })
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(listenPort, '127.0.0.1', () =>
+      resolve({
+        close: () =>
+          new Promise((done) => {
+            for (const s of sockets) s.destroy()
+            server.close(() => done())
+          }),
+      }),
+    )
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The site frps-setup wrote before the toolkit owned the whole file (certbot --nginx then edited
+// it in place): a port-80 block proxying into the tunnel, built by the earlier renderer.
+
+export function legacySite(domain: string, upstreamPort: number, listen: string[]): string {
+  const upstream = `http://127.0.0.1:${upstreamPort}`
+  return `# PostHog at ${domain} through the frp tunnel, written by posthog-homelab (remote/frps-setup.mts).
+# Lines marked "# managed by Certbot" are certbot's: re-running the setup keeps them.
+# Hand edits survive a re-run with the same settings; changed settings regenerate the file
+# (the previous one is kept as a .bak-<time> copy next to it).
+# posthog-homelab core-sha256: 81362421afc59ad6
+
+map $http_upgrade $connection_upgrade {
+    default upgrade;
+    '' close;
+}
+
+server {
+${listen.map((l) => `    listen ${l};`).join('\n')}
+    server_name ${domain};
+
+    # PostHog's proxy reference: support 64 MB request bodies (nginx's default 1m gives 413)
+    client_max_body_size 64m;
+    proxy_http_version 1.1;
+    proxy_set_header Host $host;
+    proxy_set_header X-Real-IP $remote_addr;
+    # nginx is the first hop: overwrite X-Forwarded-For so clients can't spoof their IP
+    proxy_set_header X-Forwarded-For $remote_addr;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_set_header X-Forwarded-Host $host;
+    proxy_set_header X-Forwarded-Port $server_port;
+    proxy_set_header Upgrade $http_upgrade;
+    proxy_set_header Connection $connection_upgrade;
+    proxy_read_timeout 300s;
+    proxy_send_timeout 300s;
+
+    location / {
+        proxy_pass ${upstream};
+    }
+
+    # server-sent events (livestream): unbuffered, long-lived
+    location /livestream {
+        proxy_pass ${upstream};
+        proxy_buffering off;
+        proxy_cache off;
+        proxy_read_timeout 3600s;
+    }
+}
+`
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -358,6 +512,10 @@ export interface Nginx {
   /** `-c <conf>`, for `nginx -t` and `-s reload`. */
   args: string[]
   start: () => void
+  /** How many times nginx has (re)started its workers: a reload by anyone adds one. */
+  generations: () => number
+  /** Waits until only workers newer than generation `before` accept connections (after a reload someone else sent). */
+  reloaded: (before: number) => Promise<void>
   /** Reloads and waits until the master has started workers with the new configuration. */
   reload: () => Promise<void>
   stop: () => void
@@ -411,6 +569,20 @@ export function makeNginx(root: string): Nginx {
   const args = ['-c', conf]
   const run = (extra: string[]) =>
     execFileSync('nginx', [...args, ...extra], { stdio: 'pipe', timeout: 15_000 })
+  const log = path.join(root, 'error.log')
+  const count = (pattern: RegExp) =>
+    fs.existsSync(log) ? (fs.readFileSync(log, 'utf8').match(pattern) ?? []).length : 0
+  const generations = () => count(/start worker processes/g)
+  // Until a retiring worker logs this (and closes its listening sockets right after), it still
+  // accepts new connections with the old configuration (one worker per generation here).
+  const retired = () => count(/gracefully shutting down/g)
+  const reloaded = async (before: number) => {
+    await waitFor(
+      () => generations() > before && retired() >= generations() - 1,
+      'nginx to reload and retire the old workers',
+      15_000,
+    )
+  }
   return {
     root,
     conf,
@@ -418,12 +590,12 @@ export function makeNginx(root: string): Nginx {
     sitesEnabled,
     args,
     start: () => run([]),
+    generations,
+    reloaded,
     reload: async () => {
-      const log = path.join(root, 'error.log')
-      const generations = () => (fs.readFileSync(log, 'utf8').match(/start worker processes/g) ?? []).length
       const before = generations()
       run(['-s', 'reload'])
-      await waitFor(() => generations() > before, 'nginx to reload', 10_000)
+      await reloaded(before)
     },
     stop: () => {
       try {

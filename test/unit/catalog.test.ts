@@ -61,6 +61,22 @@ const UPSTREAM: [id: string, service: string | undefined, line: string][] = [
     '2024-05-14 17:34:40.781 [W] [client/service.go:295] connect to server error: dial tcp 1.2.3.4:7000: connect: connection refused',
   ],
   ['frp-server-timeout', undefined, 'connect to server error: dial tcp 1.2.3.4:7000: i/o timeout'],
+  // the real frpc 0.70.1 with a foreign CA or a wrong server name (test/e2e/frp-tunnel.test.ts)
+  [
+    'frp-tls-mismatch',
+    undefined,
+    '2026-12-02 13:09:17.424 [W] [client/service.go:322] connect to server error: session shutdown',
+  ],
+  [
+    'frp-tls-mismatch',
+    undefined,
+    '2026-12-02 13:38:19.514 [W] [client/service.go:322] connect to server error: tls: failed to verify certificate: x509: certificate is valid for vps.example.com, not evil.example.com',
+  ],
+  [
+    'frp-tls-mismatch',
+    undefined,
+    'connect to server error: tls: failed to verify certificate: x509: certificate signed by unknown authority',
+  ],
   ['frp-port-unavailable', undefined, '2024-05-14 17:34:41.000 [W] [posthog] start error: port unavailable'],
   ['frp-port-unavailable', undefined, 'new proxy [posthog] type [tcp] error: port unavailable'],
   ['frp-port-unavailable', undefined, '[posthog] start error: port not allowed'],
@@ -123,6 +139,11 @@ const LOOK_ALIKES: [service: string | undefined, line: string][] = [
   ['web', 'tls.obtain is a config key documented here'],
   [undefined, '2024-05-14 17:34:40.781 [I] [client/service.go:294] try to connect to server...'],
   [undefined, 'login to server success, get run id [a1b2c3d4]'],
+  // frps restarting under a logged-in frpc (the real frpc 0.70.1): not a certificate problem
+  [
+    undefined,
+    '2026-12-02 13:41:39.071 [W] [client/service.go:322] [891e66aa51116caf] connect to server error: session shutdown',
+  ],
   [undefined, '[posthog] start proxy success'],
   [undefined, 'Certificate not yet due for renewal'],
   [undefined, 'Congratulations! You have successfully enabled HTTPS on https://ph.example.com'],

@@ -5,9 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   buildDeployHook,
   certbotReason,
+  certonlyArgs,
   isCertCurrent,
-  issueArgs,
   isTestCert,
+  liveFiles,
   readCertInfo,
   renewDryRunArgs,
   STAGING_SERVER,
@@ -18,15 +19,24 @@ const paths = {
   configDir: '/etc/letsencrypt',
   workDir: '/var/lib/letsencrypt',
   logsDir: '/var/log/letsencrypt',
-  nginxServerRoot: '/etc/nginx',
 }
-const issue = { ...paths, domain: 'posthog.example.com', email: 'me@example.com' }
+const issue = {
+  ...paths,
+  domain: 'posthog.example.com',
+  email: 'me@example.com',
+  webroot: '/var/www/posthog-homelab',
+}
 
 describe('certbot command lines', () => {
-  it('issues with the nginx plugin, non-interactively, with the redirect', () => {
-    const args = issueArgs(issue)
-    expect(args.slice(0, 10)).toEqual([
-      '--nginx',
+  it('gets the certificate with certonly --webroot, non-interactively, without touching nginx', () => {
+    const args = certonlyArgs(issue)
+    expect(args.slice(0, 14)).toEqual([
+      'certonly',
+      '--webroot',
+      '-w',
+      '/var/www/posthog-homelab',
+      '--cert-name',
+      'posthog.example.com',
       '-d',
       'posthog.example.com',
       '--non-interactive',
@@ -34,27 +44,22 @@ describe('certbot command lines', () => {
       '-m',
       'me@example.com',
       '--no-eff-email',
-      '--redirect',
       '--keep-until-expiring',
     ])
+    expect(args).not.toContain('--nginx')
+    expect(args).not.toContain('--redirect')
     expect(args).not.toContain('--server')
-    expect(args).not.toContain('--http-01-port')
   })
 
-  it('passes the ACME server, staging and test ports through', () => {
-    expect(issueArgs({ ...issue, staging: true })).toContain('--staging')
-    const args = issueArgs({
-      ...issue,
-      acmeServer: 'https://localhost:14000/dir',
-      http01Port: 5002,
-      httpsPort: 5443,
-    })
+  it('passes the ACME server and staging through', () => {
+    expect(certonlyArgs({ ...issue, staging: true })).toContain('--staging')
+    const args = certonlyArgs({ ...issue, acmeServer: 'https://localhost:14000/dir' })
     expect(args.join(' ')).toContain('--server https://localhost:14000/dir')
-    expect(args.join(' ')).toContain('--http-01-port 5002 --https-port 5443')
+    expect(args.join(' ')).toContain('--config-dir /etc/letsencrypt --work-dir /var/lib/letsencrypt')
   })
 
   it('forces a new certificate only when asked (replacing a staging one)', () => {
-    const args = issueArgs({ ...issue, forceRenewal: true })
+    const args = certonlyArgs({ ...issue, forceRenewal: true })
     expect(args).toContain('--force-renewal')
     expect(args).not.toContain('--keep-until-expiring')
   })
@@ -67,24 +72,32 @@ describe('certbot command lines', () => {
     expect(renewDryRunArgs({ ...issue, staging: true })).toContain(STAGING_SERVER)
     expect(renewDryRunArgs(issue)).not.toContain('--server')
   })
+
+  it("names the files nginx serves: certbot's live/DOMAIN links", () => {
+    expect(liveFiles('/etc/letsencrypt', 'posthog.example.com')).toEqual({
+      certificate: '/etc/letsencrypt/live/posthog.example.com/fullchain.pem',
+      key: '/etc/letsencrypt/live/posthog.example.com/privkey.pem',
+    })
+  })
 })
 
 describe('deploy hook', () => {
   it('tests before reloading, through systemd when present, for the system nginx', () => {
-    const hook = buildDeployHook('/etc/nginx')
+    const hook = buildDeployHook()
     expect(hook.startsWith('#!/bin/sh\n')).toBe(true)
     expect(hook).toContain("\n'nginx' -t -q\n")
     expect(hook).toContain('systemctl reload nginx')
   })
 
   it('names the config of a private nginx, quoted', () => {
-    const hook = buildDeployHook("/tmp/it's here", '/usr/sbin/nginx')
+    const hook = buildDeployHook({ nginxBin: '/usr/sbin/nginx', nginxConf: "/tmp/it's here/nginx.conf" })
     expect(hook).toContain(`'/usr/sbin/nginx' -c '/tmp/it'\\''s here/nginx.conf' -t -q`)
     expect(hook).not.toContain('systemctl')
   })
 
   it('is valid shell', () => {
-    execFileSync('sh', ['-n', '-c', buildDeployHook('/srv/x y/nginx')])
+    execFileSync('sh', ['-n', '-c', buildDeployHook({ nginxConf: '/srv/x y/nginx.conf' })])
+    execFileSync('sh', ['-n', '-c', buildDeployHook()])
   })
 })
 

@@ -44,16 +44,26 @@ describe('installFrp against a local release server', () => {
   let root: string
   let server: FakeRelease
   const quick = { backoffMs: () => 10 }
+  // the release holds the real frp (37 MB) where ../shared has it: leave no copies behind
+  const made: string[] = []
+  const scratch = (prefix: string) => {
+    const dir = scratchDir(prefix)
+    made.push(dir)
+    return dir
+  }
   beforeAll(async () => {
-    root = scratchDir('frp-rel-')
+    root = scratch('frp-rel-')
     buildRelease(root, '0.70.1')
     buildRelease(root, '0.69.0', { corrupt: true })
     server = await serveDir(root)
   })
-  afterAll(() => server.close())
+  afterAll(async () => {
+    await server.close()
+    for (const dir of made) fs.rmSync(dir, { recursive: true, force: true })
+  })
 
   it('installs, then skips when the binary already reports the version', async () => {
-    const installDir = scratchDir('frp-bin-')
+    const installDir = scratch('frp-bin-')
     const o = { version: '0.70.1', baseUrl: server.baseUrl, installDir, binaries: ['frpc' as const] }
     expect((await installFrp(o)).result).toBe('installed')
     expect(fs.statSync(path.join(installDir, 'frpc')).mode & 0o777).toBe(0o755)
@@ -64,7 +74,7 @@ describe('installFrp against a local release server', () => {
   })
 
   it('refuses a checksum mismatch and leaves the installed binary alone', async () => {
-    const installDir = scratchDir('frp-bin-')
+    const installDir = scratch('frp-bin-')
     fs.writeFileSync(path.join(installDir, 'frps'), '#!/bin/sh\necho 0.60.0\n', { mode: 0o755 })
     const o = { version: '0.69.0', baseUrl: server.baseUrl, installDir, binaries: ['frps' as const] }
     await expect(installFrp(o)).rejects.toThrow(/checksum mismatch .*nothing was installed/)
@@ -73,7 +83,7 @@ describe('installFrp against a local release server', () => {
   })
 
   it('does not retry a 404 and says what to check', async () => {
-    const installDir = scratchDir('frp-bin-')
+    const installDir = scratch('frp-bin-')
     const before = server.requests.length
     const p = installFrp({
       version: '9.9.9',
@@ -91,7 +101,7 @@ describe('installFrp against a local release server', () => {
     const p = installFrp({
       version: '0.70.1',
       baseUrl: 'http://127.0.0.1:1',
-      installDir: scratchDir('frp-bin-'),
+      installDir: scratch('frp-bin-'),
       binaries: ['frpc'],
       download: quick,
     })
@@ -146,6 +156,17 @@ describe('service files', () => {
     expect(plist).toMatch(/<key>KeepAlive<\/key>\s*<true\/>/)
     expect(plist).toContain('<string>/usr/local/etc/frp/a&amp;b.toml</string>')
     expect(plist).toContain('<string>dev.posthog-homelab.frpc</string>')
+  })
+  it('the frpc LaunchDaemon keeps stdout and stderr in separate files', () => {
+    const plist = frpcLaunchDaemon({
+      binPath: '/usr/local/bin/frpc',
+      configFile: '/usr/local/etc/frp/frpc.toml',
+      logDir: '/usr/local/var/log/frp',
+    })
+    const value = (key: string) =>
+      new RegExp(`<key>${key}</key>\\s*<string>([^<]*)</string>`).exec(plist)?.[1]
+    expect(value('StandardOutPath')).toBe('/usr/local/var/log/frp/frpc.stdout.log')
+    expect(value('StandardErrorPath')).toBe('/usr/local/var/log/frp/frpc.stderr.log')
   })
   it('picks the service manager from the platform', () => {
     expect(detectServiceManager('auto', 'darwin')).toBe('launchd')

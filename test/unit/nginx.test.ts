@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -5,58 +6,48 @@ import { RuntimeFailure, UsageError } from '../../lib/cli.mts'
 import {
   block,
   buildNginxSite,
-  CERTBOT_MARK,
   directive,
-  extractCertbot,
   installNginxSite,
-  parseNginx,
-  planSite,
-  recordedHash,
+  recordedSettings,
   renderNginx,
 } from '../../lib/nginx.mts'
 import { scratchDir } from '../helpers/common.ts'
+import { hasBinary, makeNginx } from '../helpers/public-path.ts'
 
 const base = { domain: 'posthog.example.com', upstreamPort: 12080 }
-
-// What certbot 2.1.0 `--nginx --redirect` did to the generated site in a real run (the e2e test
-// test/e2e/public-path.test.ts runs the real thing): drops the port-80 listen lines from the
-// proxy block, appends its TLS lines there, and adds a redirect server block; no final newline.
-const CERTBOT_LINES = [
-  '    listen 443 ssl; # managed by Certbot',
-  '    ssl_certificate /etc/letsencrypt/live/posthog.example.com/fullchain.pem; # managed by Certbot',
-  '    ssl_certificate_key /etc/letsencrypt/live/posthog.example.com/privkey.pem; # managed by Certbot',
-  '    include /etc/letsencrypt/options-ssl-nginx.conf; # managed by Certbot',
-  '    ssl_dhparam /etc/letsencrypt/ssl-dhparams.pem; # managed by Certbot',
-]
-const REDIRECT = `
-
-server {
-    if ($host = posthog.example.com) {
-        return 301 https://$host$request_uri;
-    } # managed by Certbot
-
-
-    listen 80;
-    listen [::]:80;
-    server_name posthog.example.com;
-    return 404; # managed by Certbot
-
-
-}`
-
-function certbotEdit(site: string): string {
-  const withoutListen = site.replace('    listen 80;\n    listen [::]:80;\n', '')
-  return withoutListen.replace(/\n}\n$/, `\n\n${CERTBOT_LINES.join('\n')}\n\n}\n`) + REDIRECT
+const tls = {
+  certificate: '/etc/letsencrypt/live/posthog.example.com/fullchain.pem',
+  key: '/etc/letsencrypt/live/posthog.example.com/privkey.pem',
 }
 
-describe('buildNginxSite', () => {
-  it('builds the reference site: upgrade map, 64m bodies, 300 s timeouts, forwarded headers, unbuffered /livestream', () => {
-    const site = buildNginxSite(base)
-    expect(site).toContain("map $http_upgrade $connection_upgrade {\n    default upgrade;\n    '' close;\n}")
+/** The server blocks of a rendered site, as text. */
+function servers(site: string): string[] {
+  return site.split(/\n(?=server \{)/).slice(1)
+}
+
+const lines = (text: string) => text.split('\n')
+
+describe('buildNginxSite before a certificate exists', () => {
+  const site = buildNginxSite(base)
+
+  it('serves plain http only: the ACME challenge from the webroot, everything else into the tunnel', () => {
+    expect(servers(site)).toHaveLength(1)
     for (const line of [
       '    listen 80;',
       '    listen [::]:80;',
       '    server_name posthog.example.com;',
+      '    location ^~ /.well-known/acme-challenge/ {',
+      '        root /var/www/posthog-homelab;',
+      '        proxy_pass http://127.0.0.1:12080;',
+    ])
+      expect(lines(site)).toContain(line)
+    const directives = lines(site).filter((l) => !l.startsWith('#'))
+    expect(directives.join('\n')).not.toMatch(/ssl|443|return 301|Strict-Transport-Security/)
+  })
+
+  it('carries the reference proxy settings: upgrade map, 64m bodies, 300 s timeouts, forwarded headers, unbuffered /livestream', () => {
+    expect(site).toContain("map $http_upgrade $connection_upgrade {\n    default upgrade;\n    '' close;\n}")
+    for (const line of [
       '    client_max_body_size 64m;',
       '    proxy_http_version 1.1;',
       '    proxy_set_header X-Forwarded-For $remote_addr;',
@@ -64,23 +55,83 @@ describe('buildNginxSite', () => {
       '    proxy_set_header Connection $connection_upgrade;',
       '    proxy_read_timeout 300s;',
       '    proxy_send_timeout 300s;',
+    ])
+      expect(lines(site)).toContain(line)
+    expect(site).toMatch(
+      /location \/livestream \{\n {8}proxy_pass http:\/\/127\.0\.0\.1:12080;\n {8}proxy_buffering off;\n {8}proxy_cache off;\n {8}proxy_read_timeout 3600s;/,
+    )
+  })
+})
+
+describe('buildNginxSite with a certificate', () => {
+  const site = buildNginxSite({ ...base, tls })
+  const [http, https] = servers(site)
+
+  it('port 80 answers the ACME challenge and redirects everything else to https', () => {
+    expect(http).toContain('location ^~ /.well-known/acme-challenge/ {')
+    expect(http).toContain('    location / {\n        return 301 https://$host$request_uri;\n    }')
+    expect(http).not.toMatch(/proxy_pass|ssl/)
+  })
+
+  it('port 443 serves the certificate with modern TLS settings, HSTS and the proxy', () => {
+    for (const line of [
+      '    listen 443 ssl;',
+      '    listen [::]:443 ssl;',
+      '    server_name posthog.example.com;',
+      `    ssl_certificate ${tls.certificate};`,
+      `    ssl_certificate_key ${tls.key};`,
+      '    ssl_protocols TLSv1.2 TLSv1.3;',
+      '    ssl_prefer_server_ciphers off;',
+      '    ssl_session_tickets off;',
+      '    add_header Strict-Transport-Security "max-age=63072000" always;',
+      '    client_max_body_size 64m;',
       '        proxy_pass http://127.0.0.1:12080;',
       '        proxy_buffering off;',
     ])
-      expect(site.split('\n')).toContain(line)
-    expect(site).toMatch(
-      /location \/livestream \{\n {8}proxy_pass http:\/\/127\.0\.0\.1:12080;\n {8}proxy_buffering off;/,
-    )
+      expect(lines(https!)).toContain(line)
+    expect(https).toMatch(/ssl_ciphers ECDHE-[\w:-]+;/)
+    expect(https).not.toMatch(/TLSv1\.1|TLSv1;|acme-challenge/)
   })
 
-  it('renders the same text it parses back (the model is the file)', () => {
+  it('is the same text on every run (re-runs change nothing)', () => {
+    expect(buildNginxSite({ ...base, tls })).toBe(site)
+  })
+})
+
+describe('the settings recorded in the site', () => {
+  it('round-trip, so certbot renders the same site frps-setup wrote', () => {
+    const opts = {
+      ...base,
+      upstreamPort: 13080,
+      httpListen: ['127.0.0.1:8080'],
+      httpsListen: ['127.0.0.1:8443'],
+      acmeWebroot: '/srv/acme',
+    }
+    const settings = recordedSettings(buildNginxSite(opts))
+    expect(settings).toEqual({
+      upstreamPort: 13080,
+      httpListen: ['127.0.0.1:8080'],
+      httpsListen: ['127.0.0.1:8443'],
+      acmeWebroot: '/srv/acme',
+    })
+    expect(buildNginxSite({ domain: base.domain, ...settings!, tls })).toBe(buildNginxSite({ ...opts, tls }))
+  })
+
+  it('are absent from a file this version did not write, or one whose line was tampered with', () => {
+    expect(recordedSettings('server { listen 80; } # managed by Certbot\n')).toBeUndefined()
     const site = buildNginxSite(base)
-    expect(`${renderNginx(parseNginx(site))}\n`).toBe(site)
+    expect(recordedSettings(site.replace('"upstreamPort":12080', '"upstreamPort":"x; evil"'))).toBeUndefined()
+    expect(
+      recordedSettings(site.replace('"httpListen":["80"', '"httpListen":["80; return 200"')),
+    ).toBeUndefined()
   })
+})
 
+describe('bad input', () => {
   it('uses the listen addresses it is given (tests listen on loopback ports)', () => {
-    const site = buildNginxSite({ ...base, httpListen: ['127.0.0.1:18080'] })
+    const site = buildNginxSite({ ...base, httpListen: ['127.0.0.1:18080'], httpsListen: ['18443'], tls })
     expect(site).toContain('    listen 127.0.0.1:18080;\n')
+    expect(site).toContain('    listen 18443 ssl;\n')
     expect(site).not.toContain('listen 80;')
   })
 
@@ -98,8 +149,20 @@ describe('buildNginxSite', () => {
     expect(() => buildNginxSite({ ...base, upstreamPort })).toThrow(UsageError)
   })
 
-  it('refuses listen values that are not [address:]port', () => {
+  it('refuses listen values that are not [address:]port, and an empty list', () => {
     expect(() => buildNginxSite({ ...base, httpListen: ['80; return 200'] })).toThrow(UsageError)
+    expect(() => buildNginxSite({ ...base, httpsListen: ['443 ssl'] })).toThrow(UsageError)
+    expect(() => buildNginxSite({ ...base, httpListen: [] })).toThrow(UsageError)
+  })
+
+  it.each([
+    ['relative/webroot', { acmeWebroot: 'relative/webroot' }],
+    ['a webroot with a space', { acmeWebroot: '/var/www/my site' }],
+    ['a webroot with $', { acmeWebroot: '/var/www/$host' }],
+    ['a certificate path with ;', { tls: { ...tls, certificate: '/etc/x.pem; include /etc/passwd' } }],
+    ['a key path with {', { tls: { ...tls, key: '/etc/{x}.pem' } }],
+  ])('refuses %s', (_what, over) => {
+    expect(() => buildNginxSite({ ...base, ...over })).toThrow(UsageError)
   })
 
   it('never renders a token that could end a directive or open a block', () => {
@@ -109,61 +172,40 @@ describe('buildNginxSite', () => {
   })
 })
 
-describe('certbot additions', () => {
-  it('reads the marked lines, the redirect block and the listen lines certbot moved', () => {
-    const found = extractCertbot(certbotEdit(buildNginxSite(base)))!
-    expect(found.serverDirectives.map((d) => d.name)).toEqual([
-      'listen',
-      'ssl_certificate',
-      'ssl_certificate_key',
-      'include',
-      'ssl_dhparam',
-    ])
-    expect(found.extraServers).toHaveLength(1)
-    expect(found.removedListens).toEqual(['80', '[::]:80'])
-  })
-
-  it('finds nothing in a file certbot never touched', () => {
-    expect(extractCertbot(buildNginxSite(base))).toBeUndefined()
-  })
-
-  it('keeps a certbot-edited file as it is while the generated core is unchanged', () => {
-    const edited = certbotEdit(buildNginxSite(base))
-    expect(planSite(base, edited)).toBe(edited)
-  })
-
-  it('re-applies certbot lines when the core changes, in the shape certbot writes', () => {
-    const edited = certbotEdit(buildNginxSite(base))
-    const next = planSite({ ...base, upstreamPort: 13080 }, edited)
-    expect(next).toContain('proxy_pass http://127.0.0.1:13080;')
-    expect(next).not.toContain('12080')
-    const marked = (t: string) => t.split('\n').filter((l) => l.includes(CERTBOT_MARK))
-    expect(marked(next)).toEqual(marked(edited))
-    // the proxy block listens only where certbot left it (443), port 80 stays in the redirect block
-    const [proxy, redirect] = parseNginx(next).filter((n) => n.type === 'block' && n.name === 'server')
-    const listens = (b: typeof proxy) =>
-      b?.type === 'block'
-        ? b.children.flatMap((c) => (c.type === 'directive' && c.name === 'listen' ? [c.args.join(' ')] : []))
-        : []
-    expect(listens(proxy)).toEqual(['443 ssl'])
-    expect(listens(redirect)).toEqual(['80', '[::]:80'])
-    // and it is stable: a second run with the same settings leaves it alone
-    expect(planSite({ ...base, upstreamPort: 13080 }, next)).toBe(next)
-    expect(recordedHash(next)).toBe(recordedHash(buildNginxSite({ ...base, upstreamPort: 13080 })))
-  })
-
-  it("keeps an older certbot's in-block redirect", () => {
-    const inBlock = `    if ($scheme != "https") {\n        return 301 https://$host$request_uri;\n    } # managed by Certbot`
-    const edited = buildNginxSite(base).replace(/\n}\n$/, `\n${CERTBOT_LINES[0]}\n${inBlock}\n}\n`)
-    const next = planSite({ ...base, upstreamPort: 13080 }, edited)
-    expect(next).toContain(
-      '    if ($scheme != "https" ) {\n        return 301 https://$host$request_uri;\n    } # managed by Certbot\n}',
-    )
-    expect(next).toContain('    listen 80;\n')
-  })
-
-  it('replaces a file it cannot parse (the installer keeps a backup)', () => {
-    expect(planSite(base, 'server { broken')).toBe(buildNginxSite(base))
+describe.runIf(hasBinary('nginx') && hasBinary('openssl'))('the real nginx', () => {
+  it('accepts both shapes of the site (nginx -t)', () => {
+    const dir = scratchDir('nginx-real-')
+    try {
+      const nginx = makeNginx(path.join(dir, 'nginx'))
+      const cert = path.join(dir, 'cert.pem')
+      const key = path.join(dir, 'key.pem')
+      execFileSync(
+        'openssl',
+        ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'].concat([
+          '-keyout',
+          key,
+          '-out',
+          cert,
+          '-days',
+          '2',
+          '-subj',
+          '/CN=posthog.example.com',
+        ]),
+        { stdio: 'ignore', timeout: 30_000 },
+      )
+      const listen = { httpListen: ['127.0.0.1:18080'], httpsListen: ['127.0.0.1:18443'] }
+      fs.writeFileSync(
+        path.join(nginx.sitesEnabled, 'a.conf'),
+        buildNginxSite({ ...base, ...listen, acmeWebroot: dir, tls: { certificate: cert, key } }),
+      )
+      fs.writeFileSync(
+        path.join(nginx.sitesEnabled, 'b.conf'),
+        buildNginxSite({ ...base, ...listen, domain: 'other.example.com', acmeWebroot: dir }),
+      )
+      execFileSync('nginx', [...nginx.args, '-t', '-q'], { stdio: 'pipe', timeout: 15_000 })
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
 
@@ -171,6 +213,7 @@ describe('installNginxSite', () => {
   let dir: string
   let available: string
   let enabled: string
+  let webroot: string
   let reloads: number
   const log: string[] = []
   const ok = ['-c', 'exit 0']
@@ -178,8 +221,9 @@ describe('installNginxSite', () => {
     '-c',
     'echo \'nginx: [emerg] unknown directive "bogus" in /etc/nginx/conf.d/x.conf:3\' >&2; exit 1',
   ]
-  const opts = (testArgs: string[], over: Partial<typeof base> = {}) => ({
+  const opts = (testArgs: string[], over: Partial<Parameters<typeof buildNginxSite>[0]> = {}) => ({
     ...base,
+    acmeWebroot: webroot,
     ...over,
     sitesAvailableDir: available,
     sitesEnabledDir: enabled,
@@ -195,39 +239,57 @@ describe('installNginxSite', () => {
     dir = scratchDir('nginx-unit-')
     available = path.join(dir, 'sites-available')
     enabled = path.join(dir, 'sites-enabled')
+    webroot = path.join(dir, 'www/acme')
     reloads = 0
+    log.length = 0
   })
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }))
 
   const siteFile = () => path.join(available, 'posthog.example.com.conf')
   const link = () => path.join(enabled, 'posthog.example.com.conf')
+  const backups = () => fs.readdirSync(available).filter((f) => f.includes('.bak-'))
 
-  it('writes, enables, tests and reloads; a re-run changes nothing and does not reload', async () => {
+  it('writes, makes the webroot, enables, tests and reloads; a re-run changes nothing and does not reload', async () => {
     expect(await installNginxSite(opts(ok))).toBe('created')
-    expect(fs.readFileSync(siteFile(), 'utf8')).toBe(buildNginxSite(base))
+    expect(fs.readFileSync(siteFile(), 'utf8')).toBe(buildNginxSite({ ...base, acmeWebroot: webroot }))
+    expect(fs.statSync(webroot).isDirectory()).toBe(true)
     expect(fs.readlinkSync(link())).toBe(siteFile())
     expect(reloads).toBe(1)
     const mtime = fs.statSync(siteFile()).mtimeMs
     expect(await installNginxSite(opts(ok))).toBe('unchanged')
     expect(fs.statSync(siteFile()).mtimeMs).toBe(mtime)
     expect(reloads).toBe(1)
+    expect(log.at(-1)).toMatch(/is up to date$/)
   })
 
-  it('keeps a backup of the file it replaces', async () => {
+  it('keeps a backup of the file it replaces and says where', async () => {
     await installNginxSite(opts(ok))
-    expect(await installNginxSite(opts(ok, { upstreamPort: 13080 }))).toBe('updated')
-    const backups = fs.readdirSync(available).filter((f) => f.includes('.bak-'))
-    expect(backups).toHaveLength(1)
-    expect(fs.readFileSync(path.join(available, backups[0]!), 'utf8')).toContain('12080')
+    expect(await installNginxSite(opts(ok, { tls }))).toBe('updated')
+    expect(backups()).toHaveLength(1)
+    expect(fs.readFileSync(path.join(available, backups()[0]!), 'utf8')).not.toContain('ssl_certificate')
+    expect(log.at(-1)).toContain(`previous file kept as ${path.join(available, backups()[0]!)}`)
   })
 
-  it('puts the previous file back when nginx -t fails, does not reload, and says why in one line', async () => {
+  it('takes over a site certbot --nginx edited, keeping that file as the backup', async () => {
+    const edited = 'server {\n    listen 443 ssl; # managed by Certbot\n}\n'
+    fs.mkdirSync(available, { recursive: true })
+    fs.writeFileSync(siteFile(), edited)
+    expect(await installNginxSite(opts(ok, { tls }))).toBe('updated')
+    expect(fs.readFileSync(siteFile(), 'utf8')).toBe(buildNginxSite({ ...base, acmeWebroot: webroot, tls }))
+    expect(fs.readFileSync(path.join(available, backups()[0]!), 'utf8')).toBe(edited)
+    expect(log.at(-1)).toMatch(
+      /replaced: the toolkit now writes the whole site, certbot's edits are kept in /,
+    )
+  })
+
+  it('puts the previous file back when nginx -t fails, drops the backup, does not reload, and says why in one line', async () => {
     await installNginxSite(opts(ok))
     const before = fs.readFileSync(siteFile(), 'utf8')
     const attempt = installNginxSite(opts(failing, { upstreamPort: 13080 }))
     await expect(attempt).rejects.toBeInstanceOf(RuntimeFailure)
     await expect(attempt).rejects.toThrow(/unknown directive "bogus" in \/etc\/nginx\/conf\.d\/x\.conf:3/)
     expect(fs.readFileSync(siteFile(), 'utf8')).toBe(before)
+    expect(backups()).toEqual([])
     expect(reloads).toBe(1)
   })
 
