@@ -203,6 +203,13 @@ switch (cmd) {
     out('Docker version 28.2.2, build e6534b4')
     break
   case 'info': {
+    const fmt = rest[rest.indexOf('--format') + 1] ?? rest.find((a) => a.startsWith('--format='))?.slice(9)
+    // Docker CLI >= 23 with a format and no daemon: the client's half of the report with the
+    // server's fields zeroed (MemTotal 0, DockerRootDir ""), the error on stderr, exit 1.
+    if (scenario.daemon === false && /json/.test(fmt ?? '')) {
+      out(JSON.stringify({ ID: '', Containers: 0, Images: 0, NCPU: 0, MemTotal: 0, DockerRootDir: '', ServerVersion: '', OperatingSystem: '', OSType: '', Architecture: '', ClientInfo: { Debug: false, Version: '28.2.2', GitCommit: 'e6534b4', Os: 'linux', Arch: 'arm64', Context: 'default', Plugins: [], Warnings: null } }))
+      fail(DAEMON_DOWN)
+    }
     needDaemon()
     // `docker info --format '{{json .}}'` (abridged: the fields the toolkit reads).
     const info = {
@@ -216,7 +223,6 @@ switch (cmd) {
       OSType: 'linux',
       Architecture: 'aarch64',
     }
-    const fmt = rest[rest.indexOf('--format') + 1] ?? rest.find((a) => a.startsWith('--format='))?.slice(9)
     if (rest.includes('--format') || fmt) {
       if (/json/.test(fmt ?? '')) out(JSON.stringify(info))
       else out(String(fmt).replace(/\{\{\s*\.(\w+)\s*\}\}/g, (_m, k) => String(info[k] ?? '')))
