@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { parseDuration, registerSecret, runScript, say, UsageError } from '../lib/cli.mts'
-import { envErrors, isHostname, parseEnvText, setEnvValue } from '../lib/env.mts'
+import { envErrors, isHostname, parseEnvText, readEnvFile, setEnvValue } from '../lib/env.mts'
 import { run } from '../lib/exec.mts'
 import { readIfExists, writeFileAtomic } from '../lib/fsutil.mts'
 import {
@@ -78,7 +78,7 @@ const NOTIFY_DEFAULTS: Record<string, string> = {
 /** Settings: flags, then the environment, then the settings file, then defaults. */
 function resolveSettings(flags: Flags) {
   const envFile = path.resolve(String(flags['env-file'] ?? path.join(home(), 'watch.env')))
-  const fileText = readIfExists(envFile)
+  const fileText = readEnvFile(envFile)
   if (flags['env-file'] && fileText === undefined && !flags.install)
     throw new UsageError(`no settings file ${envFile}: run with --install first, or drop --env-file`)
   const file = fileText ? parseEnvText(fileText) : {}

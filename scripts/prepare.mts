@@ -13,8 +13,8 @@ import {
   loadConfig,
   mergeEnv,
   parseEnvText,
+  readEnvFile,
 } from '../lib/env.mts'
-import { readIfExists } from '../lib/fsutil.mts'
 import { acquireLock } from '../lib/lock.mts'
 import { prepareStack } from '../lib/prepare.mts'
 import { stackLockDir } from '../lib/startup.mts'
@@ -59,7 +59,7 @@ const spec = {
  * is generated and written into .env (the new one would make the existing data unreadable).
  */
 function refuseNewSecretsOnStartedStack(envFile: string | undefined, accept: boolean): void {
-  const text = readIfExists(envFilePath({ envFile }))
+  const text = readEnvFile(envFilePath({ envFile }))
   if (text === undefined || accept) return
   const raw = mergeEnv(parseEnvText(text))
   const empty = GUARDED_SECRETS.filter((k) => isPlaceholder(raw[k]))

@@ -18,6 +18,7 @@ import {
   loadConfig,
   mergeEnv,
   parseEnvText,
+  readEnvFile,
   recordSecretFingerprints,
 } from '../lib/env.mts'
 import { readIfExists } from '../lib/fsutil.mts'
@@ -75,7 +76,7 @@ const spec = {
 
 /** What the configuration will be, read without writing anything (secrets may still be placeholders). */
 function previewConfig(envFile: string, root: string) {
-  const text = readIfExists(envFile) ?? readIfExists(path.join(root, '.env.example'))
+  const text = readEnvFile(envFile) ?? readIfExists(path.join(root, '.env.example'))
   if (text === undefined)
     throw new RuntimeFailure(`neither ${envFile} nor .env.example exists`, 'restore .env.example from git')
   const raw = mergeEnv(parseEnvText(text))
