@@ -19,8 +19,9 @@ export class RuntimeFailure extends Error {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Secrets never reach the terminal: every value registered here is masked in everything the
-// scripts print through `say`/`warn`/the error printer, and zx never echoes child output.
+// Secrets never reach the terminal: every value registered here, and whatever looks like a
+// credential (secrets the toolkit never saw, in logs and in error messages), is masked in
+// everything the scripts print through `say`/`warn`/the error printer and the reports.
 
 const secrets = new Set<string>()
 
@@ -28,18 +29,70 @@ export function registerSecret(value: string | undefined): void {
   if (value && value.length >= 6) secrets.add(value)
 }
 
+/** `scheme://user:password@` and `https://TOKEN@`: the whole userinfo (ssh's `git@` is no secret). */
+const URL_USERINFO = /\b([a-z][\w+.-]*:\/\/)(?!git@)[^\s/?#@"'<>]+@/gi
+/** `Authorization: Bearer x`, `Proxy-Authorization: Basic x`, `"authorization": "x"`. */
+const AUTHORIZATION =
+  /\b((?:proxy-)?authorization["']?\s*[:=]\s*["']?(?:(?:bearer|basic|token|digest|negotiate)\s+)?)[^\s"',;]+/gi
+/** `Cookie: a=1; b=2` and `Set-Cookie: sid=1; Path=/`: every value but the attributes'. */
+const COOKIE = /\b((?:set-)?cookie["']?\s*[:=]\s*["']?)([^\r\n"']*)/gi
+const COOKIE_ATTRIBUTES = /^(path|domain|expires|max-age|samesite|secure|httponly|priority|partitioned)$/i
+/**
+ * `KEY=value` / `"key": "value"` whose key names a secret (*SECRET*, *PASSWORD*, *TOKEN*,
+ * *API_KEY*, *_KEY, *_KEYS); keys naming where a secret is kept (*_FILE, *_PATH, ...) are not.
+ */
+const SECRET_KEY = String.raw`[\w.-]*(?:secret|passw(?:or)?d|token|api[_-]?key)[\w.-]*|[\w.-]+_keys?`
+const SECRET_PAIR = new RegExp(
+  String.raw`\b(${SECRET_KEY})(["']?\s*[=:]\s*)("[^"\n]*"|'[^'\n]*'|[^\s"'&,;]+)`,
+  'gi',
+)
+const NOT_A_SECRET_KEY = /[_.-](file|path|dir|source|type|method|stdin)$/i
+
+function maskValue(value: string): string {
+  const quote = value[0] === '"' || value[0] === "'" ? value[0] : ''
+  return `${quote}***${quote}`
+}
+
+function maskCookies(prefix: string, header: string): string {
+  return `${prefix}${header.replace(/([^\s=;,]+)=([^;,\s]*)/g, (pair, name: string) =>
+    COOKIE_ATTRIBUTES.test(name) ? pair : `${name}=***`,
+  )}`
+}
+
+/** Masks registered secrets and anything that looks like a credential. */
 export function redact(text: string): string {
   let out = text
   for (const s of [...secrets].sort((a, b) => b.length - a.length)) out = out.split(s).join('***')
   return out
+    .replace(URL_USERINFO, '$1***@')
+    .replace(AUTHORIZATION, '$1***')
+    .replace(COOKIE, (_m, prefix: string, header: string) => maskCookies(prefix, header))
+    .replace(SECRET_PAIR, (m, key: string, sep: string, value: string) =>
+      NOT_A_SECRET_KEY.test(key) || value === '***' ? m : `${key}${sep}${maskValue(value)}`,
+    )
+}
+
+// Text from outside (log lines, HTTP bodies, docker's errors) may carry terminal escape
+// sequences: a window title, a clear screen, a cursor move that hides the line before. They
+// are dropped; other control and bidi-override characters are shown as \uXXXX (valid in JSON too).
+const ESCAPE_SEQUENCE =
+  /\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[PX^_][^\x1b]*(?:\x1b\\)?|[ -~])|\x9b[0-?]*[ -/]*[@-~]/g
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g
+
+/** `text` safe to print on a terminal: escape sequences removed, control characters made visible. */
+export function printable(text: string, keepNewlines = true): string {
+  const shown = text
+    .replace(ESCAPE_SEQUENCE, '')
+    .replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  return keepNewlines ? shown : shown.replace(/\n/g, '\\n').replace(/\t/g, ' ')
 }
 
 export function say(message: string): void {
-  process.stdout.write(`${redact(message)}\n`)
+  process.stdout.write(`${redact(printable(message))}\n`)
 }
 
 export function warn(message: string): void {
-  process.stderr.write(`${redact(message)}\n`)
+  process.stderr.write(`${redact(printable(message))}\n`)
 }
 
 // ---------------------------------------------------------------------------------------------

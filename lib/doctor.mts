@@ -13,7 +13,7 @@ import {
   matchLine,
   type Signature,
 } from './catalog.mts'
-import { RuntimeFailure, redact } from './cli.mts'
+import { printable, RuntimeFailure, redact } from './cli.mts'
 import { type ContainerInfo, expectedServices, listContainers, ONE_SHOT_SERVICES } from './containers.mts'
 import { compose, docker, PROJECT_NAME } from './docker.mts'
 import type { Config } from './env.mts'
@@ -49,13 +49,13 @@ export interface AnalyseOptions {
 }
 
 const EVIDENCE_MAX = 300
-const SECRETISH =
-  /\b((?:[\w-]*(?:token|secret|password|passwd|api[_-]?key|salt[_-]?keys?))["']?\s*[:=]\s*["']?)[^\s"',&;]+/gi
-const URL_CREDENTIALS = /(\b[a-z][\w+.-]*:\/\/)[^\s/:@]+:[^\s/@]+@/gi
 
-/** Masks registered secrets and anything that looks like one (key=value, URL credentials). */
+/**
+ * An evidence line as it may be printed: one line, terminal escape sequences dropped, control
+ * characters shown, secrets (registered, or anything that looks like one) masked, and cut short.
+ */
 export function redactEvidence(line: string): string {
-  const masked = redact(line).replace(URL_CREDENTIALS, '$1***@').replace(SECRETISH, '$1***')
+  const masked = redact(printable(line, false))
   return masked.length > EVIDENCE_MAX ? `${masked.slice(0, EVIDENCE_MAX)}…` : masked
 }
 
