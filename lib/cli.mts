@@ -105,6 +105,11 @@ export interface FlagSpec {
   help: string
   short?: string
   multiple?: boolean
+  /**
+   * A file or directory path. Refused when it holds a line break or `$`: such paths cannot be
+   * written safely into the unit, plist, crontab and config files that name them.
+   */
+  path?: boolean
 }
 
 export type FlagSpecs = Record<string, FlagSpec>
@@ -198,9 +203,20 @@ export function parseFlags<S extends FlagSpecs>(
       v = f.type === 'boolean' ? envBoolean(f.env, raw) : f.multiple ? raw.split(',').filter(Boolean) : raw
     }
     if (v === undefined) v = f.default ?? (f.type === 'boolean' ? false : f.multiple ? [] : undefined)
+    if (f.path) checkPaths(parsed.values[name] !== undefined ? `--${name}` : (f.env ?? `--${name}`), v)
     out[name] = v
   }
   return out as Flags<S>
+}
+
+/** A path flag's value(s): no line break, no NUL, no `$` (bad input, before anything is written). */
+function checkPaths(name: string, value: unknown): void {
+  for (const p of Array.isArray(value) ? value : [value]) {
+    if (typeof p !== 'string' || !/[\n\r\0$]/.test(p)) continue
+    throw new UsageError(
+      `${name}=${JSON.stringify(p)} holds a line break or '$', which the files that name this path cannot hold safely: use another path`,
+    )
+  }
 }
 
 function describe(err: unknown, debug: boolean): { line: string; code: number } {
@@ -256,13 +272,23 @@ export async function confirm(question: string, yes: boolean, what = 'this'): Pr
   }
 }
 
+/** The longest wait a Node timer can hold (2^31-1 ms, 24.8 days): longer ones fire at once. */
+export const MAX_DURATION_MS = 2 ** 31 - 1
+
+/** Why `raw` is not a usable duration, or undefined when it is one. */
+export function durationProblem(raw: string): string | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(raw.trim())
+  if (!m) return 'is not a duration: use e.g. 90s, 20m or 1h'
+  const ms = Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's']!
+  if (ms <= 0) return 'must be greater than zero'
+  if (ms > MAX_DURATION_MS) return 'is longer than a timer can wait: at most 596h (24 days)'
+  return undefined
+}
+
 /** Parses a duration such as `20m`, `90s`, `1500ms`, `2h` or a bare number of seconds into ms. */
 export function parseDuration(raw: string, name: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(raw.trim())
-  if (!m) throw new UsageError(`${name}=${raw} is not a duration: use e.g. 90s, 20m or 1h`)
-  const n = Number(m[1])
-  const unit = m[2] ?? 's'
-  const ms = n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!
-  if (ms <= 0) throw new UsageError(`${name}=${raw} must be greater than zero`)
-  return ms
+  const problem = durationProblem(raw)
+  if (problem) throw new UsageError(`${name}=${raw} ${problem}`)
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(raw.trim())!
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's']!
 }

@@ -5,7 +5,14 @@ import { createHash, randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import dotenv from 'dotenv'
-import { type FlagSpec, parseDuration, RuntimeFailure, registerSecret, UsageError } from './cli.mts'
+import {
+  durationProblem,
+  type FlagSpec,
+  parseDuration,
+  RuntimeFailure,
+  registerSecret,
+  UsageError,
+} from './cli.mts'
 import { readIfExists, writeFileAtomic } from './fsutil.mts'
 
 type Validator = (value: string) => string | undefined
@@ -45,14 +52,7 @@ export function parseMemory(v: string): number {
 const port: Validator = (v) =>
   /^\d+$/.test(v) && +v >= 1 && +v <= 65535 ? undefined : 'must be a port number 1..65535'
 const positiveInt: Validator = (v) => (/^[1-9]\d*$/.test(v) ? undefined : 'must be a whole number above 0')
-const duration: Validator = (v) => {
-  try {
-    parseDuration(v, 'x')
-    return undefined
-  } catch {
-    return 'must be a duration such as 90s, 20m or 1h'
-  }
-}
+const duration: Validator = (v) => durationProblem(v)
 const optional =
   (inner: Validator): Validator =>
   (v) =>
@@ -291,6 +291,7 @@ export function envFilePath(opts: LoadOptions = {}): string {
 export const ENV_FILE_FLAG = {
   type: 'string',
   env: 'HOMELAB_ENV_FILE',
+  path: true,
   help: 'configuration file',
   default: '.env',
 } as const satisfies FlagSpec

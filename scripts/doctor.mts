@@ -18,12 +18,18 @@ const spec = {
     tail: { type: 'string', env: 'DOCTOR_TAIL', default: '300', help: 'log lines per service' },
     'log-file': {
       type: 'string',
+      path: true,
       multiple: true,
       env: 'DOCTOR_LOG_FILES',
       help: 'also scan this log (nginx error.log, certbot; frpc.log in FRP_LOG_DIR is read anyway); repeatable',
     },
     json: { type: 'boolean', help: 'print the findings as JSON' },
-    'env-file': { type: 'string', env: 'HOMELAB_ENV_FILE', help: 'configuration file (default .env)' },
+    'env-file': {
+      type: 'string',
+      path: true,
+      env: 'HOMELAB_ENV_FILE',
+      help: 'configuration file (default .env)',
+    },
   },
 } as const
 

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest'
-import { parseDuration, parseFlags, printable, redact, registerSecret, UsageError } from '../../lib/cli.mts'
+import {
+  MAX_DURATION_MS,
+  parseDuration,
+  parseFlags,
+  printable,
+  redact,
+  registerSecret,
+  UsageError,
+} from '../../lib/cli.mts'
 
 const spec = {
   usage: 'x',
@@ -7,6 +15,8 @@ const spec = {
   flags: {
     timeout: { type: 'string' as const, env: 'X_TIMEOUT', default: '20m', help: 't' },
     yes: { type: 'boolean' as const, env: 'X_YES', help: 'y' },
+    'log-dir': { type: 'string' as const, env: 'X_LOG_DIR', path: true, help: 'l' },
+    'log-file': { type: 'string' as const, multiple: true, path: true, help: 'f' },
   },
 }
 
@@ -22,6 +32,20 @@ describe('parseFlags', () => {
     expect(() => parseFlags(spec, ['--nope'], {})).toThrow(UsageError)
     expect(() => parseFlags(spec, ['stray'], {})).toThrow(/unexpected argument/)
     expect(() => parseFlags(spec, [], { X_YES: 'maybe' })).toThrow(/X_YES=maybe/)
+  })
+  it('refuses a path flag holding a line break or $, from argv or the environment', () => {
+    expect(parseFlags(spec, ['--log-dir', '/var/log/my frp'], {})['log-dir']).toBe('/var/log/my frp')
+    for (const bad of ['/var/log/frp\nExecStartPre=/bin/evil', '/var/log/$HOME', '/tmp/a\rb']) {
+      expect(() => parseFlags(spec, ['--log-dir', bad], {})).toThrow(UsageError)
+      expect(() => parseFlags(spec, [], { X_LOG_DIR: bad })).toThrow(
+        /^X_LOG_DIR=".*" holds a line break or '\$'/,
+      )
+      expect(() => parseFlags(spec, ['--log-file', '/ok', '--log-file', bad], {})).toThrow(
+        /^--log-file=".*" holds a line break or '\$'/,
+      )
+    }
+    // Only path flags: other values may hold a $ (a URL query, a template).
+    expect(parseFlags(spec, ['--timeout', '$x'], {}).timeout).toBe('$x')
   })
 })
 
@@ -90,5 +114,12 @@ describe('parseDuration', () => {
     expect(parseDuration('90', 'T')).toBe(90_000)
     expect(() => parseDuration('soon', 'T')).toThrow(UsageError)
     expect(() => parseDuration('0s', 'T')).toThrow(/greater than zero/)
+  })
+  it('refuses what a timer cannot hold, naming the maximum', () => {
+    expect(parseDuration('596h', 'T')).toBeLessThanOrEqual(MAX_DURATION_MS)
+    expect(() => parseDuration('600h', 'HEALTH_TIMEOUT')).toThrow(
+      /^HEALTH_TIMEOUT=600h is longer than a timer can wait: at most 596h/,
+    )
+    expect(() => parseDuration(String(2 ** 31), 'T')).toThrow(UsageError)
   })
 })

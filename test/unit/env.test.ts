@@ -44,6 +44,7 @@ describe('validation', () => {
     ['DISABLED_SERVICES', 'web,,worker'],
     ['MEMORY_LIMITS', 'clickhouse=lots'],
     ['HEALTH_TIMEOUT', 'soon'],
+    ['HEALTH_TIMEOUT', '600h'],
   ])('rejects %s=%s naming the key', (key, value) => {
     const raw = mergeEnv(
       { POSTHOG_SECRET: 'a'.repeat(56), ENCRYPTION_SALT_KEYS: 'b'.repeat(32), [key]: value },
@@ -52,6 +53,12 @@ describe('validation', () => {
     const errors = envErrors(raw)
     expect(errors).toHaveLength(1)
     expect(errors[0]).toMatch(new RegExp(`^${key} `))
+  })
+  it('says how long a duration may be at most (a Node timer overflows past 2^31-1 ms)', () => {
+    const raw = mergeEnv({ POSTHOG_SECRET: 'a'.repeat(56), ENCRYPTION_SALT_KEYS: 'b'.repeat(32) }, {})
+    expect(envErrors({ ...raw, HEALTH_TIMEOUT: '600h' })).toEqual([
+      'HEALTH_TIMEOUT is longer than a timer can wait: at most 596h (24 days)',
+    ])
   })
   it('knows hostnames and git refs', () => {
     expect(isHostname('ph.example.com')).toBe(true)
