@@ -228,16 +228,45 @@ function describe(err: unknown, debug: boolean): { line: string; code: number } 
   return { line: debug ? String(e?.stack ?? e) : String(e?.message ?? e), code: 1 }
 }
 
+/** How a script reports a failure other than on stderr (health and watch: an UNKNOWN report). */
+export type FailureReporter = (failure: { line: string; code: number; argv: string[] }) => number | undefined
+
+export interface RunScriptOptions {
+  /** Prints the failure its own way and returns the exit code; undefined: the usual stderr line. */
+  onFailure?: FailureReporter
+}
+
+/** `$ docker compose ...` for --debug: the argv as a shell would need it, secrets masked. */
+export function commandLogLine(argv: string[]): string {
+  return redact(printable(`$ ${showCommand(argv)}`, false))
+}
+
 /**
- * Runs a step script: parses flags, prints help, runs `main`, and turns any error into one
- * redacted line on stderr (stack trace only with --debug) and the right exit code.
+ * Runs a step script: parses flags, prints help, runs `main`, and turns any error (thrown, or
+ * escaping later as an uncaught exception) into one redacted line on stderr (stack trace only
+ * with --debug) and the right exit code.
  */
 export async function runScript<S extends FlagSpecs>(
   name: string,
   spec: ScriptSpec<S>,
   main: (flags: Flags<S>) => Promise<number | undefined>,
+  options: RunScriptOptions = {},
 ): Promise<void> {
   let debug = process.argv.includes('--debug')
+  const fail = (err: unknown) => {
+    const { line, code } = describe(err, debug)
+    const argv = process.argv.slice(2)
+    const reported = options.onFailure?.({ line: redact(line), code, argv })
+    if (reported === undefined) warn(`${name}: error: ${line}`)
+    if (debug && err instanceof Error && !(err instanceof CommandFailed)) warn(redact(String(err.stack)))
+    process.exitCode = reported ?? code
+  }
+  const crash = (err: unknown) => {
+    fail(err)
+    process.exit()
+  }
+  process.on('uncaughtException', crash)
+  process.on('unhandledRejection', crash)
   try {
     const flags = parseFlags(spec)
     debug = flags.debug
@@ -246,14 +275,11 @@ export async function runScript<S extends FlagSpecs>(
       process.exitCode = 0
       return
     }
-    if (debug) setCommandLogger((argv) => warn(`$ ${showCommand(argv)}`))
+    if (debug) setCommandLogger((argv) => process.stderr.write(`${commandLogLine(argv)}\n`))
     const code = await main(flags)
     process.exitCode = typeof code === 'number' ? code : 0
   } catch (err) {
-    const { line, code } = describe(err, debug)
-    warn(`${name}: error: ${line}`)
-    if (debug && err instanceof Error && !(err instanceof CommandFailed)) warn(redact(String(err.stack)))
-    process.exitCode = code
+    fail(err)
   }
 }
 

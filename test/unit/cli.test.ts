@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import {
+  commandLogLine,
   MAX_DURATION_MS,
   parseDuration,
   parseFlags,
@@ -105,6 +106,13 @@ describe('printable', () => {
     expect(printable('line 1\nline 2', false)).toBe('line 1\\nline 2')
     // Still valid inside a JSON string.
     expect(JSON.parse(printable(JSON.stringify({ a: 'x\u0085y\u202e' })))).toEqual({ a: 'x\u0085y\u202e' })
+  })
+
+  it('--debug command lines are masked and on one line', () => {
+    registerSecret('deb0g-s3cret')
+    expect(commandLogLine(['docker', 'run', '-e', 'X=deb0g-s3cret', 'a\nb'])).toBe(
+      "$ docker run -e X=*** 'a\\nb'",
+    )
   })
 })
 
