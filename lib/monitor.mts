@@ -254,6 +254,8 @@ export interface MonitorState {
   containerNames?: string[]
   /** A status change whose notification failed to go out; the next run sends it again. */
   unsentChange?: boolean
+  /** Where Docker keeps its data (`docker info`), and when that was asked. */
+  dockerData?: { rootDir: string; desktop: boolean; time: string }
 }
 
 export function emptyState(): MonitorState {

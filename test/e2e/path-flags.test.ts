@@ -14,6 +14,8 @@ const CASES: [script: string, flag: string, value: string, exit: number][] = [
   ['scripts/schedule.mts', '--log-file', '/tmp/$(id)/health.log', 2],
   ['scripts/doctor.mts', '--log-file', '/var/log/nginx/error.log\n', 2],
   ['scripts/restore.mts', '--from', '/backups/$(date)', 2],
+  // A monitoring check says UNKNOWN (exit 3) about what it cannot judge, bad input included.
+  ['scripts/health.mts', '--state-file', '/tmp/state\n.json', 3],
 ]
 
 describe('path flags', () => {
