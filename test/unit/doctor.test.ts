@@ -1,6 +1,9 @@
+import fs from 'node:fs'
+import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { registerSecret } from '../../lib/cli.mts'
 import {
+  diskFindings,
   type Finding,
   formatFindings,
   logFindings,
@@ -8,9 +11,11 @@ import {
   parseComposeLogs,
   parseDockerSize,
   planFixes,
+  readTail,
   redactEvidence,
   stateFindings,
 } from '../../lib/doctor.mts'
+import { scratchDir } from '../helpers/common.ts'
 
 describe('doctor analysis', () => {
   it('reads docker compose logs lines', () => {
@@ -151,5 +156,34 @@ describe('doctor report', () => {
       '-p posthog',
     )
     expect(formatFindings([finding('docker compose restart plugins')])).not.toContain('-p posthog')
+  })
+})
+
+describe('reading logs', () => {
+  it('reads only the end of a file, from its first whole line', () => {
+    const file = path.join(scratchDir('tail-'), 'x.log')
+    fs.writeFileSync(file, `${'a'.repeat(100)}\nline two\nline three\n`)
+    expect(readTail(file, 1000)).toBe(`${'a'.repeat(100)}\nline two\nline three\n`)
+    expect(readTail(file, 15)).toBe('line three\n')
+    expect(readTail(path.join(path.dirname(file), 'missing.log'))).toBeUndefined()
+  })
+})
+
+describe('low disk', () => {
+  it('names the biggest consumers', () => {
+    const df = JSON.stringify({
+      Images: [{ Repository: 'posthog/posthog', Tag: 'latest', Size: '3.2GB' }],
+      Volumes: [{ Name: 'posthog_clickhouse-data', Size: '48.7GB' }],
+      BuildCache: [],
+    })
+    const [f] = diskFindings(
+      [{ where: '/var/lib/docker', space: { free: 2 * 1024 ** 3, total: 100 * 1024 ** 3 } }],
+      df,
+    )
+    expect(f).toMatchObject({ id: 'disk-low', service: 'disk', safe: false })
+    expect(f!.evidence).toBe('2.0 GiB free of 100.0 GiB (2 %) on /var/lib/docker')
+    expect(f!.cause).toMatch(
+      /the biggest: volume posthog_clickhouse-data 45\.4 GiB, image posthog\/posthog:latest 3\.0 GiB/,
+    )
   })
 })
