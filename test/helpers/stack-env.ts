@@ -124,10 +124,16 @@ export type HealthMode = (ctx: { webStarted: boolean; allStarted: boolean; since
   body: string
 }
 
-/** PostHog's usual first start: 502 until web runs, a few 503 while it migrates, then 200 ok. */
-export const usualStart: HealthMode = ({ webStarted, sinceWeb }) => {
+/**
+ * PostHog's usual first start: 502 until web runs, a few 503 while it migrates, then 200 ok once
+ * everything runs. In between (web past its migrations, the rest not started yet) it answers
+ * `200 web only`: past the migrations but not healthy, so the two waits of the ordered start can
+ * be told apart: a web-alone wait that waited for 200 ok instead would never end.
+ */
+export const usualStart: HealthMode = ({ webStarted, allStarted, sinceWeb }) => {
   if (!webStarted) return { status: 502, body: '' }
   if (sinceWeb < 3) return { status: 503, body: 'Migrations are not up to date' }
+  if (!allStarted) return { status: 200, body: 'web only' }
   return { status: 200, body: 'ok' }
 }
 

@@ -3,6 +3,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { isHealthy, isPastMigrations } from '../../lib/health.mts'
 import {
   dockerCalls,
   expectNoSecrets,
@@ -12,6 +13,7 @@ import {
   withoutComposeGlobals,
   writeEnvFile,
 } from '../helpers/common.ts'
+import { usualStart } from '../helpers/stack-env.ts'
 
 describe('the no-secret check', () => {
   it('finds a secret on either stream and passes clean output', () => {
@@ -74,4 +76,18 @@ it('writes .env files with mode 0600', () => {
   writeEnvFile(file, { A: '1', B: 'two' }, 'test')
   expect(fs.readFileSync(file, 'utf8')).toBe('# test\nA=1\nB=two\n')
   expect(fs.statSync(file).mode & 0o777).toBe(0o600)
+})
+
+describe('the /_health stand-in of an ordered start (usualStart)', () => {
+  const at = (webStarted: boolean, allStarted: boolean, sinceWeb: number) => {
+    const a = usualStart({ webStarted, allStarted, sinceWeb })
+    return { kind: 'http' as const, status: a.status, body: a.body }
+  }
+  it('tells apart web past its migrations from a healthy stack', () => {
+    expect(isPastMigrations(at(false, false, 0))).toBe(false) // 502
+    expect(isPastMigrations(at(true, false, 1))).toBe(false) // 503 migrating
+    expect(isPastMigrations(at(true, false, 5))).toBe(true)
+    expect(isHealthy(at(true, false, 5))).toBe(false) // web alone: not healthy yet
+    expect(isHealthy(at(true, true, 5))).toBe(true)
+  })
 })
