@@ -137,7 +137,8 @@ type Settings = ReturnType<typeof resolveSettings>
 /** `systemctl is-active UNIT`, or `pgrep -x NAME` where there is no systemd. */
 async function serviceRunning(name: string, budget: RunBudget): Promise<CheckResult> {
   const sc = await run('systemctl', ['is-active', name], { nothrow: true, timeout: budget.callMs() })
-  if (sc.timedOut) return { name, status: 'UNKNOWN', summary: `systemctl does not answer: ${describeExit(sc)}` }
+  if (sc.timedOut)
+    return { name, status: 'UNKNOWN', summary: `systemctl does not answer: ${describeExit(sc)}` }
   const state = sc.stdout.trim()
   if (sc.exitCode !== 127 && state !== '' && !/System has not been booted with systemd/.test(sc.stderr)) {
     if (sc.ok && state === 'active') return { name, status: 'OK', summary: 'active' }

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { acquireLock, type LockInfo, LockHeld, processStartId } from '../../lib/lock.mts'
+import { acquireLock, LockHeld, type LockInfo, processStartId } from '../../lib/lock.mts'
 import { ROOT, runProcess, scratchDir, TSX } from '../helpers/common.ts'
 
 const children: ReturnType<typeof spawn>[] = []
