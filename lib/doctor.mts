@@ -195,8 +195,8 @@ export function logFindings(lines: { service: string; line: string }[], catalog 
 export const LOG_TAIL_BYTES = 256 * 1024
 
 /**
- * The last `maxBytes` of a file, from the first whole line in them: memory stays bounded whatever
- * the log's size. Undefined when the file does not exist.
+ * The last `maxBytes` of a file: memory stays bounded whatever the log's size. Undefined when the
+ * file does not exist.
  */
 export function readTail(file: string, maxBytes = LOG_TAIL_BYTES): string | undefined {
   let fd: number
@@ -216,8 +216,9 @@ export function readTail(file: string, maxBytes = LOG_TAIL_BYTES): string | unde
       if (n === 0) break
       got += n
     }
-    const text = buf.subarray(0, got).toString('utf8')
-    return start > 0 ? text.slice(text.indexOf('\n') + 1) : text
+    // The first line may be cut at its start; it is kept: its end is still what the log said
+    // (and one line longer than the window, as a sparse or binary file has, is all there is).
+    return buf.subarray(0, got).toString('utf8')
   } finally {
     fs.closeSync(fd)
   }

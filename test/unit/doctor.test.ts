@@ -160,12 +160,21 @@ describe('doctor report', () => {
 })
 
 describe('reading logs', () => {
-  it('reads only the end of a file, from its first whole line', () => {
-    const file = path.join(scratchDir('tail-'), 'x.log')
+  it('reads only the end of a file, a line cut at its start included', () => {
+    const dir = scratchDir('tail-')
+    const file = path.join(dir, 'x.log')
     fs.writeFileSync(file, `${'a'.repeat(100)}\nline two\nline three\n`)
     expect(readTail(file, 1000)).toBe(`${'a'.repeat(100)}\nline two\nline three\n`)
-    expect(readTail(file, 15)).toBe('line three\n')
-    expect(readTail(path.join(path.dirname(file), 'missing.log'))).toBeUndefined()
+    expect(readTail(file, 15)).toBe('two\nline three\n')
+    expect(readTail(path.join(dir, 'missing.log'))).toBeUndefined()
+    // One line longer than the window (a sparse file's NULs, then the line): its end is found.
+    const sparse = path.join(dir, 'sparse.log')
+    fs.writeFileSync(sparse, '')
+    fs.truncateSync(sparse, 1024 * 1024)
+    fs.appendFileSync(sparse, 'upstream prematurely closed connection\n')
+    const tail = readTail(sparse, 4096)!
+    expect(tail).toHaveLength(4096)
+    expect(tail.endsWith('upstream prematurely closed connection\n')).toBe(true)
   })
 })
 
