@@ -3,7 +3,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { composePs, docker } from './docker.mts'
-import type { Duration } from './exec.mts'
+import { CommandFailed, type Duration } from './exec.mts'
 
 export interface ContainerInfo {
   service: string
@@ -60,7 +60,8 @@ function fromInspect(i: InspectEntry): ContainerInfo | undefined {
 /**
  * The cheap path for a run every few minutes: one `docker inspect` of the containers the last
  * run saw. Undefined when that is not enough (a container is gone, or an expected service has
- * none among them): then list them with `listContainers`.
+ * none among them): then list them with `listContainers`. A docker that does not answer in time
+ * throws: a second call would only hang as long again.
  */
 export async function inspectKnown(
   names: string[],
@@ -69,6 +70,7 @@ export async function inspectKnown(
 ): Promise<ContainerInfo[] | undefined> {
   if (names.length === 0) return undefined
   const out = await docker(['inspect', ...names], { timeout, nothrow: true })
+  if (out.timedOut) throw new CommandFailed(out)
   if (!out.ok) return undefined
   const found = parseInspect(out.stdout).map(fromInspect)
   if (found.length !== names.length || found.some((c) => !c)) return undefined

@@ -3,6 +3,7 @@
 // runs the safe fixes in order: migrations in web, then restarts, then starts. Used by
 // scripts/doctor.mts and by `up` when its health wait times out.
 
+import fs from 'node:fs'
 import path from 'node:path'
 import {
   CATALOG,
@@ -13,11 +14,23 @@ import {
   matchLine,
   type Signature,
 } from './catalog.mts'
-import { RuntimeFailure, redact } from './cli.mts'
+import { printable, RuntimeFailure, redact } from './cli.mts'
 import { type ContainerInfo, expectedServices, listContainers, ONE_SHOT_SERVICES } from './containers.mts'
+import {
+  biggestConsumers,
+  DEFAULT_DISK_THRESHOLDS,
+  type DiskSpace,
+  type DiskThresholds,
+  describeSpace,
+  deviceOf,
+  diskStatus,
+  dockerDataInfo,
+  dockerDisk,
+  formatSize,
+  spaceAt,
+} from './disk.mts'
 import { compose, docker, PROJECT_NAME } from './docker.mts'
 import type { Config } from './env.mts'
-import { readIfExists } from './fsutil.mts'
 import { type PreflightResult, runPreflight } from './preflight.mts'
 
 export interface Finding {
@@ -46,16 +59,18 @@ export interface AnalyseOptions {
   preflight?: boolean
   /** Free disk below which pre-flight complains; a running stack needs less than a first start. */
   minFreeDiskBytes?: number
+  /** When the disk counts as low (then the biggest consumers are named); as health's. */
+  diskThresholds?: DiskThresholds
 }
 
 const EVIDENCE_MAX = 300
-const SECRETISH =
-  /\b((?:[\w-]*(?:token|secret|password|passwd|api[_-]?key|salt[_-]?keys?))["']?\s*[:=]\s*["']?)[^\s"',&;]+/gi
-const URL_CREDENTIALS = /(\b[a-z][\w+.-]*:\/\/)[^\s/:@]+:[^\s/@]+@/gi
 
-/** Masks registered secrets and anything that looks like one (key=value, URL credentials). */
+/**
+ * An evidence line as it may be printed: one line, terminal escape sequences dropped, control
+ * characters shown, secrets (registered, or anything that looks like one) masked, and cut short.
+ */
 export function redactEvidence(line: string): string {
-  const masked = redact(line).replace(URL_CREDENTIALS, '$1***@').replace(SECRETISH, '$1***')
+  const masked = redact(printable(line, false))
   return masked.length > EVIDENCE_MAX ? `${masked.slice(0, EVIDENCE_MAX)}…` : masked
 }
 
@@ -177,10 +192,42 @@ export function logFindings(lines: { service: string; line: string }[], catalog 
   return findings
 }
 
+export const LOG_TAIL_BYTES = 256 * 1024
+
+/**
+ * The last `maxBytes` of a file: memory stays bounded whatever the log's size. Undefined when the
+ * file does not exist.
+ */
+export function readTail(file: string, maxBytes = LOG_TAIL_BYTES): string | undefined {
+  let fd: number
+  try {
+    fd = fs.openSync(file, 'r')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw e
+  }
+  try {
+    const size = fs.fstatSync(fd).size
+    const start = Math.max(0, size - maxBytes)
+    const buf = Buffer.alloc(Math.min(size, maxBytes))
+    let got = 0
+    while (got < buf.length) {
+      const n = fs.readSync(fd, buf, got, buf.length - got, start + got)
+      if (n === 0) break
+      got += n
+    }
+    // The first line may be cut at its start; it is kept: its end is still what the log said
+    // (and one line longer than the window, as a sparse or binary file has, is all there is).
+    return buf.subarray(0, got).toString('utf8')
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
 /** The end of a log file (frpc, nginx, certbot), matched against the catalog. */
 export function fileFindings(file: string, text: string, catalog = CATALOG): Finding[] {
   const findings: Finding[] = []
-  const lines = text.slice(-256 * 1024).split('\n')
+  const lines = text.slice(-LOG_TAIL_BYTES).split('\n')
   for (const line of lines) {
     const sig = matchLine(line, undefined, catalog)
     if (sig) add(findings, fromSignature(sig, sig.component ?? sig.services?.[0] ?? file, line))
@@ -284,13 +331,63 @@ async function dockerStats(): Promise<StatsLine[]> {
     .map((l) => JSON.parse(l) as StatsLine)
 }
 
-async function dockerMemTotal(): Promise<number | undefined> {
+interface DockerInfo {
+  MemTotal?: number
+  DockerRootDir?: string
+  OperatingSystem?: string
+}
+
+async function dockerInfo(): Promise<DockerInfo | undefined> {
   const out = await docker(['info', '--format', '{{json .}}'], { timeout: '20s', nothrow: true })
+  if (!out.ok) return undefined
   try {
-    return (JSON.parse(out.stdout) as { MemTotal?: number }).MemTotal
+    return JSON.parse(out.stdout) as DockerInfo
   } catch {
     return undefined
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Disk: when it runs low, name what takes the space.
+
+interface LowDisk {
+  where: string
+  space: DiskSpace
+}
+
+/** STACK_DIR's disk and Docker's, those below the warning threshold. */
+export function lowDisks(
+  cfg: Pick<Config, 'stackDir'>,
+  info: DockerInfo | undefined,
+  t: DiskThresholds,
+): LowDisk[] {
+  const places: LowDisk[] = []
+  const stack = spaceAt(cfg.stackDir)
+  if (stack) places.push({ where: cfg.stackDir, space: stack })
+  if (info) {
+    const data = dockerDataInfo(info)
+    const d = dockerDisk(data)
+    const shared = !data.desktop && deviceOf(data.rootDir) === deviceOf(cfg.stackDir)
+    if ('space' in d && !shared) places.push({ where: d.where, space: d.space })
+  }
+  return places.filter((p) => diskStatus(p.space, t) !== 'OK')
+}
+
+/** One finding per low disk, naming the biggest volumes, images and build cache. */
+export function diskFindings(low: LowDisk[], dfJson: string): Finding[] {
+  const consumers = biggestConsumers(dfJson)
+  const biggest = consumers.length
+    ? `the biggest: ${consumers.map((c) => `${c.kind} ${c.name} ${formatSize(c.bytes)}`).join(', ')}`
+    : 'docker system df -v shows what takes the space'
+  return low.map((l) => ({
+    id: 'disk-low',
+    service: 'disk',
+    evidence: `${describeSpace(l.space)} on ${l.where}`,
+    cause: `the disk is nearly full (${biggest}): once it is, ClickHouse, Kafka and Postgres stop writing and events are lost`,
+    fix: 'docker image prune -a and docker builder prune remove unused images and build cache; a volume that keeps growing needs its retention looked at (README: disk)',
+    safe: false,
+    count: 1,
+  }))
 }
 
 /** Drops generic state findings for services a catalog signature already explains. */
@@ -310,13 +407,21 @@ export async function analyse(cfg: Config, opts: AnalyseOptions = {}): Promise<F
   const containers = await listContainers(cfg.stackDir, '30s').catch(() => [] as ContainerInfo[])
   const expected = await expectedServices(cfg.stackDir, cfg.disabledServices)
   const all: Finding[] = [...stateFindings(containers, expected)]
-  const [stats, memTotal] = await Promise.all([dockerStats(), dockerMemTotal()])
-  all.push(...memoryFindings(stats, memTotal))
+  const [stats, info] = await Promise.all([dockerStats(), dockerInfo()])
+  all.push(...memoryFindings(stats, info?.MemTotal))
+  const low = lowDisks(cfg, info, opts.diskThresholds ?? DEFAULT_DISK_THRESHOLDS)
+  if (low.length) {
+    const df = await docker(['system', 'df', '-v', '--format', '{{json .}}'], {
+      timeout: '60s',
+      nothrow: true,
+    })
+    all.push(...diskFindings(low, df.stdout))
+  }
   const logArgs = ['logs', '--no-color', '--since', opts.since ?? '1h', '--tail', String(opts.tail ?? 300)]
   const logs = await compose(cfg.stackDir, logArgs, { timeout: '60s', nothrow: true })
   for (const f of logFindings(parseComposeLogs(logs.stdout))) add(all, f)
   for (const file of opts.logFiles ?? []) {
-    const text = readIfExists(file)
+    const text = readTail(file)
     if (text !== undefined) for (const f of fileFindings(file, text)) add(all, f)
   }
   findings.push(...preferExplained(all))

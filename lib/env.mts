@@ -6,7 +6,14 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import dotenv from 'dotenv'
-import { type FlagSpec, parseDuration, RuntimeFailure, registerSecret, UsageError } from './cli.mts'
+import {
+  durationProblem,
+  type FlagSpec,
+  parseDuration,
+  RuntimeFailure,
+  registerSecret,
+  UsageError,
+} from './cli.mts'
 import { FEATURES, unknownFeatures } from './features.mts'
 import { frpTokenProblem, frpVersionProblem } from './frp.mts'
 import { readIfExists, writeFileAtomic } from './fsutil.mts'
@@ -48,14 +55,7 @@ export function parseMemory(v: string): number {
 const port: Validator = (v) =>
   /^\d+$/.test(v) && +v >= 1 && +v <= 65535 ? undefined : 'must be a port number 1..65535'
 const positiveInt: Validator = (v) => (/^[1-9]\d*$/.test(v) ? undefined : 'must be a whole number above 0')
-const duration: Validator = (v) => {
-  try {
-    parseDuration(v, 'x')
-    return undefined
-  } catch {
-    return 'must be a duration such as 90s, 20m or 1h'
-  }
-}
+const duration: Validator = (v) => durationProblem(v)
 const optional =
   (inner: Validator): Validator =>
   (v) =>
@@ -369,15 +369,37 @@ export function envFilePath(opts: LoadOptions = {}): string {
 export const ENV_FILE_FLAG = {
   type: 'string',
   env: 'HOMELAB_ENV_FILE',
+  path: true,
   help: 'configuration file',
   default: '.env',
 } as const satisfies FlagSpec
+
+/**
+ * The env file's text, or undefined when there is none. One that cannot be read (a directory, no
+ * permission) is bad input with one line saying what to do, not a raw EISDIR/EACCES.
+ */
+export function readEnvFile(envFile: string): string | undefined {
+  try {
+    return readIfExists(envFile)
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'error'
+    if (code === 'EISDIR')
+      throw new UsageError(
+        `${envFile} is a directory, not a file: point --env-file (or HOMELAB_ENV_FILE) at the .env file, or move that directory away`,
+      )
+    if (code === 'EACCES' || code === 'EPERM')
+      throw new UsageError(
+        `${envFile} cannot be read by this user (${code}): make it yours (chown) with mode 600, or run as the user who owns it`,
+      )
+    throw new UsageError(`${envFile} cannot be read (${code}): check that it is a readable file`)
+  }
+}
 
 /** Loads and validates the configuration without changing any file. */
 export function loadConfig(opts: LoadOptions = {}): Config {
   const root = path.resolve(opts.root ?? process.cwd())
   const envFile = envFilePath(opts)
-  const text = readIfExists(envFile)
+  const text = readEnvFile(envFile)
   if (text === undefined)
     throw new UsageError(`no ${envFile}: run 'npx tsx scripts/up.mts' once, or copy .env.example to .env`)
   const cfg = toConfig(root, envFile, mergeEnv(parseEnvText(text), opts.env))
@@ -388,25 +410,59 @@ export function loadConfig(opts: LoadOptions = {}): Config {
 // ---------------------------------------------------------------------------------------------
 // Writing values back in place: every other line, comment and their order is kept.
 
-const NEEDS_QUOTES = /[\s#"'`$\\]/
+// How dotenv reads a value (its parser, `dotenv.parse`): quotes are taken off and nothing is
+// unescaped, except that inside double quotes the two characters `\n` and `\r` become a line
+// break and a carriage return. A quote inside a quoted value is only possible with a backslash
+// before it, which stays (`\'` reads as `\'`); a backslash just before the closing quote would
+// read as such a pair. An unquoted value ends at `#` or the line's end and is trimmed. A value is
+// written in the first form that reads back exactly; the few that none can hold are refused.
 
-export function formatEnvValue(value: string): string {
-  if (!NEEDS_QUOTES.test(value)) return value
-  if (!value.includes("'") && !value.includes('\n')) return `'${value}'`
-  return `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`
+const PLAIN = /^[^\s#"'`$\\]*$/
+
+/** Every `quote` in `value` has a backslash before it, and no backslash ends it. */
+function fitsBetween(quote: string, value: string): boolean {
+  if (value.endsWith('\\')) return false
+  return [...value].every((c, i) => c !== quote || value[i - 1] === '\\')
 }
 
+/** How to write `value` after `KEY=` so that dotenv reads back exactly `value`. */
+export function formatEnvValue(value: string): string {
+  if (PLAIN.test(value)) return value
+  const noCr = !value.includes('\r')
+  if (noCr && fitsBetween("'", value)) return `'${value}'`
+  if (noCr && fitsBetween('`', value)) return `\`${value}\``
+  if (fitsBetween('"', value) && !/\\[nr]/.test(value))
+    return `"${value.replace(/\n/g, '\\n').replace(/\r/g, '\\r')}"`
+  if (!/[\r\n#]/.test(value) && value === value.trim() && !/^["'`]/.test(value)) return value
+  throw new UsageError(
+    `${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)} cannot be written to .env so that it reads back the same (it mixes ', " and \` with a line break, # or a trailing backslash): use another value`,
+  )
+}
+
+/** dotenv's own line pattern (lib/main.js LINE), with the separator captured too. */
+const ASSIGNMENT =
+  /(?:^|^)\s*(?:export\s+)?([\w.-]+)(\s*=\s*?|:\s+?)(\s*'(?:\\'|[^'])*'|\s*"(?:\\"|[^"])*"|\s*`(?:\\`|[^`])*`|[^#\r\n]+)?\s*(?:#.*)?(?:$|$)/dgm
+
 /**
- * Returns `text` with KEY set to `value`: the existing line is edited in place, or one is appended.
- * When KEY is set more than once, the last line is edited: dotenv reads the last one, and the
- * earlier lines (perhaps a real secret) stay as the user wrote them.
+ * Returns `text` with KEY set to `value`: the existing assignment's value is replaced in place
+ * (the whole of it, also when it spans lines; `export`, spacing and a trailing comment are kept),
+ * or a line is appended. When KEY is set more than once, the last assignment is edited: dotenv
+ * reads the last one, and the earlier lines (perhaps a real secret) stay as the user wrote them.
  */
 export function setEnvValue(text: string, key: string, value: string): string {
-  const lines = [...text.matchAll(new RegExp(`^(\\s*(?:export\\s+)?${key}\\s*=).*$`, 'gm'))]
   const formatted = formatEnvValue(value)
-  const last = lines.at(-1)
-  if (last?.index !== undefined)
-    return `${text.slice(0, last.index)}${last[1]}${formatted}${text.slice(last.index + last[0].length)}`
+  const assignments = [...text.replace(/\r\n?/g, '\n').matchAll(ASSIGNMENT)].filter((m) => m[1] === key)
+  const last = assignments.at(-1)
+  if (last?.indices && text.includes('\r') === false) {
+    const [, , sep, val] = last.indices
+    let [start, end] = val ?? [sep![1], sep![1]]
+    const raw = text.slice(start, end)
+    start += raw.length - raw.trimStart().length
+    end -= raw.length - raw.trimEnd().length
+    if (end < start) end = start
+    return `${text.slice(0, start)}${formatted}${text.slice(end)}`
+  }
+  if (last) return setEnvValue(text.replace(/\r\n?/g, '\n'), key, value)
   return `${text}${text === '' || text.endsWith('\n') ? '' : '\n'}${key}=${formatted}\n`
 }
 
@@ -443,7 +499,7 @@ export interface EnvPlan {
 export function planEnvFile(opts: LoadOptions & { secretKeys?: string[] } = {}): EnvPlan {
   const root = path.resolve(opts.root ?? process.cwd())
   const envFile = envFilePath(opts)
-  let text = readIfExists(envFile)
+  let text = readEnvFile(envFile)
   const exists = text !== undefined
   if (text === undefined) {
     text = readIfExists(path.join(root, '.env.example'))

@@ -3,7 +3,7 @@
 // to get wrong and no ~/.bashrc: under cron (no SHLVL) a shell given a socket as stdin sources it,
 // which slows every call and lets whatever it prints corrupt the output parsed here. stdin is
 // /dev/null unless input is given; every call has a timeout; `--debug` shows each argv (masked).
-import { type SpawnOptions, spawn } from 'node:child_process'
+import { type ChildProcess, type SpawnOptions, spawn, spawnSync } from 'node:child_process'
 
 export type Duration = number | `${number}${'ms' | 's' | 'm' | 'h'}`
 
@@ -92,6 +92,18 @@ export function showCommand(argv: string[]): string {
   return argv.map(showWord).join(' ')
 }
 
+// Commands still running: a run with a hard time limit (health, watch) ends them before exiting,
+// so a check given up on at the deadline cannot hold the process open.
+const running = new Set<ChildProcess>()
+
+/** Kills every command still running (SIGKILL); returns how many there were. */
+export function killRunning(): number {
+  const n = running.size
+  for (const child of running) child.kill('SIGKILL')
+  running.clear()
+  return n
+}
+
 /** Runs `bin args...` without a shell. Rejects with CommandFailed unless `nothrow`. */
 export function run(bin: string, args: string[], opts: RunOptions = {}): Promise<CommandResult> {
   const argv = [bin, ...args]
@@ -109,12 +121,14 @@ export function run(bin: string, args: string[], opts: RunOptions = {}): Promise
     let timer: NodeJS.Timeout | undefined
     let killer: NodeJS.Timeout | undefined
     let drain: NodeJS.Timeout | undefined
+    let tracked: ChildProcess | undefined
     const finish = (exitCode: number | null, signal: NodeJS.Signals | null, spawnError?: string) => {
       if (settled) return
       settled = true
       clearTimeout(timer)
       clearTimeout(killer)
       clearTimeout(drain)
+      if (tracked) running.delete(tracked)
       if (spawnError) stderr += spawnError
       const result: CommandResult = {
         argv,
@@ -129,13 +143,16 @@ export function run(bin: string, args: string[], opts: RunOptions = {}): Promise
       if (result.ok || opts.nothrow) resolve(result)
       else reject(new CommandFailed(result))
     }
-    let child: ReturnType<typeof spawn>
+    let spawned: ChildProcess
     try {
-      child = spawn(bin, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio })
+      spawned = spawn(bin, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio })
     } catch (e) {
       finish(127, null, `${bin}: ${(e as Error).message}\n`)
       return
     }
+    const child = spawned
+    tracked = child
+    running.add(child)
     child.stdout?.setEncoding('utf8').on('data', (d: string) => {
       stdout += d
     })
@@ -169,4 +186,33 @@ export function run(bin: string, args: string[], opts: RunOptions = {}): Promise
       }, 1000)
     })
   })
+}
+
+/**
+ * `run` for the few places that must stay synchronous (a lock taken before anything else runs):
+ * no shell, stdin /dev/null, a timeout; never throws.
+ */
+export function runSync(bin: string, args: string[], opts: { timeout?: Duration } = {}): CommandResult {
+  const argv = [bin, ...args]
+  logger?.(argv)
+  const started = Date.now()
+  const r = spawnSync(bin, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    encoding: 'utf8',
+    timeout: durationMs(opts.timeout ?? '10s'),
+    killSignal: 'SIGKILL',
+  })
+  const errno = (r.error as NodeJS.ErrnoException | undefined)?.code
+  const timedOut = errno === 'ETIMEDOUT'
+  const exitCode = r.status ?? (errno === 'ENOENT' ? 127 : null)
+  return {
+    argv,
+    stdout: r.stdout ?? '',
+    stderr: (r.stderr ?? '') + (errno === 'ENOENT' ? `${bin}: command not found\n` : ''),
+    exitCode,
+    signal: r.signal,
+    ok: exitCode === 0 && !timedOut,
+    timedOut,
+    durationMs: Date.now() - started,
+  }
 }

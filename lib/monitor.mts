@@ -7,7 +7,7 @@ import http from 'node:http'
 import https from 'node:https'
 import os from 'node:os'
 import type { TLSSocket } from 'node:tls'
-import { redact, UsageError } from './cli.mts'
+import { printable, redact, UsageError } from './cli.mts'
 import { writeFileAtomic } from './fsutil.mts'
 
 export type Status = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN'
@@ -38,7 +38,13 @@ export function worst(statuses: Status[]): Status {
   return statuses.reduce<Status>((a, b) => (RANK[b] > RANK[a] ? b : a), 'OK')
 }
 
-export function aggregate(label: string, checks: CheckResult[], now = new Date()): Report {
+/** A check's summary is one line: the report's first line and the webhook carry it as it is. */
+function oneLine(text: string): string {
+  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim()
+}
+
+export function aggregate(label: string, results: CheckResult[], now = new Date()): Report {
+  const checks = results.map((c) => ({ ...c, summary: oneLine(c.summary) }))
   const status = worst(checks.map((c) => c.status))
   const bad = checks.filter((c) => c.status !== 'OK')
   const summary =
@@ -55,11 +61,11 @@ export function formatReport(report: Report): string {
     lines.push(`${c.status} ${c.name}: ${c.summary}`)
     if (c.detail) lines.push(...c.detail.split('\n').map((l) => `  ${l}`))
   }
-  return redact(lines.join('\n'))
+  return redact(printable(lines.join('\n')))
 }
 
 export function formatReportJson(report: Report): string {
-  return redact(JSON.stringify(report))
+  return redact(printable(JSON.stringify(report)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,6 +254,8 @@ export interface MonitorState {
   containerNames?: string[]
   /** A status change whose notification failed to go out; the next run sends it again. */
   unsentChange?: boolean
+  /** Where Docker keeps its data (`docker info`), and when that was asked. */
+  dockerData?: { rootDir: string; desktop: boolean; time: string }
 }
 
 export function emptyState(): MonitorState {
@@ -320,7 +328,7 @@ export function buildNotification(
         Priority: report.status === 'CRITICAL' ? 'high' : 'default',
         Tags: report.status === 'OK' ? 'white_check_mark' : 'warning',
       },
-      body: redact(text),
+      body: redact(printable(text)),
     }
   }
   const payload = {
@@ -333,7 +341,7 @@ export function buildNotification(
     time: report.time,
     checks: report.checks.map(({ name, status, summary }) => ({ name, status, summary })),
   }
-  return { contentType: 'application/json', headers: {}, body: redact(JSON.stringify(payload)) }
+  return { contentType: 'application/json', headers: {}, body: redact(printable(JSON.stringify(payload))) }
 }
 
 /** POSTs a notification; resolves to an error message, or undefined when the receiver took it. */

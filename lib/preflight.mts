@@ -12,6 +12,8 @@ export interface PreflightResult {
   message: string
   /** What to do about it; empty when ok. */
   fix: string
+  /** Not checked, because a check it depends on failed (ok stays true: nothing more to fix). */
+  skipped?: boolean
 }
 
 /** What pre-flight needs from the configuration (a full `Config` fits). */
@@ -249,7 +251,8 @@ export async function runPreflight(
     parsed = undefined
   }
   const serverError = parsed?.ServerErrors?.[0]
-  if (!info.ok || !parsed || serverError) {
+  const daemonUp = info.ok && parsed !== undefined && !serverError
+  if (!daemonUp) {
     const why =
       info.exitCode === null ? 'no answer within 20 s' : serverError || lastLine(info.stderr) || 'no answer'
     results.push({
@@ -258,12 +261,15 @@ export async function runPreflight(
       message: `the Docker daemon does not answer: ${why}`,
       fix: 'start Docker Desktop (or `sudo systemctl start docker`) and wait until it is running',
     })
-  } else results.push(pass('docker-daemon', `Docker ${parsed.ServerVersion ?? ''} answers`.trim()))
+  } else results.push(pass('docker-daemon', `Docker ${parsed?.ServerVersion ?? ''} answers`.trim()))
 
   const compose = await docker(['compose', 'version', '--short'], { timeout: '20s', nothrow: true })
   results.push(checkComposeVersion(compose.ok ? compose.stdout : undefined))
 
-  if (parsed && !serverError && typeof parsed.MemTotal === 'number')
+  // Without a daemon, docker info's figures are zeros (Docker CLI >= 23 still prints them):
+  // the memory Docker can use is not known, not 0 MiB.
+  if (!daemonUp) results.push(notChecked('memory', 'the Docker daemon does not answer'))
+  else if (typeof parsed?.MemTotal === 'number')
     results.push(checkMemory(parsed.MemTotal, estimateStackMemory(input, opts.services)))
 
   const minDisk = opts.minFreeDiskBytes ?? DEFAULT_MIN_FREE_DISK
@@ -271,13 +277,20 @@ export async function runPreflight(
   return results
 }
 
+function notChecked(name: PreflightResult['name'], because: string): PreflightResult {
+  return { name, ok: true, skipped: true, message: `not checked: ${because}`, fix: '' }
+}
+
 export function failedChecks(results: PreflightResult[]): PreflightResult[] {
   return results.filter((r) => !r.ok)
 }
 
-/** One line per check: `ok   memory: ...` or `FAIL memory: ...; fix: ...`. */
+/** One line per check: `ok   memory: ...`, `skip memory: not checked: ...` or `FAIL memory: ...; fix: ...`. */
 export function formatPreflight(results: PreflightResult[], onlyFailures = false): string[] {
   return results
     .filter((r) => !onlyFailures || !r.ok)
-    .map((r) => (r.ok ? `ok   ${r.name}: ${r.message}` : `FAIL ${r.name}: ${r.message}; fix: ${r.fix}`))
+    .map((r) => {
+      if (!r.ok) return `FAIL ${r.name}: ${r.message}; fix: ${r.fix}`
+      return `${r.skipped ? 'skip' : 'ok  '} ${r.name}: ${r.message}`
+    })
 }

@@ -6,8 +6,8 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { parseDuration, registerSecret, runScript, say, UsageError } from '../lib/cli.mts'
-import { envErrors, isHostname, parseEnvText, setEnvValue } from '../lib/env.mts'
-import { run } from '../lib/exec.mts'
+import { envErrors, isHostname, parseEnvText, readEnvFile, setEnvValue } from '../lib/env.mts'
+import { describeExit, run } from '../lib/exec.mts'
 import { readIfExists, writeFileAtomic } from '../lib/fsutil.mts'
 import {
   bounded,
@@ -17,7 +17,7 @@ import {
   rotateLog,
   type WebhookFormat,
 } from '../lib/monitor.mts'
-import { runMonitor } from '../lib/monitor-run.mts'
+import { type RunBudget, runMonitor, unknownOnFailure } from '../lib/monitor-run.mts'
 import {
   applyCronEntry,
   cronCommand,
@@ -37,17 +37,28 @@ const spec = {
   flags: {
     domain: { type: 'string', env: 'DOMAIN', help: 'public hostname PostHog is served at' },
     url: { type: 'string', env: 'WATCH_URL', help: 'URL to check (default https://DOMAIN/_health)' },
-    'ca-file': { type: 'string', env: 'WATCH_CA_FILE', help: 'extra CA certificate (PEM) to trust' },
+    'ca-file': {
+      type: 'string',
+      env: 'WATCH_CA_FILE',
+      path: true,
+      help: 'extra CA certificate (PEM) to trust',
+    },
     services: {
       type: 'string',
       env: 'WATCH_SERVICES',
       default: 'frps,nginx',
       help: 'systemd units (or process names) that must run',
     },
-    'state-file': { type: 'string', env: 'WATCH_STATE_FILE', help: 'default ~/.posthog-watch/state.json' },
+    'state-file': {
+      type: 'string',
+      env: 'WATCH_STATE_FILE',
+      path: true,
+      help: 'default ~/.posthog-watch/state.json',
+    },
     'env-file': {
       type: 'string',
       env: 'WATCH_ENV_FILE',
+      path: true,
       help: 'settings file (DOMAIN, HEALTH_WEBHOOK_URL, ...) (default ~/.posthog-watch/watch.env)',
     },
     timeout: { type: 'string', env: 'WATCH_TIMEOUT', default: '20s', help: 'bound for the whole run' },
@@ -57,14 +68,21 @@ const spec = {
     every: { type: 'string', default: '5m', help: 'how often cron runs it (with --install)' },
     'log-file': {
       type: 'string',
+      path: true,
       help: 'where cron appends the output (default ~/.posthog-watch/watch.log)',
     },
-    'rotate-log': { type: 'string', help: 'move this log to FILE.1 when larger than --log-max-mb' },
+    'rotate-log': {
+      type: 'string',
+      path: true,
+      help: 'move this log to FILE.1 when larger than --log-max-mb',
+    },
     'log-max-mb': { type: 'string', default: '5', help: 'size cap for --rotate-log' },
   },
   notes:
     'Notifications: HEALTH_WEBHOOK_URL, HEALTH_WEBHOOK_FORMAT (json|text) and HEALTH_REMIND_HOURS come from\n' +
-    'the environment or the settings file (never from the command line: the URL may hold a token).',
+    'the environment or the settings file (never from the command line: the URL may hold a token).\n' +
+    'A check it cannot judge (a bad flag or setting, a crash) is UNKNOWN (exit 3); --install and\n' +
+    '--uninstall exit 2 on bad input. The whole run, webhook included, ends within --timeout.',
 } as const
 
 type Flags = Record<string, unknown>
@@ -78,7 +96,7 @@ const NOTIFY_DEFAULTS: Record<string, string> = {
 /** Settings: flags, then the environment, then the settings file, then defaults. */
 function resolveSettings(flags: Flags) {
   const envFile = path.resolve(String(flags['env-file'] ?? path.join(home(), 'watch.env')))
-  const fileText = readIfExists(envFile)
+  const fileText = readEnvFile(envFile)
   if (flags['env-file'] && fileText === undefined && !flags.install)
     throw new UsageError(`no settings file ${envFile}: run with --install first, or drop --env-file`)
   const file = fileText ? parseEnvText(fileText) : {}
@@ -117,26 +135,26 @@ function resolveSettings(flags: Flags) {
 type Settings = ReturnType<typeof resolveSettings>
 
 /** `systemctl is-active UNIT`, or `pgrep -x NAME` where there is no systemd. */
-async function serviceRunning(name: string, timeoutMs: number): Promise<CheckResult> {
-  const timeout = Math.max(1000, timeoutMs)
-  const sc = await run('systemctl', ['is-active', name], { nothrow: true, timeout })
+async function serviceRunning(name: string, budget: RunBudget): Promise<CheckResult> {
+  const sc = await run('systemctl', ['is-active', name], { nothrow: true, timeout: budget.callMs() })
+  if (sc.timedOut)
+    return { name, status: 'UNKNOWN', summary: `systemctl does not answer: ${describeExit(sc)}` }
   const state = sc.stdout.trim()
   if (sc.exitCode !== 127 && state !== '' && !/System has not been booted with systemd/.test(sc.stderr)) {
     if (sc.ok && state === 'active') return { name, status: 'OK', summary: 'active' }
     return { name, status: 'CRITICAL', summary: `${state || 'not active'}: systemctl status ${name}` }
   }
-  const pg = await run('pgrep', ['-x', name], { nothrow: true, timeout })
+  const pg = await run('pgrep', ['-x', name], { nothrow: true, timeout: budget.callMs() })
   if (pg.ok) return { name, status: 'OK', summary: 'running' }
   if (pg.exitCode === 1) return { name, status: 'CRITICAL', summary: 'not running' }
   return { name, status: 'UNKNOWN', summary: 'neither systemctl nor pgrep could tell' }
 }
 
-async function watchChecks(s: Settings, ca: string | undefined): Promise<CheckResult[]> {
-  const deadline = Date.now() + s.runMs
-  const callMs = () => Math.max(200, Math.min(10_000, deadline - Date.now() - 300))
+async function watchChecks(s: Settings, budget: RunBudget, ca: string | undefined): Promise<CheckResult[]> {
+  const end = budget.checksEnd
   const groups = await Promise.all([
-    bounded('public', deadline, () => checkHealthUrl('public', s.url, { timeoutMs: callMs(), ca })),
-    ...s.services.map((svc) => bounded(svc, deadline, async () => [await serviceRunning(svc, callMs())])),
+    bounded('public', end, () => checkHealthUrl('public', s.url, { timeoutMs: budget.callMs(), ca })),
+    ...s.services.map((svc) => bounded(svc, end, async () => [await serviceRunning(svc, budget)])),
   ])
   return groups.flat()
 }
@@ -147,14 +165,14 @@ function check(s: Settings, flags: Flags): Promise<number> {
     name: 'watch',
     stateFile: s.stateFile,
     json: Boolean(flags.json),
-    check: () => watchChecks(s, ca),
-    notify: () => ({
+    timeoutMs: s.runMs,
+    check: (_state, budget) => watchChecks(s, budget, ca),
+    notify: {
       url: s.notify.HEALTH_WEBHOOK_URL || undefined,
       format: s.notify.HEALTH_WEBHOOK_FORMAT as WebhookFormat,
       remindHours: Number(s.notify.HEALTH_REMIND_HOURS),
-      timeoutMs: 5000,
       ca,
-    }),
+    },
   })
 }
 
@@ -209,4 +227,8 @@ async function main(flags: Flags): Promise<number> {
   return flags.install ? install(s, flags) : check(s, flags)
 }
 
-await runScript('watch', spec, (flags) => main(flags as unknown as Flags))
+const isSetup = (argv: string[]) => argv.includes('--install') || argv.includes('--uninstall')
+
+await runScript('watch', spec, (flags) => main(flags as unknown as Flags), {
+  onFailure: unknownOnFailure('watch', (argv) => !isSetup(argv)),
+})

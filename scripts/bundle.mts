@@ -11,7 +11,7 @@ const spec = {
   usage: 'npm run bundle [-- --out-dir DIR]',
   summary: `Bundles remote/{${REMOTE_ENTRIES.join(',')}}.mts into DIR/{name}.mjs, each runnable with plain node.`,
   flags: {
-    'out-dir': { type: 'string', default: 'dist/remote', help: 'where the bundles are written' },
+    'out-dir': { type: 'string', path: true, default: 'dist/remote', help: 'where the bundles are written' },
   } satisfies FlagSpecs,
   notes: 'Copy them to the VPS with e.g.: scp dist/remote/*.mjs root@vps:',
 }

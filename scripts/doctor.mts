@@ -1,29 +1,48 @@
-// One command that explains what is wrong: pre-flight, container states, memory and recent logs
-// against the catalog of known failures (lib/catalog.mts). --fix applies the safe fixes in order
-// and checks again. Exit 0 when nothing is found, 1 when something is.
+// One command that explains what is wrong: pre-flight, container states, memory, disk and recent
+// logs against the catalog of known failures (lib/catalog.mts). --fix applies the safe fixes in
+// order and checks again. Exit 0 when nothing is found, 1 when something is. With --json, stdout
+// holds only JSON (progress goes to stderr).
 import fs from 'node:fs'
 import path from 'node:path'
 import { runScript, say, UsageError, warn } from '../lib/cli.mts'
-import { analyse, applyFixes, formatFindings, planFixes } from '../lib/doctor.mts'
+import { parseThreshold } from '../lib/disk.mts'
+import { analyse, applyFixes, type Finding, formatFindings, planFixes } from '../lib/doctor.mts'
 import { loadConfig } from '../lib/env.mts'
 
 const spec = {
   usage: 'npx tsx scripts/doctor.mts [--fix] [options]',
   summary:
     'Explains what is wrong with the stack: pre-flight checks, container states, memory per service and in\n' +
-    'total, and recent logs matched against known failure signatures, each with the command that fixes it.',
+    'total, free disk (naming the biggest volumes and images when it runs low), and recent logs matched\n' +
+    'against known failure signatures, each with the command that fixes it.',
   flags: {
     fix: { type: 'boolean', help: 'apply the fixes marked safe (migrations, restarts), then check again' },
     since: { type: 'string', env: 'DOCTOR_SINCE', default: '1h', help: 'how far back to read logs' },
     tail: { type: 'string', env: 'DOCTOR_TAIL', default: '300', help: 'log lines per service' },
     'log-file': {
       type: 'string',
+      path: true,
       multiple: true,
       env: 'DOCTOR_LOG_FILES',
       help: 'also scan this log (nginx error.log, certbot; frpc.log in FRP_LOG_DIR is read anyway); repeatable',
     },
-    json: { type: 'boolean', help: 'print the findings as JSON' },
-    'env-file': { type: 'string', env: 'HOMELAB_ENV_FILE', help: 'configuration file (default .env)' },
+    json: {
+      type: 'boolean',
+      help: 'print the findings as JSON (with --fix: {found, applied, after}); progress goes to stderr',
+    },
+    'disk-warning': {
+      type: 'string',
+      env: 'HEALTH_DISK_WARNING',
+      default: '15%,10GiB',
+      help: 'disk counts as low below this much free (as health)',
+    },
+    'disk-critical': { type: 'string', env: 'HEALTH_DISK_CRITICAL', default: '5%,3GiB', help: 'as health' },
+    'env-file': {
+      type: 'string',
+      path: true,
+      env: 'HOMELAB_ENV_FILE',
+      help: 'configuration file (default .env)',
+    },
   },
 } as const
 
@@ -65,30 +84,55 @@ async function main(flags: Record<string, unknown>): Promise<number> {
     throw new UsageError(`--tail=${flags.tail} must be a whole number above 0`)
   if (!/^(\d+(s|m|h)|\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)?)$/.test(String(flags.since)))
     throw new UsageError(`--since=${flags.since} must be a duration such as 30m or 2h, or an RFC 3339 time`)
+  const diskThresholds = {
+    warning: parseThreshold(String(flags['disk-warning']), '--disk-warning'),
+    critical: parseThreshold(String(flags['disk-critical']), '--disk-critical'),
+  }
   const cfg = loadConfig({ envFile: flags['env-file'] as string | undefined })
   const logFiles = [...new Set([...namedLogFiles(flags['log-file'] as string[]), ...defaultLogFiles()])]
-  const opts = { since: String(flags.since), tail, logFiles }
+  const opts = { since: String(flags.since), tail, logFiles, diskThresholds }
   const findings = await analyse(cfg, opts)
+  const json = Boolean(flags.json)
   if (!flags.fix || findings.length === 0) {
-    say(flags.json ? JSON.stringify(findings, null, 2) : formatFindings(findings, cfg.stackDir))
+    if (json) say(JSON.stringify(flags.fix ? fixReport(findings, [], findings) : findings, null, 2))
+    else say(formatFindings(findings, cfg.stackDir))
     return findings.length ? 1 : 0
   }
-  say(formatFindings(findings, cfg.stackDir))
+  // With --json, stdout carries the JSON document only: the story goes to stderr.
+  const tell = json ? warn : say
+  tell(formatFindings(findings, cfg.stackDir))
   const steps = planFixes(findings)
   if (steps.length === 0) {
-    say('\nnone of these has a fix doctor may apply by itself: follow the fix lines above')
+    tell('\nnone of these has a fix doctor may apply by itself: follow the fix lines above')
+    if (json) say(JSON.stringify(fixReport(findings, [], findings), null, 2))
     return 1
   }
-  say('')
+  tell('')
   const fixStarted = new Date().toISOString()
-  await applyFixes(cfg, steps, say)
+  await applyFixes(cfg, steps, tell)
   // Check again, reading only the logs written since the fixes began.
   const after = await analyse(cfg, { ...opts, since: fixStarted, preflight: false })
-  say(
+  tell(
     `\nafter the fixes: ${after.length === 0 ? 'nothing wrong found' : formatFindings(after, cfg.stackDir).replace(/^doctor: /, '')}`,
   )
-  if (flags.json) say(JSON.stringify(after, null, 2))
+  if (json)
+    say(
+      JSON.stringify(
+        fixReport(
+          findings,
+          steps.map((s) => s.label),
+          after,
+        ),
+        null,
+        2,
+      ),
+    )
   return after.length ? 1 : 0
+}
+
+/** `doctor --fix --json`: what was found, the fixes applied (in order), what is left. */
+function fixReport(found: Finding[], applied: string[], after: Finding[]) {
+  return { found, applied, after }
 }
 
 await runScript('doctor', spec, (flags) => main(flags as unknown as Record<string, unknown>))

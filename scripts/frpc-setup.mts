@@ -29,6 +29,7 @@ const spec = {
     'server-addr': { type: 'string', help: 'VPS address (overrides FRP_SERVER_ADDR in .env)' },
     'frps-ca': {
       type: 'string',
+      path: true,
       env: 'FRPS_CA_FILE',
       help: 'CA file printed by frps-setup: frpc then checks it talks to your VPS',
     },
@@ -39,30 +40,35 @@ const spec = {
     },
     'install-dir': {
       type: 'string',
+      path: true,
       env: 'FRP_INSTALL_DIR',
       default: '/usr/local/bin',
       help: 'where frpc goes',
     },
     'config-dir': {
       type: 'string',
+      path: true,
       env: 'FRP_CONFIG_DIR',
       default: mac ? '/usr/local/etc/frp' : '/etc/frp',
       help: 'where frpc.toml goes',
     },
     'log-dir': {
       type: 'string',
+      path: true,
       env: 'FRP_LOG_DIR',
       default: mac ? '/usr/local/var/log/frp' : '/var/log/frp',
       help: "frpc's log directory",
     },
     'systemd-dir': {
       type: 'string',
+      path: true,
       env: 'SYSTEMD_UNIT_DIR',
       default: '/etc/systemd/system',
       help: 'where frpc.service goes (Linux)',
     },
     'launchd-dir': {
       type: 'string',
+      path: true,
       env: 'LAUNCHD_DAEMON_DIR',
       default: '/Library/LaunchDaemons',
       help: 'where the LaunchDaemon plist goes (macOS)',

@@ -12,7 +12,18 @@ import {
   listContainers,
   type ServiceProblem,
 } from '../lib/containers.mts'
-import { compose } from '../lib/docker.mts'
+import {
+  type DiskSpace,
+  type DiskThresholds,
+  describeSpace,
+  deviceOf,
+  diskStatus,
+  dockerDataInfo,
+  dockerDisk,
+  parseThreshold,
+  spaceAt,
+} from '../lib/disk.mts'
+import { compose, docker } from '../lib/docker.mts'
 import { type Config, loadConfig } from '../lib/env.mts'
 import { CommandFailed, describeExit, lastLine } from '../lib/exec.mts'
 import {
@@ -24,7 +35,8 @@ import {
   rotateLog,
   type WebhookFormat,
 } from '../lib/monitor.mts'
-import { runMonitor } from '../lib/monitor-run.mts'
+import { type RunBudget, runMonitor, unknownOnFailure } from '../lib/monitor-run.mts'
+import { probeRoutes, routeChecks } from '../lib/routes.mts'
 
 const spec = {
   usage: 'node dist/health.mjs [options]   (or: npx tsx scripts/health.mts)',
@@ -42,6 +54,7 @@ const spec = {
     'state-file': {
       type: 'string',
       env: 'HEALTH_STATE_FILE',
+      path: true,
       help: 'state kept between runs (default STACK_DIR/health-state.json)',
     },
     'local-url': { type: 'string', env: 'HEALTH_LOCAL_URL', help: 'default http://127.0.0.1:PORT/_health' },
@@ -50,30 +63,60 @@ const spec = {
       env: 'HEALTH_PUBLIC_URL',
       help: 'default https://DOMAIN/_health when DOMAIN is not localhost',
     },
-    'ca-file': { type: 'string', env: 'HEALTH_CA_FILE', help: 'extra CA certificate (PEM) to trust' },
+    'ca-file': {
+      type: 'string',
+      env: 'HEALTH_CA_FILE',
+      path: true,
+      help: 'extra CA certificate (PEM) to trust',
+    },
+    'disk-warning': {
+      type: 'string',
+      env: 'HEALTH_DISK_WARNING',
+      default: '15%,10GiB',
+      help: 'WARNING when less is free (share, size or both) on STACK_DIR or Docker’s disk',
+    },
+    'disk-critical': {
+      type: 'string',
+      env: 'HEALTH_DISK_CRITICAL',
+      default: '5%,3GiB',
+      help: 'CRITICAL when less is free',
+    },
     'rotate-log': {
       type: 'string',
+      path: true,
       help: 'move this log file to FILE.1 when it is larger than --log-max-mb',
     },
     'log-max-mb': { type: 'string', default: '5', help: 'size cap for --rotate-log' },
-    'env-file': { type: 'string', env: 'HOMELAB_ENV_FILE', help: 'configuration file (default .env)' },
+    'env-file': {
+      type: 'string',
+      env: 'HOMELAB_ENV_FILE',
+      path: true,
+      help: 'configuration file (default .env)',
+    },
   },
   notes:
+    'Also probes the capture path through the local proxy (/e/, /i/v0/e/, /batch, /flags, /s/ and /,\n' +
+    'for the services that are enabled) and the free disk of STACK_DIR and of Docker’s data.\n' +
     'Notifications: a POST to HEALTH_WEBHOOK_URL when the status changes, and every HEALTH_REMIND_HOURS\n' +
     'while CRITICAL (HEALTH_WEBHOOK_FORMAT=text for ntfy-style endpoints). A run that finds another\n' +
-    'still running reports UNKNOWN (exit 3) and changes nothing.',
+    'still running reports UNKNOWN (exit 3) and changes nothing; so does a bad flag, a broken .env or a\n' +
+    'crash: what the check cannot judge is UNKNOWN, never CRITICAL. The whole run, webhook included,\n' +
+    'ends within --timeout.',
 } as const
 
 const HEAL_INTERVAL_MS = 3_600_000
 const PER_CALL_MS = 10_000
+/** How long `docker info`'s answer about where Docker keeps its data is reused. */
+const DOCKER_DATA_TTL_MS = 6 * 3_600_000
 
 interface Settings {
   cfg: Config
-  deadline: number
+  runMs: number
   stateFile: string
   localUrl: string
   publicUrl?: string
   ca?: string
+  disk: DiskThresholds
 }
 
 /** `127.0.0.1:18000/_health` parses as a URL with protocol `127.0.0.1:`: insist on http(s). */
@@ -96,20 +139,18 @@ function settingsFrom(flags: Record<string, unknown>, cfg: Config): Settings {
   checkUrl(flags['public-url'] as string | undefined, '--public-url')
   return {
     cfg,
-    deadline: Date.now() + runMs,
+    runMs,
     stateFile: path.resolve(String(flags['state-file'] ?? path.join(cfg.stackDir, 'health-state.json'))),
     localUrl: String(flags['local-url'] ?? `http://127.0.0.1:${cfg.proxyPort}/_health`),
     publicUrl:
       (flags['public-url'] as string | undefined) ??
       (publicDomain ? `https://${cfg.domain}/_health` : undefined),
     ca: readCaFile(flags['ca-file'] as string | undefined),
+    disk: {
+      warning: parseThreshold(String(flags['disk-warning']), '--disk-warning'),
+      critical: parseThreshold(String(flags['disk-critical']), '--disk-critical'),
+    },
   }
-}
-
-// Each call ends a little before the whole run does, so a hung server is reported as such
-// (CRITICAL, no answer) rather than as a run cut short (UNKNOWN).
-function callTimeout(s: Settings): number {
-  return Math.max(200, Math.min(PER_CALL_MS, s.deadline - Date.now() - 300))
 }
 
 function isWarning(p: ServiceProblem): boolean {
@@ -134,7 +175,12 @@ async function cachedExpected(state: MonitorState, cfg: Config): Promise<string[
 }
 
 /** Restarts healable services not restarted within the last hour; records each restart. */
-async function heal(s: Settings, state: MonitorState, problems: ServiceProblem[]): Promise<CheckResult[]> {
+async function heal(
+  s: Settings,
+  budget: RunBudget,
+  state: MonitorState,
+  problems: ServiceProblem[],
+): Promise<CheckResult[]> {
   const now = Date.now()
   const due = [...new Set(problems.filter((p) => p.healable).map((p) => p.service))]
   const results: CheckResult[] = []
@@ -150,24 +196,28 @@ async function heal(s: Settings, state: MonitorState, problems: ServiceProblem[]
     }
     const verb = problems.some((p) => p.service === service && p.kind === 'missing') ? 'up' : 'restart'
     const args = verb === 'up' ? ['up', '-d', service] : ['restart', service]
-    const res = await compose(s.cfg.stackDir, args, {
-      timeout: callTimeout(s),
-      nothrow: true,
-    })
+    const res = await compose(s.cfg.stackDir, args, { timeout: budget.callMs(PER_CALL_MS), nothrow: true })
     state.heals[service] = [...(state.heals[service] ?? []), new Date(now).toISOString()].slice(-10)
     results.push({
       name: `heal ${service}`,
       status: 'WARNING',
-      summary: res.ok
-        ? `restarted (docker compose ${verb})`
-        : `restart failed (exit ${res.exitCode ?? 'timeout'})`,
+      summary: res.ok ? `restarted (docker compose ${verb})` : `restart failed (${describeExit(res)})`,
     })
   }
   return results
 }
 
-async function containerChecks(s: Settings, state: MonitorState, doHeal: boolean): Promise<CheckResult[]> {
-  const expected = await cachedExpected(state, s.cfg)
+function dockerProblem(e: unknown): string {
+  return e instanceof CommandFailed ? lastLine(e.result) || describeExit(e.result) : (e as Error).message
+}
+
+async function containerChecks(
+  s: Settings,
+  budget: RunBudget,
+  state: MonitorState,
+  expected: string[] | undefined,
+  doHeal: boolean,
+): Promise<CheckResult[]> {
   if (!expected)
     return [
       {
@@ -178,31 +228,99 @@ async function containerChecks(s: Settings, state: MonitorState, doHeal: boolean
     ]
   let containers: ContainerInfo[]
   try {
-    const timeout = callTimeout(s)
     containers =
-      (await inspectKnown(state.containerNames ?? [], expected, timeout)) ??
-      (await listContainers(s.cfg.stackDir, timeout))
+      (await inspectKnown(state.containerNames ?? [], expected, budget.callMs(PER_CALL_MS))) ??
+      (await listContainers(s.cfg.stackDir, budget.callMs(PER_CALL_MS)))
     state.containerNames = containers.map((c) => c.name)
   } catch (e) {
-    const msg =
-      e instanceof CommandFailed ? lastLine(e.result) || describeExit(e.result) : (e as Error).message
-    return [{ name: 'services', status: 'UNKNOWN', summary: `docker does not answer: ${msg}` }]
+    return [{ name: 'services', status: 'UNKNOWN', summary: `docker does not answer: ${dockerProblem(e)}` }]
   }
   const evaluation = evaluateServices(expected, containers, state.restartCounts)
   state.restartCounts = evaluation.restartCounts
-  const healResults = doHeal ? await heal(s, state, evaluation.problems) : []
+  const healResults = doHeal ? await heal(s, budget, state, evaluation.problems) : []
   const healed = healResults.filter((r) => r.summary.startsWith('restarted')).map((r) => r.name.slice(5))
   return [servicesCheck(evaluation.problems, evaluation.running, healed), ...healResults]
 }
 
-async function allChecks(s: Settings, state: MonitorState, doHeal: boolean): Promise<CheckResult[]> {
-  const probeOpts = () => ({ timeoutMs: callTimeout(s), ca: s.ca })
+// ---------------------------------------------------------------------------------------------
+// Disk
+
+/** Where Docker keeps its data: asked of `docker info` now and then, reused in between. */
+async function dockerData(budget: RunBudget, state: MonitorState) {
+  const cached = state.dockerData
+  if (cached && Date.now() - Date.parse(cached.time) < DOCKER_DATA_TTL_MS) return cached
+  const out = await docker(['info', '--format', '{{json .}}'], { timeout: budget.callMs(PER_CALL_MS) })
+  const data = dockerDataInfo(JSON.parse(out.stdout) as { DockerRootDir?: string; OperatingSystem?: string })
+  state.dockerData = { ...data, time: new Date().toISOString() }
+  return state.dockerData
+}
+
+function spaceCheck(name: string, where: string, space: DiskSpace, t: DiskThresholds): CheckResult {
+  const status = diskStatus(space, t)
+  const fix = status === 'OK' ? '' : ': free some (npx tsx scripts/doctor.mts names the biggest consumers)'
+  return { name, status, summary: `${describeSpace(space)} on ${where}${fix}` }
+}
+
+/** STACK_DIR's disk and Docker's: one check when they are the same filesystem. */
+async function diskChecks(s: Settings, budget: RunBudget, state: MonitorState): Promise<CheckResult[]> {
+  const stack = spaceAt(s.cfg.stackDir)
+  const checks: CheckResult[] = []
+  let data: Awaited<ReturnType<typeof dockerData>> | undefined
+  let dockerSide: CheckResult | undefined
+  try {
+    data = await dockerData(budget, state)
+  } catch (e) {
+    dockerSide = {
+      name: 'docker-disk',
+      status: 'UNKNOWN',
+      summary: `docker does not answer: ${dockerProblem(e)}`,
+    }
+  }
+  if (data) {
+    const d = dockerDisk(data)
+    const shared = !data.desktop && 'space' in d && deviceOf(data.rootDir) === deviceOf(s.cfg.stackDir)
+    if (shared && stack) return [spaceCheck('disk', `${d.where} and STACK_DIR`, stack, s.disk)]
+    dockerSide =
+      'space' in d
+        ? spaceCheck('docker-disk', d.where, d.space, s.disk)
+        : { name: 'docker-disk', status: 'UNKNOWN', summary: d.unknown }
+  }
+  if (stack) checks.push(spaceCheck('stack-disk', s.cfg.stackDir, stack, s.disk))
+  if (dockerSide) checks.push(dockerSide)
+  return checks
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function routes(
+  s: Settings,
+  budget: RunBudget,
+  expected: string[] | undefined,
+): Promise<CheckResult[]> {
+  if (!expected) return []
+  const baseUrl = new URL(s.localUrl).origin
+  return routeChecks(
+    await probeRoutes({ baseUrl, enabledServices: expected, timeoutMs: budget.callMs(5000) }),
+  )
+}
+
+async function allChecks(
+  s: Settings,
+  budget: RunBudget,
+  state: MonitorState,
+  doHeal: boolean,
+): Promise<CheckResult[]> {
+  const probeOpts = () => ({ timeoutMs: budget.callMs(PER_CALL_MS), ca: s.ca })
+  const end = budget.checksEnd
+  const expected = await cachedExpected(state, s.cfg)
   const groups = await Promise.all([
-    bounded('local', s.deadline, () => checkHealthUrl('local', s.localUrl, probeOpts())),
-    bounded('services', s.deadline, () => containerChecks(s, state, doHeal)),
+    bounded('local', end, () => checkHealthUrl('local', s.localUrl, probeOpts())),
+    bounded('routes', end, () => routes(s, budget, expected)),
+    bounded('services', end, () => containerChecks(s, budget, state, expected, doHeal)),
     ...(s.publicUrl
-      ? [bounded('public', s.deadline, () => checkHealthUrl('public', s.publicUrl!, probeOpts()))]
+      ? [bounded('public', end, () => checkHealthUrl('public', s.publicUrl!, probeOpts()))]
       : []),
+    bounded('disk', end, () => diskChecks(s, budget, state)),
   ])
   return groups.flat()
 }
@@ -217,15 +335,17 @@ async function main(flags: Record<string, unknown>): Promise<number> {
     name: 'health',
     stateFile: s.stateFile,
     json: Boolean(flags.json),
-    check: (state) => allChecks(s, state, Boolean(flags.heal)),
-    notify: () => ({
+    timeoutMs: s.runMs,
+    check: (state, budget) => allChecks(s, budget, state, Boolean(flags.heal)),
+    notify: {
       url: cfg.raw.HEALTH_WEBHOOK_URL || undefined,
       format: (cfg.raw.HEALTH_WEBHOOK_FORMAT as WebhookFormat) ?? 'json',
       remindHours: Number(cfg.raw.HEALTH_REMIND_HOURS),
-      timeoutMs: Math.min(5000, Math.max(1000, s.deadline + 5000 - Date.now())),
       ca: s.ca,
-    }),
+    },
   })
 }
 
-await runScript('health', spec, (flags) => main(flags as unknown as Record<string, unknown>))
+await runScript('health', spec, (flags) => main(flags as unknown as Record<string, unknown>), {
+  onFailure: unknownOnFailure('health'),
+})

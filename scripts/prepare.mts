@@ -37,6 +37,7 @@ const spec = {
     },
     'env-file': {
       type: 'string' as const,
+      path: true,
       env: 'HOMELAB_ENV_FILE',
       default: '.env',
       help: 'the configuration file',

@@ -26,6 +26,7 @@ const spec = {
   flags: {
     from: {
       type: 'string' as const,
+      path: true,
       help: 'backup folder name (e.g. 20261125T163411Z) or path; default the newest',
     },
     yes: {

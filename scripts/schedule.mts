@@ -38,11 +38,16 @@ const spec = {
     },
     uninstall: { type: 'boolean', help: 'remove the schedule (the log and the bundle stay)' },
     platform: { type: 'string', help: 'darwin (launchd) or linux (cron); default: this machine' },
-    'launch-agents-dir': { type: 'string', help: 'default ~/Library/LaunchAgents (macOS)' },
-    'log-file': { type: 'string', help: 'default logs/health.log in the repository' },
+    'launch-agents-dir': { type: 'string', path: true, help: 'default ~/Library/LaunchAgents (macOS)' },
+    'log-file': { type: 'string', path: true, help: 'default logs/health.log in the repository' },
     'log-max-mb': { type: 'string', default: '5', help: 'the log is rotated to LOG.1 past this size' },
     heal: { type: 'boolean', help: 'schedule health with --heal (restart exited or unhealthy services)' },
-    'env-file': { type: 'string', env: 'HOMELAB_ENV_FILE', help: 'configuration file (default .env)' },
+    'env-file': {
+      type: 'string',
+      path: true,
+      env: 'HOMELAB_ENV_FILE',
+      help: 'configuration file (default .env)',
+    },
   },
 } as const
 

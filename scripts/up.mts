@@ -51,6 +51,7 @@ const spec = {
     },
     'env-file': {
       type: 'string' as const,
+      path: true,
       env: 'HOMELAB_ENV_FILE',
       help: 'the configuration file',
       default: '.env',

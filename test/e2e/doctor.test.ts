@@ -29,8 +29,8 @@ const RUNNING = {
   'kafka-init': { state: 'exited' },
 }
 
-function doctor(p: StackProject, args: string[] = []) {
-  return run(DOCTOR, args, { cwd: p.dir, env: p.env, timeoutMs: 30_000, tsx: false })
+function doctor(p: StackProject, args: string[] = [], env: Record<string, string> = {}) {
+  return run(DOCTOR, args, { cwd: p.dir, env: { ...p.env, ...env }, timeoutMs: 60_000, tsx: false })
 }
 
 // One scenario per pitfall: what the containers and logs show, and what doctor must say.
@@ -244,6 +244,129 @@ describe('doctor', () => {
     const r = await doctor(p)
     expect(r.code).toBe(1)
     expect(r.stdout).toMatch(/\[docker\] the Docker daemon does not answer/)
+    expect(r.stdout).not.toMatch(/0 MiB/) // memory is not checked without a daemon
     expect(p.calls().some((c) => c.startsWith('compose logs'))).toBe(false)
+  })
+
+  it('--debug shows each docker call it makes, one line each, secrets masked', async () => {
+    const p = makeStackProject()
+    p.scenario({ services: RUNNING })
+    const r = await doctor(p, ['--debug'])
+    expect(r.code).toBe(0)
+    const shown = r.stderr.split('\n').filter((l) => l.startsWith('$ '))
+    const docker = p.env.DOCKER_BIN
+    expect(shown).toEqual(
+      expect.arrayContaining([
+        `$ ${docker} info --format '{{json .}}'`,
+        expect.stringMatching(
+          new RegExp(`^\\$ ${docker} compose --project-directory \\S+ -p posthog .* ps --all --format json$`),
+        ),
+        expect.stringMatching(/ inspect posthog-db-1 /),
+        `$ ${docker} stats --no-stream --format '{{json .}}'`,
+        expect.stringMatching(/ logs --no-color --since 1h --tail 300$/),
+      ]),
+    )
+    expect(shown.length).toBe(p.calls().length)
+    expectNoSecrets(r, SECRETS)
+  })
+
+  it('--fix --json prints only JSON on stdout: what was found, applied and is left', async () => {
+    const p = makeStackProject()
+    p.scenario({ services: { ...RUNNING, web: { state: 'exited', exitCode: 1 } } })
+    const r = await doctor(p, ['--fix', '--json'])
+    expect(r.code).toBe(0)
+    const report = JSON.parse(r.stdout)
+    expect(report.found.map((f: { id: string; service: string }) => `${f.id} ${f.service}`)).toEqual([
+      'exited web',
+    ])
+    expect(report.applied).toEqual(['docker compose up -d web'])
+    expect(report.after).toEqual([])
+    expect(r.stderr).toContain('running: docker compose up -d web')
+  })
+
+  it('prints evidence with escape sequences dropped and credentials it never saw masked', async () => {
+    const p = makeStackProject()
+    p.scenario({
+      services: RUNNING,
+      logs: {
+        plugins: [
+          'Error: Region is missing \x1b]0;pwned\x07\x1b[2J\x1b[31mred\x1b[0m Authorization: Bearer eyJ0b2tlbiI6MX0 redis://:hunter22@redis7:6379',
+        ],
+      },
+    })
+    const r = await doctor(p)
+    expect(r.code).toBe(1)
+    expect(r.stdout).not.toContain('\x1b')
+    expect(r.stdout).not.toContain('\x07')
+    expect(r.stdout).toContain(
+      'evidence: plugins | Error: Region is missing red Authorization: Bearer *** redis://***@redis7:6379',
+    )
+    expect(r.stdout).not.toContain('hunter22')
+  })
+
+  it('reads only the end of a log, whatever its size: a 600 MB --log-file in bounded memory', async () => {
+    const p = makeStackProject()
+    p.scenario({ services: RUNNING })
+    const big = path.join(p.dir, 'error.log')
+    const line =
+      '2026/11/25 10:00:00 [error] 12#12: *5 connect() failed (111: Connection refused) while connecting to upstream, client: 1.2.3.4\n'
+    fs.writeFileSync(big, '')
+    fs.truncateSync(big, 600 * 1024 ** 2) // sparse: 600 MB of NULs, no disk used
+    fs.appendFileSync(
+      big,
+      `${'2026/11/25 09:59:59 [notice] 1#1: signal process started\n'.repeat(2000)}${line}`,
+    )
+    // maxRSS of the doctor process itself, written at its exit (no timing involved).
+    const rssFile = path.join(p.dir, 'rss')
+    const probe = path.join(p.dir, 'rss-probe.mjs')
+    fs.writeFileSync(
+      probe,
+      `import fs from 'node:fs'\nprocess.on('exit', () => fs.writeFileSync(${JSON.stringify(rssFile)}, String(process.resourceUsage().maxRSS)))\n`,
+    )
+    const r = await doctor(p, ['--log-file', big], { NODE_OPTIONS: `--import ${probe}` })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(1)
+    expect(r.stdout).toMatch(/\[nginx\] nginx cannot reach PostHog through the tunnel \(502\)/)
+    const maxRssMb = Number(fs.readFileSync(rssFile, 'utf8')) / 1024
+    expect(maxRssMb).toBeLessThan(150)
+  })
+
+  it('names the biggest volumes and images when the disk runs low', async () => {
+    const p = makeStackProject()
+    p.scenario({
+      services: RUNNING,
+      diskUsage: {
+        images: [{ repository: 'posthog/posthog', tag: 'latest', size: 3.2e9 }],
+        volumes: [
+          { name: 'posthog_clickhouse-data', size: 48.7e9 },
+          { name: 'posthog_zookeeper-datalog', size: 25.1e9 },
+        ],
+      },
+    })
+    const ok = await doctor(p)
+    expect(ok.code).toBe(0)
+    expect(p.calls().some((c) => c.startsWith('system df'))).toBe(false) // only asked when low
+    const free = fs.statfsSync(p.stackDir)
+    const above = `${Math.ceil((free.bavail * free.bsize) / 1024 ** 3) + 2}GiB`
+    const low = await doctor(p, ['--disk-warning', above])
+    expect(low.code).toBe(1)
+    expect(low.stdout).toMatch(
+      /\[disk\] the disk is nearly full \(the biggest: volume posthog_clickhouse-data 45\.4 GiB, volume posthog_zookeeper-datalog 23\.4 GiB, image posthog\/posthog:latest 3\.0 GiB\)/,
+    )
+    expect(low.stdout).toMatch(/evidence: [\d.]+ GiB free of [\d.]+ GiB \(\d+ %\) on /)
+    expect(p.calls()).toContain('system df -v --format {{json .}}')
+  })
+
+  it('a .env that is a directory is bad input: exit 2, one line, nothing else done', async () => {
+    const p = makeStackProject()
+    const dir = path.join(p.dir, 'env-dir')
+    fs.mkdirSync(dir)
+    const r = await doctor(p, [], { HOMELAB_ENV_FILE: dir })
+    expect(r.code).toBe(2)
+    expect(r.stdout).toBe('')
+    expect(r.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(/^doctor: error: .*env-dir is a directory, not a file/),
+    ])
+    expect(p.calls()).toEqual([])
   })
 })

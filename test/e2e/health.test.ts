@@ -13,6 +13,7 @@ import {
   ROOT,
   run,
   SECRETS,
+  SERVICES,
   type StackProject,
   startHealthServer,
   startHttpsHealthServer,
@@ -47,17 +48,23 @@ afterAll(async () => {
 })
 
 describe('health', () => {
-  it('all green: OK, exit 0, two docker calls, no notification on a first OK run', async () => {
+  it('all green: OK, exit 0, three docker calls, no notification on a first OK run', async () => {
     local.mode = 'ok'
     const p = makeStackProject({ env: { HEALTH_WEBHOOK_URL: webhook.url } })
     const before = webhook.received.length
     const r = await health(p, ['--local-url', local.url])
     expect(r.code).toBe(0)
     const lines = r.stdout.trim().split('\n')
-    expect(lines[0]).toBe('POSTHOG OK - 2 checks ok')
-    expect(lines.slice(1)).toEqual([`OK local: ${local.url} answers ok`, 'OK services: 6 running'])
-    expect(p.calls()).toEqual([
+    expect(lines[0]).toBe('POSTHOG OK - 4 checks ok')
+    expect(lines.slice(1)).toEqual([
+      `OK local: ${local.url} answers ok`,
+      'OK app: GET / 302 (web answers)',
+      'OK services: 6 running',
+      expect.stringMatching(/^OK disk: [\d.]+ GiB free of [\d.]+ GiB \(\d+ %\) on .* and STACK_DIR$/),
+    ])
+    expect(p.calls().sort()).toEqual([
       'compose ps --all --format json',
+      'info --format {{json .}}',
       expect.stringMatching(/^inspect posthog-db-1 /),
     ])
     expect(webhook.received.length).toBe(before)
@@ -65,7 +72,7 @@ describe('health', () => {
     // Later runs inspect the containers seen last time: one docker call.
     const again = await health(p, ['--local-url', local.url])
     expect(again.code).toBe(0)
-    expect(p.calls().slice(2)).toEqual([expect.stringMatching(/^inspect posthog-db-1 /)])
+    expect(p.calls().slice(3)).toEqual([expect.stringMatching(/^inspect posthog-db-1 /)])
   })
 
   it('--json prints the same report for machines', async () => {
@@ -74,7 +81,7 @@ describe('health', () => {
     expect(r.code).toBe(0)
     const report = JSON.parse(r.stdout)
     expect(report).toMatchObject({ label: 'POSTHOG', status: 'OK' })
-    expect(report.checks.map((c: { name: string }) => c.name)).toEqual(['local', 'services'])
+    expect(report.checks.map((c: { name: string }) => c.name)).toEqual(['local', 'app', 'services', 'disk'])
   })
 
   it('CRITICAL (exit 2) on migrations pending and on an exited service; notifies on changes only', async () => {
@@ -265,25 +272,202 @@ describe('health', () => {
     )
   })
 
-  it('rejects bad flags with exit 2 and one line', async () => {
+  it('a bad flag is UNKNOWN (exit 3) with one line saying why, never CRITICAL', async () => {
     const p = makeStackProject()
-    const r = await health(p, ['--timeout', 'soon'])
-    expect(r.code).toBe(2)
-    expect(r.stderr.trim().split('\n')).toHaveLength(1)
-    for (const flag of ['--local-url', '--public-url']) {
-      const bad = await health(p, [flag, '127.0.0.1:18000/_health'])
-      expect(bad.code).toBe(2)
-      expect(bad.stderr.trim().split('\n')).toEqual([expect.stringMatching(`^health: error: ${flag}=`)])
+    const bad = async (args: string[], why: RegExp) => {
+      const r = await health(p, args)
+      expect(r.code, r.stdout + r.stderr).toBe(3)
+      expect(r.stdout.split('\n')[0]).toMatch(why)
+      expect(r.stderr).toBe('')
     }
+    await bad(['--timeout', 'soon'], /^POSTHOG UNKNOWN - health: --timeout=soon is not a duration/)
+    await bad(
+      ['--timeout', '600h'],
+      /^POSTHOG UNKNOWN - health: --timeout=600h is longer than a timer can wait/,
+    )
+    await bad(['--nope'], /^POSTHOG UNKNOWN - health: Unknown option '--nope'/)
+    for (const flag of ['--local-url', '--public-url'])
+      await bad([flag, '127.0.0.1:18000/_health'], new RegExp(`^POSTHOG UNKNOWN - health: ${flag}=`))
     const notPem = path.join(p.dir, 'not-a-ca.pem')
     fs.writeFileSync(notPem, 'hello\n')
-    for (const file of [path.join(p.dir, 'missing-ca.pem'), notPem]) {
-      const bad = await health(p, ['--ca-file', file])
-      expect(bad.code).toBe(2)
-      expect(bad.stdout).toBe('')
-      expect(bad.stderr.trim().split('\n')).toEqual([
-        expect.stringMatching(`^health: error: --ca-file ${file} `),
-      ])
+    for (const file of [path.join(p.dir, 'missing-ca.pem'), notPem])
+      await bad(['--ca-file', file], new RegExp(`^POSTHOG UNKNOWN - health: --ca-file ${file} `))
+    const json = await health(p, ['--timeout', 'soon', '--json'])
+    expect(json.code).toBe(3)
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      status: 'UNKNOWN',
+      summary: expect.stringMatching(/^health: --timeout=soon/),
+    })
+  })
+
+  it('a broken .env, a .env that is a directory, and a crash are UNKNOWN (exit 3)', async () => {
+    const p = makeStackProject()
+    fs.appendFileSync(p.envFile, 'POSTHOG_PROXY_HTTP_PORT=99999\n')
+    const broken = await health(p, [])
+    expect(broken.code).toBe(3)
+    expect(broken.stdout.split('\n')[0]).toMatch(
+      /^POSTHOG UNKNOWN - health: invalid .*POSTHOG_PROXY_HTTP_PORT must be a port/,
+    )
+
+    const dirAsEnv = path.join(p.dir, 'env-dir')
+    fs.mkdirSync(dirAsEnv)
+    const eisdir = await health(p, [], { HOMELAB_ENV_FILE: dirAsEnv })
+    expect(eisdir.code).toBe(3)
+    expect(eisdir.stdout.split('\n')[0]).toMatch(
+      /^POSTHOG UNKNOWN - health: .*env-dir is a directory, not a file/,
+    )
+
+    // An exception that escapes the run (here: thrown from a timer once the script runs).
+    const q = makeStackProject()
+    const crash = path.join(q.dir, 'crash.mjs')
+    fs.writeFileSync(
+      crash,
+      "const t = setInterval(() => { if (process.listenerCount('uncaughtException') > 0) { clearInterval(t); throw new TypeError('boom\\n    at frame (x.js:1:1)') } }, 5)\n",
+    )
+    const crashed = await health(q, ['--local-url', local.url], { NODE_OPTIONS: `--import ${crash}` })
+    expect(crashed.code).toBe(3)
+    expect(crashed.stdout.split('\n')[0]).toBe('POSTHOG UNKNOWN - health: boom at frame (x.js:1:1)')
+    expect(crashed.stderr).not.toMatch(/^\s+at /m)
+  })
+
+  it('an unusable --state-file is reported as such, not as another run still running', async () => {
+    const p = makeStackProject()
+    const underAFile = path.join(p.envFile, 'state.json')
+    const r1 = await health(p, ['--local-url', local.url, '--state-file', underAFile])
+    expect(r1.code).toBe(3)
+    expect(r1.stdout.split('\n')[0]).toMatch(
+      /^POSTHOG UNKNOWN - state-file: .*\.env\/state\.json cannot be used \(ENOTDIR\): give --state-file a file in a folder this user can write$/,
+    )
+    expect(r1.stdout).not.toContain('another health run')
+    // A folder where no lock can be made (/proc takes no new directories).
+    if (process.platform === 'linux') {
+      const r = await health(p, ['--local-url', local.url, '--state-file', '/proc/health-state.json'])
+      expect(r.code).toBe(3)
+      expect(r.stdout.split('\n')[0]).toBe(
+        'POSTHOG UNKNOWN - state-file: no lock can be made beside /proc/health-state.json in /proc (ENOENT): give --state-file a file in a folder this user can write',
+      )
     }
+    const aDir = path.join(p.dir, 'a-dir')
+    fs.mkdirSync(aDir)
+    const r2 = await health(p, ['--local-url', local.url, '--state-file', aDir])
+    expect(r2.code).toBe(3)
+    expect(r2.stdout.split('\n')[0]).toMatch(/^POSTHOG UNKNOWN - state-file: .*a-dir is not a file/)
+  })
+
+  it('a hung docker and a hung webhook: one line everywhere, and the run ends within its limit', async () => {
+    const hook = await startWebhook({ hang: true })
+    try {
+      const p = makeStackProject({ env: { HEALTH_WEBHOOK_URL: hook.url } })
+      // Every docker call hangs (a daemon stuck on a full disk does that).
+      p.scenario({ services: {}, rules: [{ match: '.', delayMs: 120_000 }] })
+      fs.writeFileSync(
+        p.stateFile,
+        JSON.stringify({ version: 1, restartCounts: {}, heals: {}, containerNames: ['posthog-web-1'] }),
+      )
+      const text = await health(p, ['--local-url', local.url, '--timeout', '4s'], {}, 40_000)
+      expect(text.code, text.stdout).toBe(3)
+      const first = text.stdout.split('\n')[0]!
+      expect(first).toMatch(/^POSTHOG UNKNOWN - services: docker does not answer: timed out after \d+ s/)
+      expect(text.stdout + text.stderr).not.toMatch(/^\s+at |SIGTERM|AsyncLocalStorage/m)
+      expect(text.stderr).toContain('notification not sent: the webhook did not answer in time')
+      // The webhook got the same one-line summaries.
+      const sent = JSON.parse(hook.received.at(-1)!.body)
+      expect(sent.checks.every((c: { summary: string }) => !c.summary.includes('\n'))).toBe(true)
+      expect(sent.summary).toBe(first.replace(/^POSTHOG UNKNOWN - /, ''))
+      const json = await health(p, ['--local-url', local.url, '--timeout', '4s', '--json'], {}, 40_000)
+      const report = JSON.parse(json.stdout)
+      expect(report.status).toBe('UNKNOWN')
+      for (const c of report.checks) expect(c.summary).not.toMatch(/\n|\bat \S+ \(/)
+      // A bound, not a benchmark (bench/health-timeout.mts measures it): each hung docker call
+      // would take 120 s, and the process ends before the harness's 40 s.
+      expect(text.ms).toBeLessThan(30_000)
+    } finally {
+      await hook.close()
+    }
+  })
+
+  it('probes the capture path: one check per enabled route group, CRITICAL when capture is dead', async () => {
+    const services = ['db', 'web', 'proxy', 'capture', 'feature-flags', 'replay-capture', 'kafka-init']
+    const p = makeStackProject({ services, env: { DISABLED_SERVICES: 'livestream,replay-capture' } })
+    const proxy = await startHealthServer('ok')
+    try {
+      const r1 = await health(p, ['--local-url', proxy.url])
+      expect(r1.code, r1.stdout).toBe(0)
+      expect(r1.stdout).toContain(
+        'OK capture: POST /e/ 401, POST /i/v0/e/ 401, POST /batch 401 (capture answers)',
+      )
+      expect(r1.stdout).toContain('OK flags: POST /flags 401 (feature-flags answers)')
+      expect(r1.stdout).not.toMatch(/recordings/) // replay-capture is disabled: /s/ is not probed
+      expect(proxy.requests.sort()).toEqual([
+        'GET /',
+        'POST /batch',
+        'POST /e/',
+        'POST /flags',
+        'POST /i/v0/e/',
+      ])
+
+      proxy.routes['/e/'] = 502
+      proxy.routes['/batch'] = 'hang'
+      proxy.routes['/flags'] = 504
+      const r2 = await health(p, ['--local-url', proxy.url, '--timeout', '6s'], {}, 40_000)
+      expect(r2.code).toBe(2)
+      expect(r2.stdout).toMatch(
+        /^CRITICAL capture: POST \/e\/ 502: the proxy cannot reach the service, POST \/batch no answer within [\d.]+ s: events are lost; see docker compose logs capture$/m,
+      )
+      expect(r2.stdout).toMatch(
+        /^WARNING flags: POST \/flags 504: the proxy cannot reach the service: feature flags fall back/m,
+      )
+      expect(r2.stdout.split('\n')[0]).toMatch(/^POSTHOG CRITICAL - capture: /)
+    } finally {
+      await proxy.close()
+    }
+  })
+
+  it('checks the free disk of STACK_DIR and of Docker’s data, also inside Docker Desktop’s VM', async () => {
+    const p = makeStackProject()
+    const free = fs.statfsSync(p.stackDir)
+    const freeGiB = (free.bavail * free.bsize) / 1024 ** 3
+    const above = `${Math.ceil(freeGiB) + 2}GiB`
+    const warn = await health(p, ['--local-url', local.url, '--disk-warning', above])
+    expect(warn.code).toBe(1)
+    expect(warn.stdout).toMatch(
+      /^WARNING disk: .* GiB free of .* on .* and STACK_DIR: free some \(npx tsx scripts\/doctor\.mts names the biggest consumers\)$/m,
+    )
+    const crit = await health(p, [
+      '--local-url',
+      local.url,
+      '--disk-warning',
+      above,
+      '--disk-critical',
+      above,
+    ])
+    expect(crit.code).toBe(2)
+    expect(crit.stdout).toMatch(/^CRITICAL disk: /m)
+    expect((await health(p, ['--local-url', local.url, '--disk-warning', '15%,lots'])).code).toBe(3)
+
+    // Docker Desktop: the data is in the VM, on a sparse disk image; not found = UNKNOWN, honestly.
+    const d = makeStackProject()
+    const running = Object.fromEntries(
+      SERVICES.map((n) => [n, n === 'kafka-init' ? { state: 'exited' } : {}]),
+    )
+    d.scenario({ operatingSystem: 'Docker Desktop', dockerRootDir: '/var/lib/docker', services: running })
+    const unknown = await health(d, ['--local-url', local.url])
+    expect(unknown.code).toBe(3)
+    expect(unknown.stdout).toMatch(
+      /^UNKNOWN docker-disk: its disk image \(Docker\.raw\) is not where Docker Desktop keeps it/m,
+    )
+    expect(unknown.stdout).toMatch(/^OK stack-disk: /m)
+    const image = path.join(d.dir, 'Library/Containers/com.docker.docker/Data/vms/0/data/Docker.raw')
+    fs.mkdirSync(path.dirname(image), { recursive: true })
+    const fd = fs.openSync(image, 'w')
+    fs.writeSync(fd, Buffer.alloc(1024 * 1024, 1))
+    fs.closeSync(fd)
+    fs.truncateSync(image, 8 * 1024 ** 3) // an 8 GiB VM disk, 1 MiB of it written
+    fs.rmSync(d.stateFile) // forget what docker info said
+    const vm = await health(d, ['--local-url', local.url, '--disk-warning', '9GiB'])
+    expect(vm.stdout).toMatch(
+      /^WARNING docker-disk: [\d.]+ GiB free of 8\.0 GiB \(\d+ %\) on Docker Desktop’s VM disk/m,
+    )
+    expect(vm.code).toBe(1)
   })
 })

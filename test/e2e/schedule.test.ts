@@ -69,7 +69,7 @@ describe('schedule on Linux (crontab)', () => {
       env: { ...env, HOMELAB_ENV_FILE: '', PATH: '/usr/bin:/bin' },
       timeout: 30_000,
     })
-    expect(fs.readFileSync(log, 'utf8')).toMatch(/^POSTHOG OK - 2 checks ok$/m)
+    expect(fs.readFileSync(log, 'utf8')).toMatch(/^POSTHOG OK - 4 checks ok$/m)
 
     // Re-run: same crontab bytes, no `crontab -`, bundle untouched.
     const bundle = path.join(ROOT, 'dist/health.mjs')

@@ -128,27 +128,55 @@ describe('watch', () => {
     expect(fs.readFileSync(tools.crontabFile, 'utf8')).toBe('')
   })
 
-  it('rejects a missing or bad domain with exit 2 and one line', async () => {
+  it('a missing or bad domain is UNKNOWN (exit 3) for a check, exit 2 for --install; one line', async () => {
     const { watch } = setup()
     for (const args of [[], ['--domain', 'not a host']]) {
       const r = await watch(args)
-      expect(r.code).toBe(2)
-      expect(r.stderr.trim().split('\n')).toHaveLength(1)
+      expect(r.code).toBe(3)
+      expect(r.stdout.split('\n')[0]).toMatch(
+        /^POSTHOG UNKNOWN - watch: (no --domain|--domain=not a host must be)/,
+      )
+      expect(r.stderr).toBe('')
+      const install = await watch([...args, '--install'])
+      expect(install.code).toBe(2)
+      expect(install.stderr.trim().split('\n')).toHaveLength(1)
     }
   })
 
-  it('rejects an unreadable --ca-file with exit 2 and one line, also at --install (nothing installed)', async () => {
+  it('an unreadable --ca-file: UNKNOWN for a check, exit 2 at --install (nothing installed)', async () => {
     const { watch, tools, home } = setup()
     const missing = path.join(home, 'no-ca.pem')
-    for (const extra of [[], ['--install']]) {
-      const r = await watch(['--domain', 'ph.example.com', '--ca-file', missing, ...extra])
-      expect(r.code).toBe(2)
-      expect(r.stderr.trim().split('\n')).toEqual([
-        expect.stringMatching(`^watch: error: --ca-file ${missing} cannot be read \\(ENOENT\\)`),
-      ])
-    }
+    const check = await watch(['--domain', 'ph.example.com', '--ca-file', missing])
+    expect(check.code).toBe(3)
+    expect(check.stdout.split('\n')[0]).toMatch(
+      new RegExp(`^POSTHOG UNKNOWN - watch: --ca-file ${missing} cannot be read \\(ENOENT\\)`),
+    )
+    const install = await watch(['--domain', 'ph.example.com', '--ca-file', missing, '--install'])
+    expect(install.code).toBe(2)
+    expect(install.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(`^watch: error: --ca-file ${missing} cannot be read \\(ENOENT\\)`),
+    ])
     expect(fs.existsSync(tools.crontabFile) ? fs.readFileSync(tools.crontabFile, 'utf8') : '').toBe('')
     expect(fs.existsSync(path.join(home, '.posthog-watch', 'watch.env'))).toBe(false)
+  })
+
+  it('a hung unit check and a hung webhook still end the run within its limit', async () => {
+    const site = await startHttpsHealthServer(leaves[30]!)
+    const hook = await startWebhook({ hang: true })
+    try {
+      const { watch, tools } = setup({ HEALTH_WEBHOOK_URL: hook.url })
+      // systemctl that never answers (a systemd stuck on a full disk).
+      fs.writeFileSync(path.join(tools.bin, 'systemctl'), '#!/bin/sh\nexec sleep 120\n', { mode: 0o755 })
+      const r = await watch(['--url', site.url, '--ca-file', ca.caFile, '--timeout', '4s'])
+      expect(r.code, r.stdout).toBe(3)
+      expect(r.stdout.split('\n')[0]).toMatch(/^POSTHOG UNKNOWN - frps: /)
+      expect(r.stderr).toContain('notification not sent: the webhook did not answer in time')
+      expect(hook.received).toHaveLength(1)
+      expect(r.ms).toBeLessThan(25_000) // a bound, not a benchmark: the stuck systemctl would take 120 s
+    } finally {
+      await site.close()
+      await hook.close()
+    }
   })
 
   it('runs bundled with plain node from a folder without node_modules', async () => {

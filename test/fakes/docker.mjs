@@ -25,6 +25,9 @@
 //   logs: { service: ["line", ...] }
 //   pgForward: { host, port, binDir }  -> `compose exec -T db pg_dump|pg_restore|psql` run for real
 //   stats: { service: { mem: "1.2GiB", limit: "2GiB" } }
+//   diskUsage: { images: [{ repository, tag, size }], volumes: [{ name, size, links }], buildCache }
+//                                 sizes in bytes, for `docker system df` (default: one small image
+//                                 per service, the scenario's volumes)
 //   rules: [ { match: "<regex on the normalised argv>", stdout, stderr, exitCode, times, delayMs,
 //              setState: { service: {...} }, setLogs: { service: ["line", ...] } } ]
 //                                first matching rule with times left wins; setLogs replaces the
@@ -257,6 +260,13 @@ switch (cmd) {
     out('Docker version 28.2.2, build e6534b4')
     break
   case 'info': {
+    const fmt = rest[rest.indexOf('--format') + 1] ?? rest.find((a) => a.startsWith('--format='))?.slice(9)
+    // Docker CLI >= 23 with a format and no daemon: the client's half of the report with the
+    // server's fields zeroed (MemTotal 0, DockerRootDir ""), the error on stderr, exit 1.
+    if (scenario.daemon === false && /json/.test(fmt ?? '')) {
+      out(JSON.stringify({ ID: '', Containers: 0, Images: 0, NCPU: 0, MemTotal: 0, DockerRootDir: '', ServerVersion: '', OperatingSystem: '', OSType: '', Architecture: '', ClientInfo: { Debug: false, Version: '28.2.2', GitCommit: 'e6534b4', Os: 'linux', Arch: 'arm64', Context: 'default', Plugins: [], Warnings: null } }))
+      fail(DAEMON_DOWN)
+    }
     needDaemon()
     // `docker info --format '{{json .}}'` (abridged: the fields the toolkit reads).
     const info = {
@@ -270,7 +280,6 @@ switch (cmd) {
       OSType: 'linux',
       Architecture: 'aarch64',
     }
-    const fmt = rest[rest.indexOf('--format') + 1] ?? rest.find((a) => a.startsWith('--format='))?.slice(9)
     if (rest.includes('--format') || fmt) {
       if (/json/.test(fmt ?? '')) out(JSON.stringify(info))
       else out(String(fmt).replace(/\{\{\s*\.(\w+)\s*\}\}/g, (_m, k) => String(info[k] ?? '')))
@@ -426,8 +435,57 @@ switch (cmd) {
   }
   case 'system': {
     needDaemon()
+    if (rest[0] === 'df') systemDf(rest.slice(1))
     break
   }
   default:
     fail(`docker: '${cmd}' is not a docker command.`)
+}
+
+// ---- docker system df ------------------------------------------------------------------------
+// Sizes as the CLI prints them (go-units HumanSize: decimal units, 4 significant digits; image
+// sizes 3).
+function humanSize(bytes, precision = 4) {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB']
+  let size = bytes
+  let i = 0
+  while (size >= 1000 && i < units.length - 1) {
+    size /= 1000
+    i++
+  }
+  return `${Number(size.toPrecision(precision))}${units[i]}`
+}
+
+function diskUsage() {
+  const du = scenario.diskUsage ?? {}
+  const images = du.images ?? serviceNames().map((n) => ({ repository: svc(n).image?.split(':')[0] ?? n, tag: 'latest', size: 200e6 }))
+  const volumes = du.volumes ?? (scenario.volumes ?? ['postgres-data', 'clickhouse-data']).map((v) => ({ name: `${PROJECT}_${v}`, size: 100e6, links: 1 }))
+  return { images, volumes, buildCache: du.buildCache ?? 0 }
+}
+
+// `docker system df -v --format '{{json .}}'` (or `--format json`): one JSON object,
+// {"Images":[...],"Containers":[...],"Volumes":[...],"BuildCache":[...]}, each entry the
+// formatter's fields (sorted keys, sizes as text); without -v one line per type.
+function systemDf(args) {
+  const verbose = args.includes('-v') || args.includes('--verbose')
+  const json = args.some((a) => /json/.test(a))
+  const { images, volumes, buildCache } = diskUsage()
+  const total = (xs) => xs.reduce((s, x) => s + x.size, 0)
+  if (!json) {
+    out(['TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE', `Images          ${images.length}         ${images.length}         ${humanSize(total(images))}    0B (0%)`, `Local Volumes   ${volumes.length}         ${volumes.length}         ${humanSize(total(volumes))}    0B (0%)`].join('\n'))
+    return
+  }
+  if (!verbose) {
+    const line = (Type, xs) => JSON.stringify({ Active: String(xs.length), Reclaimable: '0B', Size: humanSize(total(xs)), TotalCount: String(xs.length), Type })
+    out([line('Images', images), line('Containers', []), line('Local Volumes', volumes), line('Build Cache', [])].join('\n'))
+    return
+  }
+  out(
+    JSON.stringify({
+      Images: images.map((i, n) => ({ Containers: '1', CreatedAt: '2026-11-20 10:00:00 +0000 UTC', CreatedSince: '5 days ago', Digest: '<none>', ID: `sha256:${String(n).padStart(64, '0')}`, Repository: i.repository, SharedSize: '0B', Size: humanSize(i.size, 3), Tag: i.tag ?? 'latest', UniqueSize: humanSize(i.size) })),
+      Containers: serviceNames().map((n) => ({ Command: '"/docker-entrypoint.sh"', CreatedAt: '2026-11-25 10:00:00 +0000 UTC', ID: Buffer.from(n).toString('hex').slice(0, 12), Image: svc(n).image ?? `${n}:latest`, LocalVolumes: '0', Names: containerName(n), RunningFor: '5 minutes ago', Size: '0B', State: svc(n).state, Status: statusText(svc(n)) })),
+      Volumes: volumes.map((v) => ({ Availability: 'N/A', Driver: 'local', Group: 'N/A', Labels: `com.docker.compose.project=${PROJECT}`, Links: String(v.links ?? 1), Mountpoint: `/var/lib/docker/volumes/${v.name}/_data`, Name: v.name, Scope: 'local', Size: humanSize(v.size), Status: 'N/A' })),
+      BuildCache: buildCache ? [{ CacheType: 'regular', CreatedSince: '5 days ago', Description: 'pulled', ID: 'abc123', LastUsedSince: '5 days ago', Shared: false, Size: humanSize(buildCache), UsageCount: 1 }] : [],
+    }),
+  )
 }

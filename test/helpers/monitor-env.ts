@@ -1,7 +1,8 @@
 // Black-box harness for health, doctor, schedule and watch: a scratch project (.env, a small
 // STACK_DIR/docker-compose.yml), the fake docker with a scenario, local HTTP/HTTPS servers for
-// /_health (certificates made here with openssl, short validity), a webhook receiver, stand-ins
-// for crontab/systemctl/launchctl, and a runner that spawns a script with a timeout.
+// /_health and the proxy's other routes (certificates made here with openssl, short validity), a
+// webhook receiver, stand-ins for crontab/systemctl/launchctl, and a runner that spawns a script
+// with a timeout.
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import http from 'node:http'
@@ -64,6 +65,8 @@ export async function bundled(script: string): Promise<string> {
 
 export interface StackProject {
   dir: string
+  /** What the fake docker's `docker info` says: a Linux engine keeping its data in `dir`. */
+  dockerRootDir: string
   envFile: string
   stackDir: string
   stateFile: string
@@ -104,8 +107,10 @@ export function makeStackProject(
   writeEnvFile(envFile, values)
   const scenarioFile = path.join(dir, 'scenario.json')
   const dockerLog = path.join(dir, 'docker-calls.jsonl')
+  const engine = { operatingSystem: 'Debian GNU/Linux 12 (bookworm)', dockerRootDir: dir }
   const project: StackProject = {
     dir,
+    dockerRootDir: dir,
     envFile,
     stackDir,
     stateFile: path.join(dir, 'health-state.json'),
@@ -119,9 +124,12 @@ export function makeStackProject(
       HEALTH_STATE_FILE: path.join(dir, 'health-state.json'),
       HOME: dir,
       FRP_LOG_DIR: dir, // no frpc.log here: doctor reads only the logs a test gives it
+      // This machine's free disk is not the test's business, except where a test says so.
+      HEALTH_DISK_WARNING: '0%,0',
+      HEALTH_DISK_CRITICAL: '0%,0',
     },
     scenario(s: object) {
-      writeScenario(scenarioFile, s)
+      writeScenario(scenarioFile, { ...engine, ...s })
     },
     calls() {
       return dockerCalls(dockerLog).map((argv) => argv.join(' '))
@@ -138,16 +146,48 @@ export function makeStackProject(
 
 export type HealthMode = 'ok' | 'migrating' | 'hang' | 'error'
 
+/** How the proxy answers a path: a status code, or never. */
+export type RouteAnswer = number | 'hang'
+
+/**
+ * The proxy's other routes on a healthy stack: capture, flags and replay answer a POST without a
+ * project token 401 (as capture-rs and feature-flags do), the app redirects to its login page.
+ */
+export const HEALTHY_ROUTES: Record<string, RouteAnswer> = {
+  '/e/': 401,
+  '/i/v0/e/': 401,
+  '/batch': 401,
+  '/flags': 401,
+  '/s/': 401,
+  '/': 302,
+}
+
 export interface HealthServer {
   url: string
+  /** The proxy's base URL (http://127.0.0.1:PORT). */
+  origin: string
   port: number
   mode: HealthMode
+  /** Per path (query left out); paths not listed answer 404. Tests change entries as they need. */
+  routes: Record<string, RouteAnswer>
+  /** `METHOD path` of every request other than /_health. */
+  requests: string[]
   close(): Promise<void>
 }
 
-function healthHandler(server: { mode: HealthMode }) {
-  return (_req: http.IncomingMessage, res: http.ServerResponse) => {
+function healthHandler(server: Pick<HealthServer, 'mode' | 'routes' | 'requests'>) {
+  return (req: http.IncomingMessage, res: http.ServerResponse) => {
     if (server.mode === 'hang') return // never answers
+    const urlPath = (req.url ?? '/').split('?')[0]!
+    if (urlPath !== '/_health') {
+      server.requests.push(`${req.method} ${urlPath}`)
+      const answer = server.routes[urlPath] ?? 404
+      if (answer === 'hang') return
+      req.resume()
+      const headers = answer === 302 ? { location: '/login?next=/' } : { 'content-type': 'application/json' }
+      res.writeHead(answer, headers).end(answer === 401 ? '{"type":"authentication_error"}' : '')
+      return
+    }
     if (server.mode === 'ok') res.writeHead(200, { 'content-type': 'text/plain' }).end('ok')
     else if (server.mode === 'migrating') res.writeHead(503).end('Migrations are not up to date')
     else res.writeHead(500).end('Internal Server Error')
@@ -156,21 +196,26 @@ function healthHandler(server: { mode: HealthMode }) {
 
 async function listen(
   server: http.Server,
-  state: { mode: HealthMode },
+  state: Pick<HealthServer, 'mode' | 'routes' | 'requests'>,
   scheme: string,
 ): Promise<HealthServer> {
   const { port, close } = await listenLocal(server)
   const host = scheme === 'https' ? 'localhost' : '127.0.0.1'
-  return Object.assign(state, { url: `${scheme}://${host}:${port}/_health`, port, close }) as HealthServer
+  const origin = `${scheme}://${host}:${port}`
+  return Object.assign(state, { url: `${origin}/_health`, origin, port, close }) as HealthServer
+}
+
+function serverState(mode: HealthMode) {
+  return { mode, routes: { ...HEALTHY_ROUTES }, requests: [] as string[] }
 }
 
 export function startHealthServer(mode: HealthMode = 'ok'): Promise<HealthServer> {
-  const state = { mode }
+  const state = serverState(mode)
   return listen(http.createServer(healthHandler(state)), state, 'http')
 }
 
 export function startHttpsHealthServer(cert: LeafCert, mode: HealthMode = 'ok'): Promise<HealthServer> {
-  const state = { mode }
+  const state = serverState(mode)
   const server = https.createServer({ key: cert.key, cert: cert.cert }, healthHandler(state))
   return listen(server as unknown as http.Server, state, 'https')
 }
@@ -181,8 +226,8 @@ export interface Webhook {
   close(): Promise<void>
 }
 
-/** Records every POST; its URL carries a token (which must never be printed). */
-export async function startWebhook(): Promise<Webhook> {
+/** Records every POST; its URL carries a token (which must never be printed). `hang`: never answers. */
+export async function startWebhook(opts: { hang?: boolean } = {}): Promise<Webhook> {
   const received: Webhook['received'] = []
   const server = http.createServer((req, res) => {
     let body = ''
@@ -191,7 +236,7 @@ export async function startWebhook(): Promise<Webhook> {
     })
     req.on('end', () => {
       received.push({ headers: req.headers, body, url: req.url ?? '' })
-      res.writeHead(200).end('ok')
+      if (!opts.hang) res.writeHead(200).end('ok')
     })
   })
   const { port, close } = await listenLocal(server)

@@ -1,6 +1,7 @@
 // Black-box harness for up/down: a scratch project directory (its own .env.example, optional
 // .env, STACK_DIR inside), the fake docker first on PATH with a scenario, a local HTTP server
-// standing in for Caddy's /_health, and a runner that spawns a script with a timeout.
+// standing in for Caddy (/_health, and the capture, flags, replay and app routes), and a runner
+// that spawns a script with a timeout.
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import http from 'node:http'
@@ -124,10 +125,16 @@ export type HealthMode = (ctx: { webStarted: boolean; allStarted: boolean; since
   body: string
 }
 
-/** PostHog's usual first start: 502 until web runs, a few 503 while it migrates, then 200 ok. */
-export const usualStart: HealthMode = ({ webStarted, sinceWeb }) => {
+/**
+ * PostHog's usual first start: 502 until web runs, a few 503 while it migrates, then 200 ok once
+ * everything runs. In between (web past its migrations, the rest not started yet) it answers
+ * `200 web only`: past the migrations but not healthy, so the two waits of the ordered start can
+ * be told apart: a web-alone wait that waited for 200 ok instead would never end.
+ */
+export const usualStart: HealthMode = ({ webStarted, allStarted, sinceWeb }) => {
   if (!webStarted) return { status: 502, body: '' }
   if (sinceWeb < 3) return { status: 503, body: 'Migrations are not up to date' }
+  if (!allStarted) return { status: 200, body: 'web only' }
   return { status: 200, body: 'ok' }
 }
 
@@ -137,15 +144,52 @@ export interface HealthServer {
   firstReadyAt(): number | undefined
   /** Whether `up -d` of everything had run before web's first answer past migrations. */
   allStartedBeforeReady(): boolean
+  /**
+   * The proxy's other routes (lib/routes.mts probes them): status per path, query left out;
+   * 'hang' never answers; paths not listed answer 404. Tests change entries as they need.
+   */
+  routes: Record<string, number | 'hang'>
+  /** `METHOD path` of every request other than /_health. */
+  requests: string[]
   close(): Promise<void>
 }
 
-/** Answers /_health according to `mode`, reading the fake docker's call log to know what runs. */
-export async function healthServer(project: Project, mode: HealthMode): Promise<HealthServer> {
+/**
+ * A healthy stack's answers to requests without a project token: capture, flags and replay
+ * answer 401 (as capture-rs and feature-flags do), the app redirects to its login page.
+ */
+export const HEALTHY_ROUTES: Record<string, number | 'hang'> = {
+  '/e/': 401,
+  '/i/v0/e/': 401,
+  '/batch': 401,
+  '/flags': 401,
+  '/s/': 401,
+  '/': 302,
+}
+
+/**
+ * Stands in for Caddy: answers /_health according to `mode`, reading the fake docker's call log
+ * to know what runs, and the other routes from `routes` (HEALTHY_ROUTES unless given).
+ */
+export async function healthServer(
+  project: Project,
+  mode: HealthMode,
+  routes: Record<string, number | 'hang'> = { ...HEALTHY_ROUTES },
+): Promise<HealthServer> {
   let sinceWeb = 0
   let readyAt: number | undefined
   let allBeforeReady = false
-  const server = http.createServer((_req, res) => {
+  const requests: string[] = []
+  const server = http.createServer((req, res) => {
+    const urlPath = (req.url ?? '/').split('?')[0]!
+    if (urlPath !== '/_health') {
+      requests.push(`${req.method} ${urlPath}`)
+      const status = routes[urlPath] ?? 404
+      if (status === 'hang') return
+      req.resume()
+      res.writeHead(status, status === 302 ? { location: '/login?next=/' } : {}).end()
+      return
+    }
     const calls = project.calls().map((c) => c.join(' '))
     const webStarted = calls.some((c) => /^compose up -d .*\bweb\b/.test(c))
     const allStarted = calls.some((c) => c === 'compose up -d --no-build')
@@ -159,7 +203,14 @@ export async function healthServer(project: Project, mode: HealthMode): Promise<
     res.end(answer.body)
   })
   const { port, close } = await listenLocal(server)
-  return { port, firstReadyAt: () => readyAt, allStartedBeforeReady: () => allBeforeReady, close }
+  return {
+    port,
+    firstReadyAt: () => readyAt,
+    allStartedBeforeReady: () => allBeforeReady,
+    routes,
+    requests,
+    close,
+  }
 }
 
 /**

@@ -1,6 +1,9 @@
+import fs from 'node:fs'
+import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { registerSecret } from '../../lib/cli.mts'
 import {
+  diskFindings,
   type Finding,
   formatFindings,
   logFindings,
@@ -8,9 +11,11 @@ import {
   parseComposeLogs,
   parseDockerSize,
   planFixes,
+  readTail,
   redactEvidence,
   stateFindings,
 } from '../../lib/doctor.mts'
+import { scratchDir } from '../helpers/common.ts'
 
 describe('doctor analysis', () => {
   it('reads docker compose logs lines', () => {
@@ -151,5 +156,43 @@ describe('doctor report', () => {
       '-p posthog',
     )
     expect(formatFindings([finding('docker compose restart plugins')])).not.toContain('-p posthog')
+  })
+})
+
+describe('reading logs', () => {
+  it('reads only the end of a file, a line cut at its start included', () => {
+    const dir = scratchDir('tail-')
+    const file = path.join(dir, 'x.log')
+    fs.writeFileSync(file, `${'a'.repeat(100)}\nline two\nline three\n`)
+    expect(readTail(file, 1000)).toBe(`${'a'.repeat(100)}\nline two\nline three\n`)
+    expect(readTail(file, 15)).toBe('two\nline three\n')
+    expect(readTail(path.join(dir, 'missing.log'))).toBeUndefined()
+    // One line longer than the window (a sparse file's NULs, then the line): its end is found.
+    const sparse = path.join(dir, 'sparse.log')
+    fs.writeFileSync(sparse, '')
+    fs.truncateSync(sparse, 1024 * 1024)
+    fs.appendFileSync(sparse, 'upstream prematurely closed connection\n')
+    const tail = readTail(sparse, 4096)!
+    expect(tail).toHaveLength(4096)
+    expect(tail.endsWith('upstream prematurely closed connection\n')).toBe(true)
+  })
+})
+
+describe('low disk', () => {
+  it('names the biggest consumers', () => {
+    const df = JSON.stringify({
+      Images: [{ Repository: 'posthog/posthog', Tag: 'latest', Size: '3.2GB' }],
+      Volumes: [{ Name: 'posthog_clickhouse-data', Size: '48.7GB' }],
+      BuildCache: [],
+    })
+    const [f] = diskFindings(
+      [{ where: '/var/lib/docker', space: { free: 2 * 1024 ** 3, total: 100 * 1024 ** 3 } }],
+      df,
+    )
+    expect(f).toMatchObject({ id: 'disk-low', service: 'disk', safe: false })
+    expect(f!.evidence).toBe('2.0 GiB free of 100.0 GiB (2 %) on /var/lib/docker')
+    expect(f!.cause).toMatch(
+      /the biggest: volume posthog_clickhouse-data 45\.4 GiB, image posthog\/posthog:latest 3\.0 GiB/,
+    )
   })
 })

@@ -6,6 +6,7 @@ import {
   assertSecretsUnchanged,
   ensureEnvFile,
   envErrors,
+  formatEnvValue,
   isGitRefName,
   isHostname,
   loadConfig,
@@ -43,6 +44,7 @@ describe('validation', () => {
     ['DISABLED_SERVICES', 'web,,worker'],
     ['MEMORY_LIMITS', 'clickhouse=lots'],
     ['HEALTH_TIMEOUT', 'soon'],
+    ['HEALTH_TIMEOUT', '600h'],
   ])('rejects %s=%s naming the key', (key, value) => {
     const raw = mergeEnv(
       { POSTHOG_SECRET: 'a'.repeat(56), ENCRYPTION_SALT_KEYS: 'b'.repeat(32), [key]: value },
@@ -51,6 +53,12 @@ describe('validation', () => {
     const errors = envErrors(raw)
     expect(errors).toHaveLength(1)
     expect(errors[0]).toMatch(new RegExp(`^${key} `))
+  })
+  it('says how long a duration may be at most (a Node timer overflows past 2^31-1 ms)', () => {
+    const raw = mergeEnv({ POSTHOG_SECRET: 'a'.repeat(56), ENCRYPTION_SALT_KEYS: 'b'.repeat(32) }, {})
+    expect(envErrors({ ...raw, HEALTH_TIMEOUT: '600h' })).toEqual([
+      'HEALTH_TIMEOUT is longer than a timer can wait: at most 596h (24 days)',
+    ])
   })
   it('knows hostnames and git refs', () => {
     expect(isHostname('ph.example.com')).toBe(true)
@@ -102,6 +110,12 @@ describe('ensureEnvFile', () => {
     expect(setEnvValue('export A=1\n', 'A', 'x y')).toBe("export A='x y'\n")
     expect(setEnvValue('A=1', 'C', '3')).toBe('A=1\nC=3\n')
   })
+  it('setEnvValue replaces the whole of a value that spans lines, and keeps a trailing comment', () => {
+    const text = "A='line 1\nline 2'\nB=2\nC=old   # keep me\n"
+    expect(setEnvValue(text, 'A', 'x')).toBe('A=x\nB=2\nC=old   # keep me\n')
+    expect(setEnvValue(text, 'C', 'new')).toBe("A='line 1\nline 2'\nB=2\nC=new   # keep me\n")
+    expect(parseEnvText(setEnvValue(text, 'C', 'new'))).toEqual({ A: 'line 1\nline 2', B: '2', C: 'new' })
+  })
   it('setEnvValue edits the line dotenv reads when a key is set twice', () => {
     const text = '# A=0\nA=1\nB=2\nA=3\n'
     const edited = setEnvValue(text, 'A', 'x')
@@ -134,8 +148,9 @@ describe('credentials in POSTHOG_REPO_URL', () => {
       'POSTHOG_REPO_URL=https://me:ghp_repotoken42@example.com/posthog.git\n',
     )
     loadConfig({ root: dir, env: {} })
+    // The registered credential, and then the whole userinfo as anything in a URL's userinfo is.
     expect(redact('from https://me:ghp_repotoken42@example.com/posthog.git')).toBe(
-      'from https://me:***@example.com/posthog.git',
+      'from https://***@example.com/posthog.git',
     )
   })
 })
@@ -165,5 +180,104 @@ describe('secret guard', () => {
     const changed = { ...cfg, raw: { ...cfg.raw, POSTHOG_SECRET: 'z'.repeat(56) } }
     expect(() => assertSecretsUnchanged(changed, false)).toThrow(/POSTHOG_SECRET differ/)
     expect(() => assertSecretsUnchanged(changed, true)).not.toThrow()
+  })
+})
+
+describe('.env values round-trip through dotenv exactly', () => {
+  it('the values that used to come back changed', () => {
+    for (const value of [
+      `it's "x"`,
+      'a\\b',
+      'C:\\new\\dir',
+      'ends with \\',
+      "'quoted'",
+      'x\ny',
+      ' padded ',
+      '#not a comment',
+    ])
+      expect(parseEnvText(`K=${formatEnvValue(value)}\n`).K).toBe(value)
+    expect(formatEnvValue(`it's "x"`)).toBe('`it\'s "x"`')
+  })
+
+  // A seeded generator (no dependency): every value either reads back exactly where it is
+  // written, between other assignments, or is refused as bad input; nothing else is touched.
+  function random(seed: number) {
+    let x = seed
+    return () => {
+      x = (x * 1103515245 + 12345) % 2 ** 31
+      return x / 2 ** 31
+    }
+  }
+  const ALPHABET = [
+    'a',
+    'Z',
+    '0',
+    ' ',
+    '\t',
+    '\n',
+    '\r',
+    '#',
+    '$',
+    '=',
+    "'",
+    '"',
+    '`',
+    '\\',
+    'n',
+    'r',
+    ':',
+    'é',
+  ]
+
+  it('for thousands of values made of the characters dotenv treats specially', () => {
+    const rnd = random(42)
+    let refused = 0
+    for (let i = 0; i < 5000; i++) {
+      const length = Math.floor(rnd() * 12)
+      const value = Array.from({ length }, () => ALPHABET[Math.floor(rnd() * ALPHABET.length)]).join('')
+      const before = "A=1\nQ='quoted # not a comment'\nK=old\n"
+      const after = 'B="two"\nC=`three`\n'
+      let text: string
+      try {
+        text = setEnvValue(before + after, 'K', value)
+      } catch (e) {
+        expect(e).toBeInstanceOf(UsageError)
+        // Only what dotenv cannot read back for sure: a carriage return (possible in double quotes
+        // only) beside a bare ", a backslash before the closing quote (it would escape it), or '
+        // and ` together with what rules out double quotes.
+        const unwritable =
+          value.includes('\r') || value.endsWith('\\') || (value.includes("'") && value.includes('`'))
+        expect(unwritable, JSON.stringify(value)).toBe(true)
+        refused++
+        continue
+      }
+      expect(parseEnvText(text), JSON.stringify(value)).toEqual({
+        A: '1',
+        Q: 'quoted # not a comment',
+        K: value,
+        B: 'two',
+        C: 'three',
+      })
+      // Set again on the result: still exact, and the text does not grow.
+      expect(setEnvValue(text, 'K', value)).toBe(text)
+    }
+    expect(refused).toBeLessThan(1000)
+  })
+})
+
+describe('reading .env', () => {
+  it('a .env that is a directory or cannot be read is bad input in one line', () => {
+    const dir = scratch()
+    fs.mkdirSync(path.join(dir, '.env'))
+    expect(() => loadConfig({ root: dir, env: {} })).toThrow(UsageError)
+    expect(() => loadConfig({ root: dir, env: {} })).toThrow(
+      /\.env is a directory, not a file: point --env-file/,
+    )
+    expect(() => ensureEnvFile({ root: dir, env: {} })).toThrow(/is a directory/)
+    if (process.getuid?.() !== 0) {
+      const other = scratch()
+      fs.writeFileSync(path.join(other, '.env'), 'DOMAIN=localhost\n', { mode: 0o000 })
+      expect(() => loadConfig({ root: other, env: {} })).toThrow(/cannot be read by this user \(EACCES\)/)
+    }
   })
 })

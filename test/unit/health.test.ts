@@ -128,21 +128,43 @@ describe('pollHealth against a real local server', () => {
   })
 
   it('the web-alone phase ends when migrations are done, before the stack is fully healthy', async () => {
-    let n = 0
-    const port = await serve((_req, res) => {
-      n++
-      if (n <= 2) return answer(res, 502, '')
-      if (n <= 4) return answer(res, 503, MIGRATIONS_PENDING)
-      answer(res, 200, 'ok')
-    })
-    const r = await pollHealth({
-      url: healthUrl(port),
+    // 502 while web starts, 503 while it migrates, then web answers but the stack is not healthy.
+    const server = () => {
+      let n = 0
+      return serve((_req, res) => {
+        n++
+        if (n <= 2) return answer(res, 502, '')
+        if (n <= 4) return answer(res, 503, MIGRATIONS_PENDING)
+        answer(res, 200, 'web only')
+      })
+    }
+    const past = await pollHealth({
+      url: healthUrl(await server()),
       timeoutMs: 10_000,
       intervalMs: 50,
       until: isPastMigrations,
     })
+    expect(past.ok).toBe(true)
+    expect(describeProbe(past.last)).toBe('200 web only')
+    // The same answers never satisfy the default condition (200 ok): the states are told apart.
+    const healthy = await pollHealth({ url: healthUrl(await server()), timeoutMs: 1500, intervalMs: 50 })
+    expect(healthy.ok).toBe(false)
+    expect(describeProbe(healthy.last)).toBe('200 web only')
+  })
+
+  it('ends on the first answer its condition accepts, not on a later healthy one', async () => {
+    let n = 0
+    const port = await serve((_req, res) =>
+      ++n <= 3 ? answer(res, 503, MIGRATIONS_PENDING) : answer(res, 200, 'ok'),
+    )
+    const r = await pollHealth({
+      url: healthUrl(port),
+      timeoutMs: 10_000,
+      intervalMs: 50,
+      until: (p) => p.kind === 'http' && p.status === 503,
+    })
     expect(r.ok).toBe(true)
-    expect(n).toBeGreaterThanOrEqual(5)
+    expect(describeProbe(r.last)).toBe(`503 ${MIGRATIONS_PENDING}`)
   })
 
   it('stops when aborted', async () => {

@@ -15,6 +15,7 @@ import {
   recordResult,
   worst,
 } from '../../lib/monitor.mts'
+import { RunBudget, RunTimeLimit } from '../../lib/monitor-run.mts'
 
 const ok = (name: string): CheckResult => ({ name, status: 'OK', summary: 'fine' })
 
@@ -205,5 +206,32 @@ describe('service evaluation', () => {
     expect(
       evaluateServices(['worker'], [c('worker', { restartCount: 3, id: 'new' })], prev).problems,
     ).toEqual([])
+  })
+})
+
+describe('one run’s time budget', () => {
+  it('leaves room for the webhook and the report inside --timeout', () => {
+    const now = Date.now()
+    const quiet = new RunBudget(20_000, false, now)
+    expect(quiet.end).toBe(now + 20_000)
+    expect(quiet.checksEnd).toBe(now + 19_700)
+    const notifying = new RunBudget(20_000, true, now)
+    expect(notifying.checksEnd).toBe(now + 20_000 - 5000 - 300)
+    expect(notifying.callMs(10_000)).toBeLessThanOrEqual(10_000)
+    expect(notifying.notifyMs()).toBeLessThanOrEqual(5000)
+    // Consecutive calls share what is left; none starts once it is gone.
+    const late = new RunBudget(1000, false, now - 950)
+    expect(() => late.callMs()).toThrow(RunTimeLimit)
+    expect(late.notifyMs()).toBeLessThanOrEqual(100)
+  })
+
+  it('keeps every check summary on one line (the first line, --json and the webhook carry them)', () => {
+    const r = aggregate('POSTHOG', [
+      { name: 'services', status: 'UNKNOWN', summary: 'docker failed\n    at AsyncLocalStorage.run (x)\n' },
+    ])
+    expect(r.checks[0]!.summary).toBe('docker failed at AsyncLocalStorage.run (x)')
+    expect(formatReport(r).split('\n')[0]).toBe(
+      'POSTHOG UNKNOWN - services: docker failed at AsyncLocalStorage.run (x)',
+    )
   })
 })

@@ -143,3 +143,43 @@ describe('launchd plist', () => {
     expect(xml).toContain('<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN"')
   })
 })
+
+describe('a production install (npm ci --omit=dev) can run and schedule everything', () => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(process.cwd(), 'package.json'), 'utf8')) as {
+    dependencies: Record<string, string>
+    devDependencies: Record<string, string>
+  }
+  /** Every package the run-time code imports (lib/, scripts/, remote/), static or dynamic. */
+  function runtimeImports(): Map<string, string> {
+    const found = new Map<string, string>()
+    for (const dir of ['lib', 'scripts', 'remote'])
+      for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.mts'))) {
+        const text = fs.readFileSync(path.join(dir, file), 'utf8')
+        const statics = /^(?:import|export)\b[^;'"`]*?\bfrom\s+['"]([^'"./][^'"]*)['"]/gm
+        const dynamics = /\bimport\(\s*['"]([^'"./][^'"]*)['"]\s*\)/g
+        for (const m of [...text.matchAll(statics), ...text.matchAll(dynamics)]) {
+          const spec = m[1]!
+          if (spec.startsWith('node:')) continue
+          const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!
+          found.set(name, `${dir}/${file}`)
+        }
+      }
+    return found
+  }
+
+  it('every package the scripts import at run time is a dependency, not a devDependency', () => {
+    const imports = runtimeImports()
+    expect(imports.get('esbuild')).toBe('lib/bundle.mts') // schedule bundles health at run time
+    for (const [name, where] of imports)
+      expect(pkg.dependencies, `${name} (imported by ${where})`).toHaveProperty(name)
+  })
+
+  it('every dependency is used; no type package that nothing loads', () => {
+    const imports = runtimeImports()
+    // tsx is the loader the README's commands run the scripts with (npx tsx scripts/...).
+    for (const name of Object.keys(pkg.dependencies))
+      expect(imports.has(name) || name === 'tsx', name).toBe(true)
+    // tsconfig loads only @types/node ("types": ["node"]).
+    expect(Object.keys(pkg.devDependencies).filter((n) => n.startsWith('@types/'))).toEqual(['@types/node'])
+  })
+})

@@ -3,6 +3,8 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { isHealthy, isPastMigrations } from '../../lib/health.mts'
+import { probeRoutes } from '../../lib/routes.mts'
 import {
   dockerCalls,
   expectNoSecrets,
@@ -12,6 +14,7 @@ import {
   withoutComposeGlobals,
   writeEnvFile,
 } from '../helpers/common.ts'
+import { healthServer, makeProject, usualStart } from '../helpers/stack-env.ts'
 
 describe('the no-secret check', () => {
   it('finds a secret on either stream and passes clean output', () => {
@@ -74,4 +77,39 @@ it('writes .env files with mode 0600', () => {
   writeEnvFile(file, { A: '1', B: 'two' }, 'test')
   expect(fs.readFileSync(file, 'utf8')).toBe('# test\nA=1\nB=two\n')
   expect(fs.statSync(file).mode & 0o777).toBe(0o600)
+})
+
+describe('the /_health stand-in of an ordered start (usualStart)', () => {
+  const at = (webStarted: boolean, allStarted: boolean, sinceWeb: number) => {
+    const a = usualStart({ webStarted, allStarted, sinceWeb })
+    return { kind: 'http' as const, status: a.status, body: a.body }
+  }
+  it('tells apart web past its migrations from a healthy stack', () => {
+    expect(isPastMigrations(at(false, false, 0))).toBe(false) // 502
+    expect(isPastMigrations(at(true, false, 1))).toBe(false) // 503 migrating
+    expect(isPastMigrations(at(true, false, 5))).toBe(true)
+    expect(isHealthy(at(true, false, 5))).toBe(false) // web alone: not healthy yet
+    expect(isHealthy(at(true, true, 5))).toBe(true)
+  })
+})
+
+describe('the proxy stand-in of up’s tests (stack-env healthServer)', () => {
+  it('answers the capture path as a healthy stack does, per route as a test sets it', async () => {
+    const p = makeProject()
+    const server = await healthServer(p, usualStart)
+    try {
+      const baseUrl = `http://127.0.0.1:${server.port}`
+      const enabledServices = ['web', 'capture', 'feature-flags']
+      const ok = await probeRoutes({ baseUrl, enabledServices, timeoutMs: 2000 })
+      expect(ok.every((r) => r.ok)).toBe(true)
+      server.routes['/e/'] = 502
+      const dead = await probeRoutes({ baseUrl, enabledServices, timeoutMs: 2000 })
+      expect(dead.filter((r) => !r.ok).map((r) => `${r.path} ${r.status}`)).toEqual(['/e/ 502'])
+      expect(server.requests).toContain('POST /flags')
+      expect(server.firstReadyAt()).toBeUndefined() // route probes are not /_health answers
+    } finally {
+      await server.close()
+      p.cleanup()
+    }
+  })
 })
