@@ -21,6 +21,7 @@ import {
   pollHealth,
   startProgress,
 } from './health.mts'
+import { probeRoutes, type RouteResult } from './routes.mts'
 
 /** Data stores of the hobby stacks, old and new; intersected with the enabled services. */
 export const DATA_STORES = [
@@ -196,13 +197,15 @@ export type StartResult =
   | { ok: true; elapsedMs: number }
   | {
       ok: false
-      phase: 'migrations' | 'health' | 'services'
+      phase: 'migrations' | 'health' | 'services' | 'routes'
       last: ProbeResult | undefined
       /** The services that should be running at that point. */
       expected: string[]
       timeoutMs: number
       /** For `services`: the ones that failed or never became ready. */
       problems?: ServiceReadiness[]
+      /** For `routes`: the capture path's routes that do not reach their service. */
+      deadRoutes?: RouteResult[]
     }
 
 /** The whole ordered start. Throws RuntimeFailure when `up -d` keeps failing; a timeout is a result. */
@@ -241,7 +244,32 @@ export async function startStack(cfg: Config, opts: StartOptions): Promise<Start
       timeoutMs,
       problems: services.problems,
     }
+  const routes = await waitForRoutes(cfg, expected, settleMs)
+  if (routes.length)
+    return { ok: false, phase: 'routes', last: healthy.last, expected, timeoutMs, deadRoutes: routes }
   return { ok: true, elapsedMs: Date.now() - waitStarted }
+}
+
+/**
+ * /_health says only that web migrated: the capture path is proven by a request through the
+ * proxy to each route group whose service runs (lib/routes.mts). A service that has only just
+ * started may take a moment to listen, so the probes are repeated for up to `windowMs` (the
+ * settle period) until they pass. Returns the routes still dead.
+ */
+export async function waitForRoutes(
+  cfg: Config,
+  expected: string[],
+  windowMs: number,
+): Promise<RouteResult[]> {
+  const deadline = Date.now() + windowMs
+  const baseUrl = `http://127.0.0.1:${cfg.proxyPort}`
+  for (;;) {
+    const dead = (await probeRoutes({ baseUrl, enabledServices: expected, timeoutMs: 5000 })).filter(
+      (r) => !r.ok,
+    )
+    if (dead.length === 0 || Date.now() >= deadline) return dead
+    await sleep(Math.min(2000, Math.max(0, deadline - Date.now())))
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -358,7 +386,9 @@ export async function waitForServices(cfg: Config, o: ServicesWaitOptions): Prom
           if (Date.now() - settledSince >= o.settleMs) return { ok: true }
         } else settledSince = undefined
       }
-      if (Date.now() >= deadline) return { ok: false, problems: last.filter((r) => r.readiness !== 'ready') }
+      // Once every service is ready the settle period runs its course; the deadline is for getting there.
+      if (Date.now() >= deadline && settledSince === undefined)
+        return { ok: false, problems: last.filter((r) => r.readiness !== 'ready') }
       await sleep(Math.min(interval, Math.max(0, deadline - Date.now())))
     }
   } finally {

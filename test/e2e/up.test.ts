@@ -34,7 +34,17 @@ const STORES = [
   'seaweedfs',
   'elasticsearch',
 ]
-const SERVICES = [...STORES, 'web', 'proxy', 'worker', 'plugins', 'kafka-init']
+const SERVICES = [
+  ...STORES,
+  'web',
+  'proxy',
+  'worker',
+  'plugins',
+  'kafka-init',
+  'capture',
+  'feature-flags',
+  'replay-capture',
+]
 const GiB = 1024 ** 3
 
 let repoDir: string
@@ -342,6 +352,23 @@ describe.concurrent('up: healthy means the whole stack', () => {
     const res = await runScript('up', ['--no-geoip'], p)
     expect(res.code, res.stdout).toBe(1)
     expect(res.stderr).toMatch(/not every service runs: clickhouse is running but unhealthy/)
+  })
+
+  it('probes the capture path through the proxy after a healthy start, and fails when capture is dead', async () => {
+    const p = await setup()
+    p.health.routes['/e/'] = 502
+    p.health.routes['/batch'] = 502
+    const res = await runScript('up', ['--no-geoip', '--timeout', '3s'], p)
+    expect(res.code, res.stdout).toBe(1)
+    expect(res.stderr).toMatch(
+      /^up: \/_health answers ok and every service runs, but the capture path does not: \/e\/ \(502\), \/batch \(502\)$/m,
+    )
+    expect(p.health.requests).toEqual(
+      expect.arrayContaining(['POST /e/', 'POST /i/v0/e/', 'POST /flags', 'GET /']),
+    )
+    const ok = await setup()
+    expect((await runScript('up', ['--no-geoip'], ok)).code).toBe(0)
+    expect(ok.health.requests).toEqual(expect.arrayContaining(['POST /e/', 'POST /batch', 'GET /']))
   })
 
   it('refuses to start the existing volumes with secrets this STACK_DIR has no record of (exit 2)', async () => {
