@@ -29,7 +29,7 @@ import {
   formatSize,
   spaceAt,
 } from './disk.mts'
-import { compose, docker, PROJECT_NAME } from './docker.mts'
+import { compose, docker } from './docker.mts'
 import type { Config } from './env.mts'
 import { type PreflightResult, runPreflight } from './preflight.mts'
 
@@ -429,9 +429,9 @@ export async function analyse(cfg: Config, opts: AnalyseOptions = {}): Promise<F
 }
 
 /**
- * The findings as text. With `stackDir`, a closing line says where and how to run the shown
- * `docker compose` commands: the stack lives in STACK_DIR under the project name `posthog`, so
- * copied from anywhere else (or without `-p`) they would miss its containers.
+ * The findings as text. With `stackDir`, a closing line says where to run the shown
+ * `docker compose` commands: in STACK_DIR, whose .env names the project and its files
+ * (COMPOSE_PROJECT_NAME, COMPOSE_FILE), so they address the same stack as the scripts.
  */
 export function formatFindings(findings: Finding[], stackDir?: string): string {
   if (findings.length === 0) return 'doctor: nothing wrong found'
@@ -447,7 +447,7 @@ export function formatFindings(findings: Finding[], stackDir?: string): string {
   if (stackDir && findings.some((f) => f.fix.includes('docker compose ')))
     lines.push(
       '',
-      `run the docker compose commands above in the stack's folder with its project name: cd ${path.resolve(stackDir)} && docker compose -p ${PROJECT_NAME} ...`,
+      `run the docker compose commands above in the stack's folder, whose .env names the project and its files: cd ${path.resolve(stackDir)} && docker compose ...`,
     )
   return redact(lines.join('\n'))
 }

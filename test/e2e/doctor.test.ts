@@ -138,7 +138,7 @@ describe('doctor', () => {
     expect(block).toContain(`evidence: ${t.evidence}`.slice(0, 60))
     expect(block).toMatch(t.fix)
     if (r.stdout.includes('fix: docker compose '))
-      expect(r.stdout).toContain(`cd ${p.stackDir} && docker compose -p posthog ...`)
+      expect(r.stdout).toContain(`cd ${p.stackDir} && docker compose ...`)
     expectNoSecrets(r, SECRETS)
   })
 

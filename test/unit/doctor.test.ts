@@ -150,7 +150,7 @@ describe('doctor report', () => {
       '  evidence: plugins | boom (2 lines)',
       '  fix: docker compose restart plugins',
       '',
-      "run the docker compose commands above in the stack's folder with its project name: cd /srv/homelab/stack && docker compose -p posthog ...",
+      "run the docker compose commands above in the stack's folder, whose .env names the project and its files: cd /srv/homelab/stack && docker compose ...",
     ])
     expect(formatFindings([finding('set SES_REGION in .env')], '/srv/homelab/stack')).not.toContain(
       '-p posthog',
