@@ -1,8 +1,9 @@
-// The stack's containers as health and doctor see them: one `docker compose ps` and one
-// `docker inspect` of all containers (two docker calls, whatever the number of services).
+// The stack's containers as up, health and doctor see them: one `docker compose ps` and one
+// `docker inspect` of all containers (two docker calls, whatever the number of services), and
+// the one classification of a container's state they all use.
 import fs from 'node:fs'
 import path from 'node:path'
-import { composePs, docker } from './docker.mts'
+import { composePs, docker, type StackServices } from './docker.mts'
 import { CommandFailed, type Duration } from './exec.mts'
 
 export interface ContainerInfo {
@@ -65,7 +66,7 @@ function fromInspect(i: InspectEntry): ContainerInfo | undefined {
  */
 export async function inspectKnown(
   names: string[],
-  expected: string[],
+  services: StackServices,
   timeout: Duration = '15s',
 ): Promise<ContainerInfo[] | undefined> {
   if (names.length === 0) return undefined
@@ -76,7 +77,7 @@ export async function inspectKnown(
   if (found.length !== names.length || found.some((c) => !c)) return undefined
   const containers = found as ContainerInfo[]
   const seen = new Set(containers.map((c) => c.service))
-  if (expected.some((s) => !seen.has(s) && !ONE_SHOT_SERVICES.includes(s))) return undefined
+  if (services.expected.some((s) => !seen.has(s) && !services.oneShot.includes(s))) return undefined
   return containers
 }
 
@@ -104,51 +105,92 @@ export async function listContainers(stackDir: string, timeout: Duration = '15s'
   })
 }
 
-/** Services that run once and exit 0 by design (kafka-init creates the topics). */
-export const ONE_SHOT_SERVICES = ['kafka-init']
+// ---------------------------------------------------------------------------------------------
+// One classification of a container's state, for up's readiness, health's checks and doctor's
+// findings alike; each words it its own way.
+
+/** Restart counts by service at some earlier moment (a new container counts from 0 again). */
+export type RestartCounts = Record<string, { id: string; count: number }>
+
+export type Condition =
+  /** Running, healthy where it has a healthcheck. */
+  | 'running'
+  /** Running, its healthcheck not decided yet. */
+  | 'starting'
+  /** Created, never started. */
+  | 'created'
+  /** A one-shot service that exited 0, as it should. */
+  | 'finished'
+  /** A one-shot service still at work. */
+  | 'one-shot-running'
+  | 'exited'
+  | 'oom-killed'
+  | 'restarting'
+  | 'unhealthy'
+  /** Running again after the kernel killed it for memory. */
+  | 'oom-restarted'
+  /** Running, but restarted since the counts it is compared with. */
+  | 'restarted'
 
 /**
- * The services the stack should run: those the compose file defines, minus DISABLED_SERVICES,
- * minus those with `deploy.replicas: 0` (in the file or in the base service it extends).
+ * The one classification of a container (pure). `oneShot`: others wait for it to complete
+ * (kafka-init), so exit 0 is its success. `before`: the service's restart count at an earlier
+ * moment; a higher count on the same container means it restarted since.
  */
-export async function expectedServices(stackDir: string, disabled: string[]): Promise<string[]> {
-  // Loaded on demand: the scheduled health check reads the compose file only when it changed.
-  const { parse } = await import('yaml')
-  const readCompose = (file: string): { services?: unknown } | undefined => {
-    try {
-      return parse(fs.readFileSync(file, 'utf8')) as { services?: unknown }
-    } catch {
-      return undefined
-    }
+export function containerCondition(
+  c: ContainerInfo,
+  oneShot: boolean,
+  before?: { id: string; count: number },
+): Condition {
+  if (c.state === 'exited' || c.state === 'dead') {
+    if (oneShot && c.exitCode === 0 && !c.oomKilled) return 'finished'
+    return c.oomKilled ? 'oom-killed' : 'exited'
   }
-  const file = path.join(stackDir, 'docker-compose.yml')
-  const doc = readCompose(file)
-  const services = (doc?.services ?? {}) as Record<string, ComposeService>
-  const bases = new Map<string, Record<string, ComposeService>>()
-  const baseOf = (svc: ComposeService): ComposeService | undefined => {
-    const ext = svc?.extends
-    if (!ext?.file || !ext.service) return undefined
-    const f = path.resolve(stackDir, ext.file)
-    if (!bases.has(f)) bases.set(f, (readCompose(f)?.services ?? {}) as Record<string, ComposeService>)
-    return bases.get(f)?.[ext.service]
-  }
-  return Object.keys(services).filter((name) => {
-    if (disabled.includes(name)) return false
-    const svc = services[name]!
-    const replicas = svc?.deploy?.replicas ?? baseOf(svc)?.deploy?.replicas
-    return replicas !== 0
+  if (c.state === 'restarting') return 'restarting'
+  if (c.state === 'created') return 'created'
+  if (c.state !== 'running') return 'exited'
+  if (c.health === 'unhealthy') return 'unhealthy'
+  if (before && before.id === c.id && c.restartCount > before.count) return 'restarted'
+  if (c.oomKilled) return 'oom-restarted'
+  if (c.health === 'starting') return 'starting'
+  return oneShot ? 'one-shot-running' : 'running'
+}
+
+export interface ServiceState {
+  service: string
+  /** Undefined: the service has no container. */
+  container?: ContainerInfo
+  condition?: Condition
+}
+
+/** Each expected service's containers (or the lack of one) with their condition. Pure. */
+export function serviceStates(
+  expected: string[],
+  oneShot: string[],
+  containers: ContainerInfo[],
+  before: RestartCounts = {},
+): ServiceState[] {
+  return expected.flatMap((service): ServiceState[] => {
+    const mine = containers.filter((c) => c.service === service)
+    if (mine.length === 0) return [{ service }]
+    return mine.map((c) => ({
+      service,
+      container: c,
+      condition: containerCondition(c, oneShot.includes(service), before[service]),
+    }))
   })
 }
 
-interface ComposeService {
-  extends?: { file?: string; service?: string }
-  deploy?: { replicas?: number }
-}
-
-/** A cheap key that changes whenever the compose files do (for caching expectedServices). */
-export function composeKey(stackDir: string, disabled: string[]): string | undefined {
+/** A cheap key that changes whenever the compose files or STACK_DIR's .env do (for caching stackServices). */
+export function composeKey(stackDir: string): string | undefined {
   const parts: string[] = []
-  for (const f of ['docker-compose.yml', 'docker-compose.base.yml', 'docker-compose.override.yml']) {
+  for (const f of [
+    'docker-compose.yml',
+    'docker-compose.base.yml',
+    'docker-compose.override.yml',
+    'docker-compose.local.yml',
+    '.env',
+  ]) {
     try {
       const s = fs.statSync(path.join(stackDir, f))
       parts.push(`${f}:${s.size}:${s.mtimeMs}`)
@@ -156,7 +198,7 @@ export function composeKey(stackDir: string, disabled: string[]): string | undef
       if (f === 'docker-compose.yml') return undefined
     }
   }
-  return `${parts.join('|')}|${disabled.join(',')}`
+  return parts.join('|')
 }
 
 export type ProblemKind =
@@ -179,71 +221,73 @@ export interface ServiceEvaluation {
   problems: ServiceProblem[]
   running: number
   /** Restart counts to remember for the next run. */
-  restartCounts: Record<string, { id: string; count: number }>
+  restartCounts: RestartCounts
 }
 
 /** Compares what runs with what should run, and restart counts with the last run's. Pure. */
 export function evaluateServices(
   expected: string[],
+  oneShot: string[],
   containers: ContainerInfo[],
-  previous: Record<string, { id: string; count: number }>,
+  previous: RestartCounts,
 ): ServiceEvaluation {
   const problems: ServiceProblem[] = []
-  const restartCounts: Record<string, { id: string; count: number }> = {}
+  const restartCounts: RestartCounts = {}
   let running = 0
-  const byService = new Map<string, ContainerInfo[]>()
-  for (const c of containers) byService.set(c.service, [...(byService.get(c.service) ?? []), c])
-  for (const service of expected) {
-    const list = byService.get(service) ?? []
-    if (list.length === 0) {
-      if (!ONE_SHOT_SERVICES.includes(service))
+  for (const st of serviceStates(expected, oneShot, containers, previous)) {
+    const { service, container: c } = st
+    if (!c) {
+      // A one-shot service that did its work may have been removed since.
+      if (!oneShot.includes(service))
         problems.push({ service, kind: 'missing', text: `${service} has no container`, healable: true })
       continue
     }
-    for (const c of list) {
-      restartCounts[service] = { id: c.id, count: c.restartCount }
-      const problem = containerProblem(c, previous[service])
-      if (problem) problems.push(problem)
-      if (c.state === 'running') running++
-    }
+    restartCounts[service] = { id: c.id, count: c.restartCount }
+    if (c.state === 'running') running++
+    const problem = healthProblem(c, st.condition!, previous[service])
+    if (problem) problems.push(problem)
   }
   return { problems, running, restartCounts }
 }
 
-function containerProblem(
+function healthProblem(
   c: ContainerInfo,
+  condition: Condition,
   before: { id: string; count: number } | undefined,
 ): ServiceProblem | undefined {
   const s = c.service
-  if (c.state === 'exited' || c.state === 'dead' || c.state === 'created') {
-    if (c.state === 'exited' && c.exitCode === 0 && ONE_SHOT_SERVICES.includes(s)) return undefined
-    const oom = c.oomKilled ? ', OOMKilled' : ''
-    return {
-      service: s,
-      kind: c.oomKilled ? 'oom-killed' : 'exited',
-      text: `${s} exited (${c.exitCode}${oom})`,
-      healable: true,
+  switch (condition) {
+    case 'exited':
+    case 'created':
+      return { service: s, kind: 'exited', text: `${s} exited (${c.exitCode})`, healable: true }
+    case 'oom-killed':
+      return {
+        service: s,
+        kind: 'oom-killed',
+        text: `${s} exited (${c.exitCode}, OOMKilled)`,
+        healable: true,
+      }
+    case 'restarting':
+      return {
+        service: s,
+        kind: 'restarting',
+        text: `${s} keeps restarting (exit ${c.exitCode}, ${c.restartCount} restarts)`,
+        healable: false,
+      }
+    case 'unhealthy':
+      return { service: s, kind: 'unhealthy', text: `${s} is unhealthy`, healable: true }
+    case 'oom-restarted':
+      return { service: s, kind: 'oom-killed', text: `${s} was OOM-killed and restarted`, healable: false }
+    case 'restarted': {
+      const n = c.restartCount - (before?.count ?? 0)
+      return {
+        service: s,
+        kind: 'restarts-growing',
+        text: `${s} restarted ${n} time${n === 1 ? '' : 's'} since the last run`,
+        healable: false,
+      }
     }
+    default:
+      return undefined
   }
-  if (c.state === 'restarting')
-    return {
-      service: s,
-      kind: 'restarting',
-      text: `${s} keeps restarting (exit ${c.exitCode}, ${c.restartCount} restarts)`,
-      healable: false,
-    }
-  if (c.health === 'unhealthy')
-    return { service: s, kind: 'unhealthy', text: `${s} is unhealthy`, healable: true }
-  if (c.oomKilled)
-    return { service: s, kind: 'oom-killed', text: `${s} was OOM-killed and restarted`, healable: false }
-  if (before && before.id === c.id && c.restartCount > before.count) {
-    const n = c.restartCount - before.count
-    return {
-      service: s,
-      kind: 'restarts-growing',
-      text: `${s} restarted ${n} time${n === 1 ? '' : 's'} since the last run`,
-      healable: false,
-    }
-  }
-  return undefined
 }

@@ -1,7 +1,7 @@
 // Thin wrappers around the docker CLI: argument arrays run by the command runner (no shell).
 import fs from 'node:fs'
 import path from 'node:path'
-import { type CommandResult, type RunOptions, run } from './exec.mts'
+import { type CommandResult, type Duration, type RunOptions, run } from './exec.mts'
 
 /** Fixed Compose project name, so volume names do not follow the install directory. */
 export const PROJECT_NAME = 'posthog'
@@ -101,8 +101,8 @@ export function servicesFromModel(services: Record<string, ModelService>): Stack
 }
 
 /** The services of the stack as Compose merges its files (`docker compose config --format json`). */
-export async function stackServices(stackDir: string): Promise<StackServices> {
-  const out = await compose(stackDir, ['config', '--format', 'json'], { timeout: '60s' })
+export async function stackServices(stackDir: string, timeout: Duration = '60s'): Promise<StackServices> {
+  const out = await compose(stackDir, ['config', '--format', 'json'], { timeout })
   const model = JSON.parse(out.stdout) as { services?: Record<string, ModelService> }
   return servicesFromModel(model.services ?? {})
 }

@@ -15,7 +15,7 @@ import {
   type Signature,
 } from './catalog.mts'
 import { printable, RuntimeFailure, redact } from './cli.mts'
-import { type ContainerInfo, expectedServices, listContainers, ONE_SHOT_SERVICES } from './containers.mts'
+import { type Condition, type ContainerInfo, containerCondition, listContainers } from './containers.mts'
 import {
   biggestConsumers,
   DEFAULT_DISK_THRESHOLDS,
@@ -29,7 +29,7 @@ import {
   formatSize,
   spaceAt,
 } from './disk.mts'
-import { compose, docker } from './docker.mts'
+import { compose, docker, type StackServices, stackServices } from './docker.mts'
 import type { Config } from './env.mts'
 import { type PreflightResult, runPreflight } from './preflight.mts'
 
@@ -100,19 +100,29 @@ function add(findings: Finding[], f: Finding): void {
 // ---------------------------------------------------------------------------------------------
 // Container states, as lines the catalog can match ("... exited with code 137 (OOMKilled)")
 
-export function stateLine(c: ContainerInfo): string | undefined {
+export function stateLine(c: ContainerInfo, condition: Condition): string | undefined {
   const oom = c.oomKilled ? ' (OOMKilled)' : ''
-  if (c.state === 'exited' || c.state === 'dead') {
-    if (c.exitCode === 0 && ONE_SHOT_SERVICES.includes(c.service)) return undefined
-    return `${c.service} exited with code ${c.exitCode}${oom}`
+  switch (condition) {
+    case 'exited':
+    case 'oom-killed':
+      return `${c.service} exited with code ${c.exitCode}${oom}`
+    case 'restarting':
+      return `${c.service} container is restarting (exit ${c.exitCode}, restarted ${c.restartCount} times)${oom}`
+    case 'unhealthy':
+      return `${c.service} healthcheck reports unhealthy`
+    case 'oom-restarted':
+      return `${c.service} container was OOMKilled and restarted`
+    case 'finished':
+    case 'created':
+    case 'starting':
+    case 'one-shot-running':
+      return undefined
+    default:
+      // A history of restarts says something even while it runs now (the worker's, at once).
+      return c.restartCount >= 3 || (c.service === 'worker' && c.restartCount > 0)
+        ? `${c.service} container restarted ${c.restartCount} times`
+        : undefined
   }
-  if (c.state === 'restarting')
-    return `${c.service} container is restarting (exit ${c.exitCode}, restarted ${c.restartCount} times)${oom}`
-  if (c.health === 'unhealthy') return `${c.service} healthcheck reports unhealthy`
-  if (c.oomKilled) return `${c.service} container was OOMKilled and restarted`
-  if (c.restartCount >= 3 || (c.service === 'worker' && c.restartCount > 0))
-    return `${c.service} container restarted ${c.restartCount} times`
-  return undefined
 }
 
 function genericStateFinding(c: ContainerInfo, line: string): Finding {
@@ -145,17 +155,20 @@ function genericStateFinding(c: ContainerInfo, line: string): Finding {
   }
 }
 
-export function stateFindings(containers: ContainerInfo[], expected?: string[]): Finding[] {
+export function stateFindings(
+  containers: ContainerInfo[],
+  services: StackServices = { expected: [], oneShot: [] },
+): Finding[] {
   const findings: Finding[] = []
   for (const c of containers) {
-    const line = stateLine(c)
+    const line = stateLine(c, containerCondition(c, services.oneShot.includes(c.service)))
     if (!line) continue
     const sig = matchLine(line, c.service)
     add(findings, sig ? fromSignature(sig, c.service, line) : genericStateFinding(c, line))
   }
   const present = new Set(containers.map((c) => c.service))
-  for (const service of expected ?? []) {
-    if (present.has(service) || ONE_SHOT_SERVICES.includes(service)) continue
+  for (const service of services.expected) {
+    if (present.has(service) || services.oneShot.includes(service)) continue
     add(findings, {
       id: 'missing',
       service,
@@ -405,8 +418,8 @@ export async function analyse(cfg: Config, opts: AnalyseOptions = {}): Promise<F
     if (pre.some((r) => !r.ok && (r.name === 'docker-cli' || r.name === 'docker-daemon'))) return findings
   }
   const containers = await listContainers(cfg.stackDir, '30s').catch(() => [] as ContainerInfo[])
-  const expected = await expectedServices(cfg.stackDir, cfg.disabledServices)
-  const all: Finding[] = [...stateFindings(containers, expected)]
+  const services = await stackServices(cfg.stackDir, '30s').catch(() => undefined)
+  const all: Finding[] = [...stateFindings(containers, services)]
   const [stats, info] = await Promise.all([dockerStats(), dockerInfo()])
   all.push(...memoryFindings(stats, info?.MemTotal))
   const low = lowDisks(cfg, info, opts.diskThresholds ?? DEFAULT_DISK_THRESHOLDS)

@@ -249,7 +249,7 @@ export interface MonitorState {
   /** `<service>` -> ISO times of restarts done by --heal (the last few kept). */
   heals: Record<string, string[]>
   /** Cached list of expected services with the compose files' fingerprint it was read from. */
-  services?: { key: string; names: string[] }
+  services?: { key: string; expected: string[]; oneShot: string[] }
   /** Container names seen at the last run (one `docker inspect` of them is the cheap path). */
   containerNames?: string[]
   /** A status change whose notification failed to go out; the next run sends it again. */

@@ -7,7 +7,13 @@
 // Each phase is exported on its own, so upgrade can run "web alone, wait, then all".
 import path from 'node:path'
 import { RuntimeFailure } from './cli.mts'
-import { type ContainerInfo, listContainers } from './containers.mts'
+import {
+  type Condition,
+  type ContainerInfo,
+  listContainers,
+  type RestartCounts,
+  serviceStates,
+} from './containers.mts'
 import { compose, composePs, type StackServices } from './docker.mts'
 import type { Config } from './env.mts'
 import type { CommandResult } from './exec.mts'
@@ -286,9 +292,6 @@ export interface ServiceReadiness {
   text: string
 }
 
-/** Restart counts by service (and container, since a new container counts from 0). */
-export type RestartCounts = Record<string, { id: string; count: number }>
-
 /**
  * Pure: each expected service's readiness from its containers. `before` are the restart counts
  * at the start of the settle period: a container that restarted since then has failed.
@@ -299,42 +302,51 @@ export function serviceReadiness(
   containers: ContainerInfo[],
   before: RestartCounts = {},
 ): ServiceReadiness[] {
-  return expected.flatMap((service): ServiceReadiness[] => {
-    const mine = containers.filter((c) => c.service === service)
-    if (mine.length === 0) return [{ service, readiness: 'failed', text: 'has no container' }]
-    return mine.map((c) => ({
-      service,
-      ...containerReadiness(c, oneShot.includes(service), before[service]),
-    }))
+  return serviceStates(expected, oneShot, containers, before).map(({ service, container: c, condition }) => {
+    if (!c || !condition) return { service, readiness: 'failed', text: 'has no container' }
+    return { service, ...readinessOf(c, condition, before[service]) }
   })
 }
 
-function containerReadiness(
+function readinessOf(
   c: ContainerInfo,
-  oneShot: boolean,
+  condition: Condition,
   before: { id: string; count: number } | undefined,
 ): Omit<ServiceReadiness, 'service'> {
   const oom = c.oomKilled ? ', OOM-killed' : ''
-  if (c.state === 'exited' || c.state === 'dead') {
-    if (oneShot && c.exitCode === 0) return { readiness: 'ready', text: 'finished (exit 0)' }
-    return { readiness: 'failed', text: `exited with code ${c.exitCode}${oom}` }
+  switch (condition) {
+    case 'running':
+    case 'oom-restarted':
+      return { readiness: 'ready', text: 'running' }
+    case 'finished':
+      return { readiness: 'ready', text: 'finished (exit 0)' }
+    case 'starting':
+      return { readiness: 'pending', text: 'health: starting' }
+    case 'created':
+      return { readiness: 'pending', text: 'created, not started yet' }
+    case 'one-shot-running':
+      return { readiness: 'pending', text: 'still running (a one-shot service)' }
+    case 'restarting':
+      return {
+        readiness: 'failed',
+        text: `keeps restarting (${c.restartCount} restarts, last exit ${c.exitCode}${oom})`,
+      }
+    case 'unhealthy':
+      return { readiness: 'failed', text: 'is running but unhealthy' }
+    case 'restarted':
+      return {
+        readiness: 'failed',
+        text: `restarted ${c.restartCount - (before?.count ?? 0)} times while settling${oom}`,
+      }
+    default:
+      return {
+        readiness: 'failed',
+        text:
+          c.state === 'exited' || c.state === 'dead'
+            ? `exited with code ${c.exitCode}${oom}`
+            : `is ${c.state}`,
+      }
   }
-  if (c.state === 'restarting')
-    return {
-      readiness: 'failed',
-      text: `keeps restarting (${c.restartCount} restarts, last exit ${c.exitCode}${oom})`,
-    }
-  if (c.state === 'created') return { readiness: 'pending', text: 'created, not started yet' }
-  if (c.state !== 'running') return { readiness: 'failed', text: `is ${c.state}` }
-  if (before && before.id === c.id && c.restartCount > before.count)
-    return {
-      readiness: 'failed',
-      text: `restarted ${c.restartCount - before.count} times while settling${oom}`,
-    }
-  if (c.health === 'unhealthy') return { readiness: 'failed', text: 'is running but unhealthy' }
-  if (c.health === 'starting') return { readiness: 'pending', text: 'health: starting' }
-  if (oneShot) return { readiness: 'pending', text: 'still running (a one-shot service)' }
-  return { readiness: 'ready', text: 'running' }
 }
 
 export interface ServicesWaitOptions {

@@ -7,7 +7,6 @@ import {
   type ContainerInfo,
   composeKey,
   evaluateServices,
-  expectedServices,
   inspectKnown,
   listContainers,
   type ServiceProblem,
@@ -23,7 +22,7 @@ import {
   parseThreshold,
   spaceAt,
 } from '../lib/disk.mts'
-import { compose, docker } from '../lib/docker.mts'
+import { compose, docker, type StackServices, stackServices } from '../lib/docker.mts'
 import { type Config, loadConfig } from '../lib/env.mts'
 import { CommandFailed, describeExit, lastLine } from '../lib/exec.mts'
 import {
@@ -165,13 +164,21 @@ function servicesCheck(problems: ServiceProblem[], running: number, healed: stri
   return { name: 'services', status: problems.every(isWarning) ? 'WARNING' : 'CRITICAL', summary: text }
 }
 
-async function cachedExpected(state: MonitorState, cfg: Config): Promise<string[] | undefined> {
-  const key = composeKey(cfg.stackDir, cfg.disabledServices)
+/**
+ * The services the stack runs, as Compose merges its files (profiles and replicas included),
+ * asked again only when a compose file or STACK_DIR/.env changed; undefined without a stack.
+ */
+async function cachedServices(
+  state: MonitorState,
+  cfg: Config,
+  budget: RunBudget,
+): Promise<StackServices | undefined> {
+  const key = composeKey(cfg.stackDir)
   if (!key) return undefined
-  if (state.services?.key === key) return state.services.names
-  const names = await expectedServices(cfg.stackDir, cfg.disabledServices)
-  state.services = { key, names }
-  return names
+  if (state.services?.key === key) return state.services
+  const services = await stackServices(cfg.stackDir, budget.callMs(PER_CALL_MS))
+  state.services = { key, ...services }
+  return services
 }
 
 /** Restarts healable services not restarted within the last hour; records each restart. */
@@ -215,10 +222,14 @@ async function containerChecks(
   s: Settings,
   budget: RunBudget,
   state: MonitorState,
-  expected: string[] | undefined,
+  services: StackServices | Error | undefined,
   doHeal: boolean,
 ): Promise<CheckResult[]> {
-  if (!expected)
+  if (services instanceof Error)
+    return [
+      { name: 'services', status: 'UNKNOWN', summary: `docker does not answer: ${dockerProblem(services)}` },
+    ]
+  if (!services)
     return [
       {
         name: 'services',
@@ -229,13 +240,13 @@ async function containerChecks(
   let containers: ContainerInfo[]
   try {
     containers =
-      (await inspectKnown(state.containerNames ?? [], expected, budget.callMs(PER_CALL_MS))) ??
+      (await inspectKnown(state.containerNames ?? [], services, budget.callMs(PER_CALL_MS))) ??
       (await listContainers(s.cfg.stackDir, budget.callMs(PER_CALL_MS)))
     state.containerNames = containers.map((c) => c.name)
   } catch (e) {
     return [{ name: 'services', status: 'UNKNOWN', summary: `docker does not answer: ${dockerProblem(e)}` }]
   }
-  const evaluation = evaluateServices(expected, containers, state.restartCounts)
+  const evaluation = evaluateServices(services.expected, services.oneShot, containers, state.restartCounts)
   state.restartCounts = evaluation.restartCounts
   const healResults = doHeal ? await heal(s, budget, state, evaluation.problems) : []
   const healed = healResults.filter((r) => r.summary.startsWith('restarted')).map((r) => r.name.slice(5))
@@ -312,11 +323,16 @@ async function allChecks(
 ): Promise<CheckResult[]> {
   const probeOpts = () => ({ timeoutMs: budget.callMs(PER_CALL_MS), ca: s.ca })
   const end = budget.checksEnd
-  const expected = await cachedExpected(state, s.cfg)
+  // Both the route and the container checks need the services; asking docker for them is bounded too.
+  const services = cachedServices(state, s.cfg, budget).catch((e: Error) => e)
+  const expected = async () => {
+    const known = await services
+    return known instanceof Error ? undefined : known?.expected
+  }
   const groups = await Promise.all([
     bounded('local', end, () => checkHealthUrl('local', s.localUrl, probeOpts())),
-    bounded('routes', end, () => routes(s, budget, expected)),
-    bounded('services', end, () => containerChecks(s, budget, state, expected, doHeal)),
+    bounded('routes', end, async () => routes(s, budget, await expected())),
+    bounded('services', end, async () => containerChecks(s, budget, state, await services, doHeal)),
     ...(s.publicUrl
       ? [bounded('public', end, () => checkHealthUrl('public', s.publicUrl!, probeOpts()))]
       : []),

@@ -48,7 +48,7 @@ afterAll(async () => {
 })
 
 describe('health', () => {
-  it('all green: OK, exit 0, three docker calls, no notification on a first OK run', async () => {
+  it('all green: OK, exit 0, four docker calls, no notification on a first OK run', async () => {
     local.mode = 'ok'
     const p = makeStackProject({ env: { HEALTH_WEBHOOK_URL: webhook.url } })
     const before = webhook.received.length
@@ -62,7 +62,9 @@ describe('health', () => {
       'OK services: 6 running',
       expect.stringMatching(/^OK disk: [\d.]+ GiB free of [\d.]+ GiB \(\d+ %\) on .* and STACK_DIR$/),
     ])
+    // The merged model (which services run), the containers, and Docker's data directory.
     expect(p.calls().sort()).toEqual([
+      'compose config --format json',
       'compose ps --all --format json',
       'info --format {{json .}}',
       expect.stringMatching(/^inspect posthog-db-1 /),
@@ -72,7 +74,7 @@ describe('health', () => {
     // Later runs inspect the containers seen last time: one docker call.
     const again = await health(p, ['--local-url', local.url])
     expect(again.code).toBe(0)
-    expect(p.calls().slice(3)).toEqual([expect.stringMatching(/^inspect posthog-db-1 /)])
+    expect(p.calls().slice(4)).toEqual([expect.stringMatching(/^inspect posthog-db-1 /)])
   })
 
   it('--json prints the same report for machines', async () => {

@@ -21,12 +21,12 @@ import {
   usualStart,
 } from '../helpers/stack-env.ts'
 
-// The data stores of today's hobby stack, spelled out here on purpose: importing lib/startup's
-// DATA_STORES would make the expected start order repeat whatever lib says.
+// The data stores of the served compose files (test/helpers/hobby-fixture.ts, current shape), in
+// start order, spelled out here on purpose: importing lib/startup's DATA_STORES would make the
+// expected start order repeat whatever lib says.
 const STORES = [
   'db',
   'redis7',
-  'valkey',
   'clickhouse',
   'zookeeper',
   'kafka',

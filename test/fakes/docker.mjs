@@ -5,7 +5,8 @@
 //   FAKE_DOCKER_LOG       every call is appended here as one JSON line {argv, cwd, time}
 //   FAKE_DOCKER_STATE     where mutable state (service states, rule counters) is kept;
 //                         default: "<scenario>.state.json"
-//   FAKE_COMPOSE_CONFIG   the real Compose loader (../shared/tools/.../compose-config). When set,
+//   FAKE_COMPOSE_CONFIG   the real Compose loader (../shared/tools/.../compose-config); without it a
+//                         rough merge of the -f files stands in (see fallbackModel). When set,
 //                         every `compose` call first loads the project with it, as docker compose
 //                         does: an invalid project fails the call with the loader's reason, its
 //                         warnings (e.g. an unset variable) go to stderr, `compose config` is the
@@ -233,15 +234,56 @@ async function realLoader(extra) {
   })
 }
 
+// Without the real loader (a plain clone has no ../shared), a rough merge of the -f files stands in
+// for compose's model: each file's services merged key by key over the last (a key a later file
+// sets replaces the earlier one, which is what the generated override's !override asks for),
+// `extends` resolved with depends_on merged, services in a profile that is not active left out.
+async function fallbackModel() {
+  const { parseDocument } = await import('yaml')
+  const tags = ['!override', '!reset'].flatMap((tag) => ['seq', 'map'].map((collection) => ({ tag, collection, resolve: (v) => v })))
+  const read = (file) => {
+    const doc = parseDocument(fs.readFileSync(file, 'utf8'), { merge: true, customTags: tags })
+    return doc.toJS({ maxAliasCount: -1 })?.services ?? {}
+  }
+  const deps = (v) =>
+    Array.isArray(v) ? Object.fromEntries(v.map((d) => [d, { condition: 'service_started' }])) : Object.fromEntries(Object.entries(v ?? {}).map(([d, c]) => [d, { condition: c?.condition ?? 'service_started' }]))
+  const resolve = (def, file, seen = 0) => {
+    const ext = typeof def?.extends === 'string' ? { service: def.extends } : def?.extends
+    if (!ext || seen > 5) return { ...def, depends_on: deps(def?.depends_on) }
+    const from = ext.file ? `${file.replace(/[^/]*$/, '')}${ext.file}` : file
+    const parent = resolve(read(from)[ext.service] ?? {}, from, seen + 1)
+    return { ...parent, ...def, depends_on: { ...parent.depends_on, ...deps(def.depends_on) } }
+  }
+  const files = []
+  for (let i = 1; i < argv.length && argv[i] !== norm[1]; i++) if (argv[i] === '-f' || argv[i] === '--file') files.push(argv[++i])
+  const profiles = argv.flatMap((a, i) => (argv[i - 1] === '--profile' ? [a] : []))
+  const services = {}
+  for (const file of files) {
+    if (!fs.existsSync(file)) return undefined
+    for (const [name, def] of Object.entries(read(file))) {
+      const own = resolve(def ?? {}, file)
+      services[name] = { ...(services[name] ?? {}), ...own, ...(def?.depends_on ? { depends_on: deps(def.depends_on) } : {}) }
+    }
+  }
+  for (const [name, def] of Object.entries(services))
+    if (def.profiles?.length && !def.profiles.some((p) => profiles.includes(p))) delete services[name]
+  return files.length ? services : undefined
+}
+
 // docker compose loads (and validates) the project before every subcommand but `version`.
 let modelServices
+let model
 const oneShots = new Set()
-if (norm[0] === 'compose' && norm[1] !== 'version' && process.env.FAKE_COMPOSE_CONFIG && scenario.daemon !== false) {
-  const loaded = await realLoader(['--format', 'json'])
-  if (loaded.status !== 0) fail(loaded.stderr || `compose-config exited ${loaded.status}`, loaded.status === 15 ? 15 : 1)
-  if (loaded.stderr && norm[1] !== 'config') process.stderr.write(loaded.stderr)
+if (norm[0] === 'compose' && norm[1] !== 'version' && scenario.daemon !== false) {
+  if (process.env.FAKE_COMPOSE_CONFIG) {
+    const loaded = await realLoader(['--format', 'json'])
+    if (loaded.status !== 0) fail(loaded.stderr || `compose-config exited ${loaded.status}`, loaded.status === 15 ? 15 : 1)
+    if (loaded.stderr && norm[1] !== 'config') process.stderr.write(loaded.stderr)
+    model = JSON.parse(loaded.stdout).services ?? {}
+  } else model = await fallbackModel().catch(() => undefined)
+}
+if (model) {
   // Services Compose creates: enabled by the active profiles, and not scaled to 0.
-  const model = JSON.parse(loaded.stdout).services ?? {}
   modelServices = Object.keys(model).filter((n) => model[n]?.deploy?.replicas !== 0)
   // A service others wait for to complete (kafka-init) runs once: started, it finishes with exit 0.
   for (const svcModel of Object.values(model))
@@ -297,7 +339,9 @@ switch (cmd) {
     needDaemon()
     switch (sub) {
       case 'ps': {
-        const names = selectedServices(args.filter((a, i) => args[i - 1] !== '--format' && args[i - 1] !== '--filter'))
+        // The containers that exist: those named, or every one the scenario or an `up` made.
+        const named = args.filter((a, i) => !a.startsWith('-') && args[i - 1] !== '--format' && args[i - 1] !== '--filter')
+        const names = named.length ? named : serviceNames()
         const visible = names.filter((n) => args.includes('-a') || args.includes('--all') || svc(n).state === 'running' || svc(n).state === 'restarting')
         if (args.includes('--services')) out(visible.join('\n'))
         else if (args.includes('json')) out(visible.map(psLine).join('\n'))
@@ -348,9 +392,9 @@ switch (cmd) {
           process.stderr.write(answer.stderr)
           process.exit(answer.status ?? 1)
         }
-        if (args.includes('--services')) out(serviceNames().join('\n'))
+        if (args.includes('--services')) out(Object.keys(model ?? state.services).join('\n'))
         else if (args.includes('--volumes')) out((scenario.volumes ?? ['postgres-data', 'clickhouse-data']).join('\n'))
-        else if (!args.includes('-q') && !args.includes('--quiet')) out(JSON.stringify({ name: PROJECT, services: state.services }))
+        else if (!args.includes('-q') && !args.includes('--quiet')) out(JSON.stringify({ name: PROJECT, services: model ?? state.services }))
         break
       }
       case 'logs': {

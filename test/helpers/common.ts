@@ -19,6 +19,12 @@ export const FAKES = path.resolve(ROOT, 'test/fakes')
 /** tsx's loader by absolute path, for `node --import` from any working directory. */
 export const TSX = path.resolve(ROOT, 'node_modules/tsx/dist/loader.mjs')
 
+/**
+ * How long a spawned script may run before the harness calls it hung: far above any run's own
+ * bounds on a busy 2-core machine, so it catches hangs without being a margin tests race.
+ */
+export const SCRIPT_TIMEOUT_MS = 150_000
+
 /** A fresh directory under the system temp dir. */
 export function scratchDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix))

@@ -90,18 +90,26 @@ export function makeStackProject(
   const compose = [
     'services:',
     ...services.map((s) => `  ${s}:\n    image: example/${s}`),
-    '  asyncmigrationscheck:\n    image: example/app\n    deploy:\n      replicas: 0',
+    // kafka-init runs once: a service waits for it to complete, which is how Compose knows.
+    '  asyncmigrationscheck:\n    image: example/app\n    deploy:\n      replicas: 0' +
+      (services.includes('kafka-init')
+        ? '\n    depends_on:\n      kafka-init:\n        condition: service_completed_successfully'
+        : ''),
     '  livestream:\n    image: example/livestream',
     '',
   ].join('\n')
   fs.writeFileSync(path.join(stackDir, 'docker-compose.yml'), compose)
-  fs.writeFileSync(path.join(stackDir, 'docker-compose.override.yml'), 'services: {}\n')
+  // As prepare writes it: a switched-off service is in a profile that is never activated.
+  const off = ['livestream', ...(opts.env?.DISABLED_SERVICES ?? '').split(',').filter(Boolean)]
+  fs.writeFileSync(
+    path.join(stackDir, 'docker-compose.override.yml'),
+    `services:\n${[...new Set(off)].map((s) => `  ${s}:\n    profiles: !override [off]\n`).join('')}`,
+  )
   const envFile = path.join(dir, '.env')
   const values: Record<string, string> = {
     POSTHOG_SECRET: SECRET,
     ENCRYPTION_SALT_KEYS: SALT,
     STACK_DIR: 'stack',
-    DISABLED_SERVICES: 'livestream',
     ...opts.env,
   }
   writeEnvFile(envFile, values)

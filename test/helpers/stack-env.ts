@@ -12,6 +12,7 @@ import {
   listenLocal,
   type ProcessResult,
   ROOT,
+  SCRIPT_TIMEOUT_MS,
   type StartedProcess,
   scratchDir,
   secretsFound,
@@ -82,7 +83,7 @@ export function startScript(
   args: string[],
   project: Project,
   extraEnv: Record<string, string> = {},
-  timeoutMs = 60_000,
+  timeoutMs = SCRIPT_TIMEOUT_MS,
 ): Running {
   return startProcess(
     process.execPath,
@@ -100,7 +101,7 @@ export function runScript(
   args: string[],
   project: Project,
   extraEnv: Record<string, string> = {},
-  timeoutMs = 60_000,
+  timeoutMs = SCRIPT_TIMEOUT_MS,
 ): Promise<RunResult> {
   return startScript(name, args, project, extraEnv, timeoutMs).done
 }
@@ -239,7 +240,7 @@ export function runOnTty(
       child.stdin.write(`${opts.answer ?? ''}\n`)
     }
   })
-  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000)
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? SCRIPT_TIMEOUT_MS)
   return new Promise((resolve) =>
     child.on('close', (code) => {
       clearTimeout(timer)

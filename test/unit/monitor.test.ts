@@ -175,6 +175,7 @@ describe('service evaluation', () => {
   it('flags exited, restarting, unhealthy, missing and OOM-killed services; one-shots may exit 0', () => {
     const e = evaluateServices(
       ['web', 'worker', 'plugins', 'db', 'clickhouse', 'kafka-init', 'capture', 'elasticsearch'],
+      ['kafka-init'],
       [
         c('web'),
         c('worker', { state: 'exited', exitCode: 1 }),
@@ -198,13 +199,13 @@ describe('service evaluation', () => {
 
   it('notices a restart count growing since the last run of the same container', () => {
     const prev = { worker: { id: 'id-worker', count: 2 } }
-    expect(evaluateServices(['worker'], [c('worker', { restartCount: 2 })], prev).problems).toEqual([])
-    expect(evaluateServices(['worker'], [c('worker', { restartCount: 3 })], prev).problems[0]?.text).toBe(
+    expect(evaluateServices(['worker'], [], [c('worker', { restartCount: 2 })], prev).problems).toEqual([])
+    expect(evaluateServices(['worker'], [], [c('worker', { restartCount: 3 })], prev).problems[0]?.text).toBe(
       'worker restarted 1 time since the last run',
     )
     // A new container starts counting from zero again: not a restart.
     expect(
-      evaluateServices(['worker'], [c('worker', { restartCount: 3, id: 'new' })], prev).problems,
+      evaluateServices(['worker'], [], [c('worker', { restartCount: 3, id: 'new' })], prev).problems,
     ).toEqual([])
   })
 })
