@@ -121,7 +121,11 @@ export const ENV_SPEC: Record<string, EnvKey> = {
         ? undefined
         : 'must be an image repository such as posthog/posthog',
   },
-  POSTHOG_REPO_URL: { default: 'https://github.com/PostHog/posthog.git', validate: url },
+  POSTHOG_REPO_URL: {
+    default: 'https://github.com/PostHog/posthog.git',
+    // git reads an argument starting with '-' as an option (e.g. --upload-pack=<command>).
+    validate: (v) => (v.startsWith('-') ? 'must not start with - (git would read it as an option)' : url(v)),
+  },
   STACK_DIR: {
     default: 'stack',
     validate: (v) => (v.trim() && !v.includes('\n') ? undefined : 'must be a directory path'),

@@ -250,6 +250,15 @@ describe('prepare against real git servers', () => {
     expect(r.stdout).toMatch(/network error .* retrying/)
     expectGoodCheckout(p, repo.tags.v1!)
   }, 120_000)
+
+  it('refuses a POSTHOG_REPO_URL starting with - (exit 2, one line) before writing anything', async () => {
+    const p = project('--upload-pack@evil.example:repo.git')
+    fs.rmSync(path.join(p.dir, '.env'))
+    const r = await prepare(p)
+    expect(r.code).toBe(2)
+    expect(oneLine(r)).toMatch(/POSTHOG_REPO_URL must not start with -/)
+    expect(fs.readdirSync(p.dir)).toEqual([])
+  }, 60_000)
 })
 
 describe('credentials in POSTHOG_REPO_URL', () => {
