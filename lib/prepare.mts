@@ -18,6 +18,14 @@ import type { Config } from './env.mts'
 import { readIfExists, type WriteResult, writeFileAtomic } from './fsutil.mts'
 import { type FetchResult, fetchPosthog, setSparsePaths } from './gitfetch.mts'
 import { buildOverride } from './override.mts'
+import {
+  describeVersion,
+  formatVersion,
+  type PosthogVersion,
+  pinnedConfig,
+  resolveVersion,
+  VERSION_FILE,
+} from './posthog-version.mts'
 import { download, downloadProgress } from './release.mts'
 
 export interface PrepareOptions {
@@ -34,6 +42,8 @@ export interface PrepareResult {
   commit: string
   /** The commit checked out before this run, if any (upgrades compare the two). */
   previousCommit?: string
+  /** What runs: the commit and image tags (a branch such as latest frozen at one commit). */
+  version: PosthogVersion
   /** Every service the copied compose file defines. */
   services: string[]
   enabledServices: string[]
@@ -201,8 +211,15 @@ export async function prepareStack(cfg: Config, opts: PrepareOptions): Promise<P
   const stack = cfg.stackDir
   const checkout = path.join(stack, CHECKOUT_DIR)
 
-  // 1. The sources (network).
-  const { fetched, hobby, base, notices } = await fetchSources(cfg, opts.log)
+  // 1. The version (a branch stays at the commit it was first resolved to) and its sources.
+  const resolved = await resolveVersion(cfg, opts.log)
+  const { fetched, hobby, base, notices } = await fetchSources(
+    { ...cfg, appTag: resolved.fetchRef },
+    opts.log,
+  )
+  const version: PosthogVersion = { ...resolved.version, commit: fetched.commit }
+  if (resolved.notice) notices.push(resolved.notice)
+  opts.log(describeVersion(version))
 
   // 2. Everything generated, before anything is written (refusals and missing values end here).
   const override = buildOverride({
@@ -218,7 +235,7 @@ export async function prepareStack(cfg: Config, opts: PrepareOptions): Promise<P
     },
   })
   notices.push(...override.notices)
-  const stackEnv = buildStackEnv(cfg, hobby, base)
+  const stackEnv = buildStackEnv(pinnedConfig(cfg, version), hobby, base)
 
   // 3. Write. writeFileAtomic leaves identical files untouched (same bytes, same mtime).
   const changed: string[] = []
@@ -231,6 +248,7 @@ export async function prepareStack(cfg: Config, opts: PrepareOptions): Promise<P
     write(to, fs.readFileSync(path.join(checkout, from)), 0o644)
   write('docker-compose.override.yml', override.yaml, 0o644)
   write('.env', stackEnv, 0o600)
+  write(VERSION_FILE, formatVersion(version), 0o644)
   for (const [name, content] of Object.entries(COMPOSE_SCRIPTS)) write(`compose/${name}`, content, 0o755)
   for (const ctx of new Set(buildContexts(hobby).map((c) => c.path))) {
     // Build contexts are not fetched (the stack runs pulled images); an empty directory keeps
@@ -245,6 +263,7 @@ export async function prepareStack(cfg: Config, opts: PrepareOptions): Promise<P
     changed,
     commit: fetched.commit,
     previousCommit: fetched.previousCommit,
+    version,
     services: override.services,
     enabledServices: override.enabledServices,
     disabledServices: override.disabledServices,

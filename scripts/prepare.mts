@@ -28,6 +28,9 @@ const spec = {
     'Compose reads, compose/ scripts and share/. Creates .env with new secrets when there is none. Changes nothing\n' +
     'that is already right; docker-compose.local.yml (your own changes) is never touched.',
   notes: [
+    'Versions: a branch (latest included) is resolved once to its newest commit whose images are published and',
+    'stays there, for the checkout and every PostHog image tag (STACK_DIR/posthog-version.json), until',
+    "'upgrade --to <branch>' moves it. A re-run for the version already prepared needs no network.",
     'Environment knobs:',
     '  HOMELAB_FETCH_RETRIES=4, HOMELAB_FETCH_BACKOFF=2s  network retries, exponential backoff from this delay',
     '  GEOIP_URL=https://mmdbcdn.posthog.net/  where the GeoLite2-City database (brotli) comes from',

@@ -1,8 +1,9 @@
 // prepare's fetch against real git servers: the fixture repository served over smart HTTP the
 // ways real hosts serve it (open, GitHub's filter policy, protocol v0 only) and over file://;
 // refusals and network failures; credentials in POSTHOG_REPO_URL; interruptions at every git
-// call. Scripts are spawned as users run them; a git shim first on PATH logs (and, when asked,
-// interrupts) every git command the script runs.
+// call; a floating POSTHOG_APP_TAG frozen at a commit whose images exist (the fake docker
+// answers `manifest inspect`). Scripts are spawned as users run them; a git shim first on PATH
+// logs (and, when asked, interrupts) every git command the script runs.
 import { execFileSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -12,6 +13,7 @@ import { loadConfig } from '../../lib/env.mts'
 import { prepareStack } from '../../lib/prepare.mts'
 import { FAKES, type ProcessResult, ROOT, scratchDir, startProcess, writeEnvFile } from '../helpers/common.ts'
 import {
+  addCommit,
   git,
   makePosthogRepo,
   type PosthogRepo,
@@ -393,4 +395,128 @@ describe('an interrupted fetch never leaves a checkout the next run takes for go
         atV1,
       )
   }, 600_000)
+})
+
+describe('a floating POSTHOG_APP_TAG (latest, a branch) is frozen', () => {
+  let floating: PosthogRepo
+  let server: RepoServer
+  beforeAll(async () => {
+    floating = makePosthogRepo(path.join(tmp, 'floating.git'), { commits: 8, unrelatedFiles: 50 })
+    server = await serveRepo(floating.dir, { policy: 'github' })
+  }, 60_000)
+  afterAll(() => server.close())
+
+  const c = (i: number) => floating.commits[i]!
+  const images = (repoName: string, commits: string[]) => commits.map((x) => `${repoName}:${x}`)
+  function scenario(p: Project, manifests: string[], extra: object = {}) {
+    fs.writeFileSync(p.env.FAKE_DOCKER_SCENARIO!, JSON.stringify({ manifests, ...extra }))
+  }
+  function manifestCalls(p: Project): string[] {
+    const log = p.env.FAKE_DOCKER_LOG!
+    if (!fs.existsSync(log)) return []
+    return fs
+      .readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { argv: string[] }).argv)
+      .filter((a) => a[0] === 'manifest')
+      .map((a) => a.at(-1)!)
+  }
+  const stackEnv = (p: Project) =>
+    Object.fromEntries(
+      fs
+        .readFileSync(path.join(p.stack, '.env'), 'utf8')
+        .split('\n')
+        .filter((l) => /^POSTHOG_(APP|NODE)_TAG=/.test(l))
+        .map((l) => l.split('=') as [string, string]),
+    )
+
+  it('resolves latest once to the newest commit with an app image, pairs the node image, and records both', async () => {
+    const p = project(server.url, { POSTHOG_APP_TAG: 'latest' })
+    // The two newest commits have no images yet; node images exist up to commit 3.
+    scenario(p, [
+      ...images('posthog/posthog', floating.commits.slice(0, 6)),
+      ...images('posthog/posthog-node', floating.commits.slice(0, 4)),
+    ])
+    const r = await prepare(p)
+    expect(r.code, r.stderr).toBe(0)
+    expect(manifestCalls(p)).toEqual([
+      ...images('posthog/posthog', [c(7), c(6), c(5)]),
+      ...images('posthog/posthog-node', [c(5), c(4), c(3)]),
+    ])
+    expect(r.stdout).toContain(
+      `PostHog latest is held at commit ${c(5).slice(0, 12)} (the newest with published images on `,
+    )
+    expect(r.stdout).toMatch(/'npx tsx scripts\/upgrade\.mts --to latest' moves it$/m)
+    expect(git(['rev-parse', 'HEAD'], { cwd: p.checkout })).toBe(c(5))
+    expect(stackEnv(p)).toEqual({ POSTHOG_APP_TAG: c(5), POSTHOG_NODE_TAG: c(3) })
+    const record = JSON.parse(fs.readFileSync(path.join(p.stack, 'posthog-version.json'), 'utf8'))
+    expect(record).toMatchObject({
+      ref: 'latest',
+      kind: 'branch',
+      commit: c(5),
+      appTag: c(5),
+      nodeTag: c(3),
+      repoUrl: server.url,
+      registryUrl: 'posthog/posthog',
+    })
+    expect(fs.statSync(path.join(p.stack, 'posthog-version.json')).mode & 0o777).toBe(0o644)
+
+    // main moves on and its images appear: re-runs stay where they were, without asking anyone.
+    addCommit(floating.dir, { 'docker/kafka/topics.txt': 'moved on\n' }, 'main moves on')
+    fs.writeFileSync(p.env.FAKE_DOCKER_SCENARIO!, '{}') // every image exists now
+    server.resetStats()
+    const calls = manifestCalls(p).length
+    const again = await prepare(p)
+    expect(again.code, again.stderr).toBe(0)
+    expect(again.stdout).toMatch(/nothing changed/)
+    expect(again.stdout).toContain(`PostHog latest is held at commit ${c(5).slice(0, 12)}`)
+    expect(server.stats.requests).toBe(0)
+    expect(manifestCalls(p)).toHaveLength(calls)
+    expect(git(['rev-parse', 'HEAD'], { cwd: p.checkout })).toBe(c(5))
+    expect(stackEnv(p)).toEqual({ POSTHOG_APP_TAG: c(5), POSTHOG_NODE_TAG: c(3) })
+  }, 120_000)
+
+  it('keeps a POSTHOG_NODE_TAG set by the user, and says when no node image matches', async () => {
+    let p = project(server.url, { POSTHOG_APP_TAG: 'main', POSTHOG_NODE_TAG: 'mine' })
+    let r = await prepare(p)
+    expect(r.code, r.stderr).toBe(0)
+    const head = git(['rev-parse', 'refs/heads/main'], { cwd: floating.dir })
+    expect(stackEnv(p)).toEqual({ POSTHOG_APP_TAG: head, POSTHOG_NODE_TAG: 'mine' })
+    expect(manifestCalls(p)).toEqual([`posthog/posthog:${head}`])
+
+    p = project(server.url, { POSTHOG_APP_TAG: 'latest' })
+    scenario(p, [`posthog/posthog:${head}`])
+    r = await prepare(p)
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout.match(/notice: no posthog\/posthog-node image matches/g)).toHaveLength(1)
+    expect(stackEnv(p)).toEqual({ POSTHOG_APP_TAG: head, POSTHOG_NODE_TAG: 'latest' })
+  }, 120_000)
+
+  it('ends in one line (exit 1) when no commit has images or the registry does not answer, writing nothing', async () => {
+    let p = project(server.url, { POSTHOG_APP_TAG: 'latest' })
+    scenario(p, ['posthog/posthog:some-other-tag'])
+    let r = await prepare(p)
+    expect(r.code).toBe(1)
+    expect(oneLine(r)).toMatch(/none of the newest \d+ commits of latest has an image in posthog\/posthog/)
+    expect(fs.existsSync(p.stack) ? fs.readdirSync(p.stack) : []).toEqual([])
+
+    p = project(server.url, { POSTHOG_APP_TAG: 'latest' })
+    scenario(p, [], {
+      rules: [
+        {
+          match: '^manifest inspect',
+          stderr:
+            'Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host',
+          exitCode: 1,
+        },
+      ],
+    })
+    r = await prepare(p)
+    expect(r.code).toBe(1)
+    expect(oneLine(r)).toMatch(
+      /could not ask the registry whether posthog\/posthog:[0-9a-f]{40} exists: .*no such host/,
+    )
+    expect(fs.existsSync(p.stack) ? fs.readdirSync(p.stack) : []).toEqual([])
+  }, 120_000)
 })

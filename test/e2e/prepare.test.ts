@@ -195,7 +195,7 @@ describe('prepare, fetching with stock git', () => {
     fs.writeFileSync(marker, 'same clone')
     const r = await run(dir, [], { POSTHOG_APP_TAG: 'v2' })
     expect(r.code).toBe(0)
-    expect(r.stdout).toMatch(/changed: posthog\/, \.env$/m)
+    expect(r.stdout).toMatch(/changed: posthog\/, \.env, posthog-version\.json$/m)
     expect(fs.existsSync(marker)).toBe(true)
     expect(git(['rev-parse', 'HEAD'], { cwd: path.join(stack, 'posthog') })).toBe(repo.tags.v2)
     expect(fs.readFileSync(path.join(stack, 'posthog/docker/kafka/topics.txt'), 'utf8')).toContain(
