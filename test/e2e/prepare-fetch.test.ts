@@ -1,9 +1,9 @@
 // prepare's fetch against real git servers: the fixture repository served over smart HTTP the
 // ways real hosts serve it (open, GitHub's filter policy, protocol v0 only) and over file://;
 // refusals and network failures; credentials in POSTHOG_REPO_URL; interruptions at every git
-// call; a floating POSTHOG_APP_TAG frozen at a commit whose images exist (the fake docker
-// answers `manifest inspect`). Scripts are spawned as users run them; a git shim first on PATH
-// logs (and, when asked, interrupts) every git command the script runs.
+// call; re-runs with the server gone; a floating POSTHOG_APP_TAG frozen at a commit whose images
+// exist (the fake docker answers `manifest inspect`). Scripts are spawned as users run them; a git
+// shim first on PATH logs (and, when asked, interrupts) every git command the script runs.
 import { execFileSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -21,6 +21,7 @@ import {
   type ServerPolicy,
   serveRepo,
 } from '../helpers/fixture-repo.ts'
+import * as stackEnv from '../helpers/stack-env.ts'
 
 const SECRET = '5eed1e55'.repeat(7)
 const SALT = 'fe7c4f00'.repeat(4)
@@ -395,6 +396,93 @@ describe('an interrupted fetch never leaves a checkout the next run takes for go
         atV1,
       )
   }, 600_000)
+})
+
+describe('re-runs for the version already prepared need no network', () => {
+  let server: RepoServer
+  beforeAll(async () => {
+    server = await serveRepo(repo.dir, { policy: 'github' })
+  })
+  afterAll(() => server.close())
+
+  it('a tag: one notice line when the server does not answer, no retries, nothing changed', async () => {
+    const own = await serveRepo(repo.dir, { policy: 'github' })
+    const p = project(own.url)
+    expect((await prepare(p)).code).toBe(0)
+    const before = stackContents(p.stack)
+    await own.close()
+    const r = await prepare(p)
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr).toBe('')
+    expect(r.stdout).not.toMatch(/retrying/)
+    expect(r.stdout.match(/did not answer/g)).toHaveLength(1)
+    expect(r.stdout).toMatch(
+      /notice: .* did not answer .*; using v1 as prepared before \(commit [0-9a-f]{12}\)/,
+    )
+    expect(r.stdout).toMatch(/nothing changed/)
+    expect(stackContents(p.stack)).toEqual(before)
+  }, 120_000)
+
+  it('a commit: not even a notice', async () => {
+    const own = await serveRepo(repo.dir, { policy: 'github' })
+    const p = project(own.url, { POSTHOG_APP_TAG: repo.commits[2]! })
+    expect((await prepare(p)).code).toBe(0)
+    await own.close()
+    const r = await prepare(p)
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).not.toMatch(/notice: .*answer|retrying|fetching/)
+    expect(r.stdout).toMatch(/nothing changed/)
+    expectGoodCheckout(p, repo.commits[2]!)
+  }, 120_000)
+
+  it('a tag, with the server up: one look-up, no fetch', async () => {
+    const p = project(server.url, { POSTHOG_APP_TAG: 'v1' })
+    expect((await prepare(p)).code).toBe(0)
+    server.resetStats()
+    const r = await prepare(p)
+    expect(r.code, r.stderr).toBe(0)
+    // Only the look-up: the tag still names the commit checked out.
+    expect(server.stats.paths.filter((x) => x.startsWith('POST'))).toHaveLength(1)
+  }, 120_000)
+})
+
+describe('up after a power cut, with the git server still down', () => {
+  const SERVICES = ['db', 'redis7', 'clickhouse', 'kafka', 'web', 'proxy', 'worker', 'plugins']
+
+  it.each([
+    ['latest (frozen)', 'latest', 0],
+    ['a tag', 'v1', 1],
+  ])(
+    '%s: up uses the prepared checkout and the local images, with at most one notice',
+    async (_name, tag, notices) => {
+      const own = await serveRepo(repo.dir, { policy: 'github' })
+      const p = stackEnv.makeProject({ withEnv: { POSTHOG_APP_TAG: tag } })
+      const health = await stackEnv.healthServer(p, stackEnv.usualStart)
+      try {
+        Object.assign(p.env, {
+          POSTHOG_REPO_URL: own.url,
+          POSTHOG_PROXY_HTTP_PORT: String(health.port),
+          HOMELAB_RETRY_BACKOFF: '10ms',
+          HOMELAB_FETCH_BACKOFF: '10ms',
+        })
+        p.scenario({ services: Object.fromEntries(SERVICES.map((x) => [x, { state: 'created' }])) })
+        const first = await stackEnv.runScript('up', ['--no-geoip'], p)
+        expect(first.code, first.stderr).toBe(0)
+        await own.close()
+        const again = await stackEnv.runScript('up', ['--no-geoip'], p)
+        expect(again.code, again.stderr).toBe(0)
+        expect(again.stdout).toMatch(/PostHog is healthy/)
+        expect(again.stdout).not.toMatch(/retrying|fetching/)
+        expect(again.stdout.match(/did not answer/g) ?? []).toHaveLength(notices)
+        expect(p.calls().filter((c) => c[1] === 'pull')).toEqual([])
+      } finally {
+        await own.close()
+        await health.close()
+        p.cleanup()
+      }
+    },
+    180_000,
+  )
 })
 
 describe('a floating POSTHOG_APP_TAG (latest, a branch) is frozen', () => {
