@@ -389,32 +389,21 @@ export async function lsRemote(opts: StepOptions): Promise<RemoteRef> {
 }
 
 /**
- * The first-parent history of `commit` (itself first), at most `max` commits: commits only
- * (`--filter=tree:0`), fetched into a scratch repository that is removed afterwards.
+ * The first-parent history of `tip` (a commit id, or a name such as HEAD), newest first, at most
+ * `max` commits: commits only (`--filter=tree:0`), fetched into a scratch repository that is
+ * removed afterwards.
  */
-export async function firstParentHistory(opts: StepOptions, commit: string, max: number): Promise<string[]> {
+export async function firstParentHistory(opts: StepOptions, tip: string, max: number): Promise<string[]> {
   const remote = remoteFor(opts.repoUrl)
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'posthog-history-'))
   try {
     await git(scratch, ['init', '--quiet', '--bare'])
     await git(scratch, ['remote', 'add', 'origin', remote.url])
+    const args = ['fetch', '--quiet', `--depth=${max}`, '--filter=tree:0', '--no-tags', '--end-of-options']
     await networkStep(opts, `fetching the history of ${opts.ref}`, () =>
-      git(
-        scratch,
-        [
-          'fetch',
-          '--quiet',
-          `--depth=${max}`,
-          '--filter=tree:0',
-          '--no-tags',
-          '--end-of-options',
-          'origin',
-          commit,
-        ],
-        { timeout: NETWORK_TIMEOUT, remote },
-      ),
+      git(scratch, [...args, 'origin', tip], { timeout: NETWORK_TIMEOUT, remote }),
     )
-    const out = await git(scratch, ['rev-list', '--first-parent', `--max-count=${max}`, commit])
+    const out = await git(scratch, ['rev-list', '--first-parent', `--max-count=${max}`, 'FETCH_HEAD'])
     return out.stdout.split('\n').filter(Boolean)
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true })

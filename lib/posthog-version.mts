@@ -129,19 +129,16 @@ export async function resolveVersion(
     return { version: keep({ ...same, nodeTag }), fetchRef: same.commit }
   }
 
+  const step = { repoUrl: cfg.repoUrl, ref: cfg.appTag, dir: cfg.stackDir, log }
+  // latest is the default branch: the history fetched by its name (HEAD) gives its head too.
+  if (cfg.appTag === 'latest') return installableVersion(cfg, step, 'HEAD', log)
+
   const checkedOut = await checkoutHead(path.join(cfg.stackDir, 'posthog'))
   // The tag prepared before, still checked out: one quick try, and the server not answering is fine.
   const fallback = same?.kind === 'tag' && checkedOut === same.commit ? same : undefined
-  const step = {
-    repoUrl: cfg.repoUrl,
-    ref: cfg.appTag,
-    dir: cfg.stackDir,
-    log,
-    retries: fallback ? 1 : undefined,
-  }
   let remote: Awaited<ReturnType<typeof lsRemote>>
   try {
-    remote = await lsRemote(step)
+    remote = await lsRemote({ ...step, retries: fallback ? 1 : undefined })
   } catch (e) {
     if (!(fallback && e instanceof NetworkFailure)) throw e
     const why = e.message.split(': ').at(-1)
@@ -165,12 +162,26 @@ export async function resolveVersion(
       fetchRef: checkedOut === remote.commit ? remote.commit : cfg.appTag,
     }
   }
-  const installable = await latestInstallable(cfg, step, remote.commit, log)
-  return {
-    version: { ...base, kind: 'branch', ...installable, resolvedAt: now },
-    fetchRef: installable.commit,
-    notice: installable.notice,
+  return installableVersion(cfg, step, remote.commit, log)
+}
+
+/** A branch resolved anew: its latest installable commit, recorded as of now. */
+async function installableVersion(
+  cfg: VersionConfig,
+  step: Parameters<typeof lsRemote>[0],
+  tip: string,
+  log: (line: string) => void,
+): Promise<Resolved> {
+  const { notice, ...tags } = await latestInstallable(cfg, step, tip, log)
+  const version: PosthogVersion = {
+    ref: cfg.appTag,
+    kind: 'branch',
+    ...tags,
+    repoUrl: remoteFor(cfg.repoUrl).url,
+    registryUrl: cfg.registryUrl,
+    resolvedAt: new Date().toISOString(),
   }
+  return { version, fetchRef: version.commit, notice }
 }
 
 interface Installable {
@@ -183,11 +194,11 @@ interface Installable {
 async function latestInstallable(
   cfg: VersionConfig,
   step: Parameters<typeof lsRemote>[0],
-  head: string,
+  tip: string,
   log: (line: string) => void,
 ): Promise<Installable> {
   log(`looking for the newest commit of ${cfg.appTag} whose images ${cfg.registryUrl} has published`)
-  const commits = await firstParentHistory(step, head, MAX_COMMITS)
+  const commits = await firstParentHistory(step, tip, MAX_COMMITS)
   const app = await firstWithImage(cfg.registryUrl, commits)
   if (app < 0)
     throw new RuntimeFailure(
