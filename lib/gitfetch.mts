@@ -131,6 +131,9 @@ export async function inspectCheckout(dir: string, url: string): Promise<Existin
       }
   const head = await gitNothrow(dir, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'])
   if (!head.ok) return { usable: false, reason: 'it has no commit checked out: an interrupted first fetch' }
+  // Every tree comes with the commit (blob:none), so this reads a local object and fetches nothing.
+  const tree = await gitNothrow(dir, ['cat-file', '-e', 'HEAD^{tree}'])
+  if (!tree.ok) return { usable: false, reason: 'its git data is corrupt' }
   return { usable: true, commit: head.stdout.trim() }
 }
 
