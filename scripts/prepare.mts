@@ -30,7 +30,7 @@ const spec = {
   notes: [
     'Versions: a branch (latest included) is resolved once to its newest commit whose images are published and',
     'stays there, for the checkout and every PostHog image tag (STACK_DIR/posthog-version.json), until',
-    "'upgrade --to <branch>' moves it. A re-run for the version already prepared needs no network.",
+    "'upgrade --to <branch>' moves it. A re-run for the version already prepared works without the network.",
     'Environment knobs:',
     '  HOMELAB_FETCH_RETRIES=4, HOMELAB_FETCH_BACKOFF=2s  network retries, exponential backoff from this delay',
     '  GEOIP_URL=https://mmdbcdn.posthog.net/  where the GeoLite2-City database (brotli) comes from',

@@ -60,7 +60,10 @@ const spec = {
     'Upgrades PostHog to TAG: backup, new compose files, image pull, web alone until its migrations are done, ' +
     'then everything; rolls back to the current version by itself when the new one does not come up healthy.',
   flags: {
-    to: { type: 'string' as const, help: 'target PostHog version: a tag, branch, latest or a 40-hex commit' },
+    to: {
+      type: 'string' as const,
+      help: 'target PostHog version: a tag, branch, latest or a 40-hex commit (a branch: its newest commit with images)',
+    },
     'dry-run': {
       type: 'boolean' as const,
       help: 'print the plan (tags, services added/removed, images) and change nothing',
