@@ -130,7 +130,11 @@ export const ENV_SPEC: Record<string, EnvKey> = {
         ? undefined
         : 'must be an image repository such as posthog/posthog',
   },
-  POSTHOG_REPO_URL: { default: 'https://github.com/PostHog/posthog.git', validate: url },
+  POSTHOG_REPO_URL: {
+    default: 'https://github.com/PostHog/posthog.git',
+    // git reads an argument starting with '-' as an option (e.g. --upload-pack=<command>).
+    validate: (v) => (v.startsWith('-') ? 'must not start with - (git would read it as an option)' : url(v)),
+  },
   STACK_DIR: {
     default: 'stack',
     validate: (v) => (v.trim() && !v.includes('\n') ? undefined : 'must be a directory path'),
@@ -346,7 +350,7 @@ export function checkStackDir(root: string, envFile: string, value: string): voi
     if (code === 'ENOTDIR') throw new UsageError(`${name} is a file, not a folder: ${fix}`)
     throw new UsageError(`${name} cannot be read (${code}): ${fix}, or fix its permissions`)
   }
-  const foreign = entries.filter((e) => !STACK_ENTRIES.has(e) && !/^(posthog|\.upgrade|backups?)/.test(e))
+  const foreign = entries.filter((e) => !STACK_ENTRIES.has(e) && !/^(\.?posthog|\.upgrade|backups?)/.test(e))
   if (foreign.length > 0 && !entries.includes(STACK_MARKER))
     throw new UsageError(
       `${name} already holds files the toolkit did not write (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', ...' : ''}): ${fix}, or empty it`,

@@ -1,18 +1,39 @@
-// Getting PostHog's source at one ref into STACK_DIR/posthog, fetching as little as possible,
-// one of two ways: precisely (lib/gitprecise.mts: git protocol v2, only the objects on the
-// needed paths) for http(s) remotes, or with stock git (shallow, blob-less, non-cone sparse
-// checkout) for ssh/file remotes, behind proxies, or when a server refuses the precise requests.
-// A re-run moves the same checkout to the new ref; a broken or foreign checkout is moved aside,
-// never deleted.
+// Getting PostHog's source at one ref into STACK_DIR/posthog with stock git, fetching as little
+// as possible: one commit (depth 1) without blobs (`--filter=blob:none`, which every major git
+// server allows), checked out sparsely (non-cone patterns) on exactly the needed paths, whose
+// blobs git then fetches in one batch. Stock git negotiates with any server (protocol v0 or v2,
+// GitHub's filter policy, proxies, ssh, file).
+//
+// Interruptions (Ctrl-C, kill -9, a power cut) never leave a checkout that a later run takes for
+// good: a first checkout is built in a folder beside STACK_DIR/posthog and renamed into place
+// once complete; an existing checkout is changed in place with a marker file saying so, and a run
+// that finds the marker finishes the change. A broken or foreign checkout is moved aside, never
+// deleted.
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
-import { UsageError } from './cli.mts'
+import { sleep } from 'zx'
+import { RuntimeFailure, UsageError } from './cli.mts'
 import { isGitRefName } from './env.mts'
 import { timestamp } from './fsutil.mts'
-import { type FetchOptions, git, gitNothrow, NETWORK_TIMEOUT, networkStep, WireRefused } from './gitcli.mts'
-import { materialize, preciseFetch } from './gitprecise.mts'
+import {
+  type FetchOptions,
+  git,
+  gitNothrow,
+  NETWORK_TIMEOUT,
+  networkStep,
+  type Remote,
+  remoteFor,
+  type StepOptions,
+} from './gitcli.mts'
 
-export { classifyGitError, type FailureKind, type FetchOptions } from './gitcli.mts'
+export {
+  classifyGitError,
+  type FailureKind,
+  type FetchOptions,
+  NetworkFailure,
+  remoteFor,
+} from './gitcli.mts'
 
 export interface FetchResult {
   commit: string
@@ -22,6 +43,12 @@ export interface FetchResult {
   fresh: boolean
   /** Where a broken or foreign checkout was moved. */
   movedAside?: string
+}
+
+const COMMIT = /^[0-9a-f]{40}$/
+
+export function isCommitId(ref: string): boolean {
+  return COMMIT.test(ref)
 }
 
 /** What the user's ref means to `git fetch`: `latest` is the remote's HEAD. */
@@ -36,57 +63,147 @@ export function sparsePatterns(paths: string[]): string[] {
   return [...new Set(paths.map((p) => `/${escapeGlob(p.replace(/^\/+|\/+$/g, ''))}`))].sort()
 }
 
+function unpattern(p: string): string {
+  return p.replace(/^\//, '').replace(/\\(.)/g, '$1')
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checkout's own configuration, and how to tell a complete checkout.
+
+/** Set before the first fetch: a partial, sparse clone whose missing blobs come from origin. */
+function checkoutConfig(url: string): [string, string][] {
+  return [
+    ['remote.origin.url', url],
+    ['remote.origin.promisor', 'true'],
+    ['remote.origin.partialclonefilter', 'blob:none'],
+    ['core.sparseCheckout', 'true'],
+    ['core.sparseCheckoutCone', 'false'],
+  ]
+}
+
+/** Written before the working tree of an existing checkout changes, removed once it matches. */
+const CHANGING = 'homelab-changing'
+
+function markerFile(dir: string): string {
+  return path.join(dir, '.git', CHANGING)
+}
+
 interface ExistingState {
   usable: boolean
   reason?: string
   commit?: string
 }
 
-/** Is `dir` our own checkout of `repoUrl`? (Not a parent repository, not another remote, not corrupt.) */
-export async function inspectCheckout(
-  dir: string,
-  repoUrl: string,
-  mode?: FetchMode,
-): Promise<ExistingState> {
+/** The checkout's own configuration (keys lower-cased, as git prints them). */
+async function localConfig(dir: string): Promise<Map<string, string>> {
+  const out = await gitNothrow(dir, ['config', '--local', '--list', '-z'])
+  return new Map(
+    out.stdout
+      .split('\0')
+      .filter(Boolean)
+      .map((entry) => {
+        const nl = entry.indexOf('\n')
+        return nl < 0 ? [entry.toLowerCase(), ''] : [entry.slice(0, nl).toLowerCase(), entry.slice(nl + 1)]
+      }),
+  )
+}
+
+/**
+ * Is `dir` our own, complete checkout of `url` (the URL without credentials)? Not a parent
+ * repository, not another remote, not one fetched another way, not one left half-configured.
+ */
+export async function inspectCheckout(dir: string, url: string): Promise<ExistingState> {
   if (!fs.existsSync(path.join(dir, '.git'))) return { usable: false, reason: 'it is not a git checkout' }
   const top = await gitNothrow(dir, ['rev-parse', '--show-toplevel'])
   if (!top.ok || path.resolve(top.stdout.trim()) !== fs.realpathSync(dir))
     return { usable: false, reason: 'it is not a git checkout' }
-  const url = await gitNothrow(dir, ['config', '--get', 'remote.origin.url'])
-  if (url.stdout.trim() !== repoUrl)
-    return { usable: false, reason: `it was fetched from ${url.stdout.trim() || 'an unknown remote'}` }
-  if (mode && (await checkoutMode(dir)) !== mode)
-    return {
-      usable: false,
-      reason: `it was fetched the ${await checkoutMode(dir)} way and this run fetches the ${mode} way`,
-    }
+  const config = await localConfig(dir)
+  const origin = config.get('remote.origin.url') ?? ''
+  if (origin !== url)
+    return { usable: false, reason: `it was fetched from ${remoteFor(origin).url || 'an unknown remote'}` }
+  if (config.get('homelab.fetchmode') === 'precise')
+    return { usable: false, reason: 'it was fetched by an older version of this toolkit, without an index' }
+  for (const [key, value] of checkoutConfig(url))
+    if (config.get(key.toLowerCase()) !== value)
+      return {
+        usable: false,
+        reason: `its git configuration is incomplete (${key}): an interrupted first fetch`,
+      }
   const head = await gitNothrow(dir, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'])
-  if (!head.ok) return { usable: true }
+  if (!head.ok) return { usable: false, reason: 'it has no commit checked out: an interrupted first fetch' }
+  // Every tree comes with the commit (blob:none), so this reads a local object and fetches nothing.
   const tree = await gitNothrow(dir, ['cat-file', '-e', 'HEAD^{tree}'])
   if (!tree.ok) return { usable: false, reason: 'its git data is corrupt' }
   return { usable: true, commit: head.stdout.trim() }
 }
 
-function moveAside(dir: string): string {
+/** The commit checked out in `dir`, if it is a git checkout with one. */
+export async function checkoutHead(dir: string): Promise<string | undefined> {
+  if (!fs.existsSync(path.join(dir, '.git'))) return undefined
+  const head = await gitNothrow(dir, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'])
+  return head.ok ? head.stdout.trim() : undefined
+}
+
+function moveAside(dir: string): string | undefined {
+  if (fs.statSync(dir).isDirectory() && fs.readdirSync(dir).length === 0) {
+    fs.rmdirSync(dir) // nothing in it to keep
+    return undefined
+  }
   let dest = `${dir}.broken-${timestamp()}`
   for (let i = 1; fs.existsSync(dest); i++) dest = `${dir}.broken-${timestamp()}-${i}`
   fs.renameSync(dir, dest)
+  // A checkout made by an older version kept a credential in the URL of its config.
+  const config = path.join(dest, '.git', 'config')
+  if (fs.existsSync(config)) fs.chmodSync(config, 0o600)
   return dest
 }
 
-async function initCheckout(dir: string, repoUrl: string, mode: FetchMode): Promise<void> {
-  fs.mkdirSync(dir, { recursive: true })
-  await git(dir, ['init', '--quiet'])
-  await git(dir, ['remote', 'add', 'origin', repoUrl])
-  // The stock-git way is a partial clone: git fetches what the filter left out when a checkout
-  // needs it. The precise way fetches everything itself; without a promisor remote a stray
-  // `git status` in the checkout fails fast instead of fetching the missing trees one by one.
-  await git(dir, ['config', 'remote.origin.promisor', mode === 'sparse' ? 'true' : 'false'])
-  if (mode === 'sparse') await git(dir, ['config', 'remote.origin.partialclonefilter', 'blob:none'])
-  await git(dir, ['config', 'core.sparseCheckout', 'true'])
-  await git(dir, ['config', 'core.sparseCheckoutCone', 'false'])
-  await git(dir, ['config', 'advice.detachedHead', 'false'])
-  await git(dir, ['config', 'homelab.fetchmode', mode])
+// ---------------------------------------------------------------------------------------------
+// Building a first checkout aside.
+
+function incomingPrefix(dir: string): string {
+  return path.join(path.dirname(dir), `.${path.basename(dir)}.incoming-`)
+}
+
+/**
+ * Removes folders where an earlier, interrupted run was building a first checkout. The caller
+ * holds the stack's lock, so none of them is in use by a live run of ours; a git process the
+ * interrupted run left behind may still write into one, so a removal that fails is left for later.
+ */
+function removeIncoming(dir: string): void {
+  const prefix = incomingPrefix(dir)
+  const parent = path.dirname(dir)
+  if (!fs.existsSync(parent)) return
+  for (const name of fs.readdirSync(parent)) {
+    const full = path.join(parent, name)
+    if (!full.startsWith(prefix)) continue
+    try {
+      fs.rmSync(full, { recursive: true, force: true })
+    } catch {
+      // retried by the next run
+    }
+  }
+}
+
+async function fetchCommit(opts: StepOptions, remote: Remote, dir: string): Promise<string> {
+  const refspec = refspecFor(opts.ref)
+  await networkStep(opts, `fetching ${opts.ref}`, () =>
+    git(
+      dir,
+      [
+        'fetch',
+        '--quiet',
+        '--depth=1',
+        '--filter=blob:none',
+        '--no-tags',
+        '--end-of-options',
+        'origin',
+        refspec,
+      ],
+      { timeout: NETWORK_TIMEOUT, remote },
+    ),
+  )
+  return (await git(dir, ['rev-parse', '--verify', 'FETCH_HEAD^{commit}'])).stdout.trim()
 }
 
 function sparseFile(dir: string): string {
@@ -106,119 +223,192 @@ function writePatterns(dir: string, patterns: string[]): void {
   fs.writeFileSync(sparseFile(dir), `${patterns.join('\n')}\n`)
 }
 
-/**
- * Fetches `opts.ref` (depth 1, no blobs) and checks it out with `opts.paths` (plus the paths the
- * checkout already had, so files that stay are not rewritten) as the sparse set.
- */
-export async function fetchPosthog(opts: FetchOptions): Promise<FetchResult> {
-  const refspec = refspecFor(opts.ref)
-  // An existing checkout keeps the way it was fetched, unless HOMELAB_FETCH_MODE says otherwise.
-  const forced = forcedMode()
-  let mode = forced ?? fetchModeFor(opts.repoUrl)
-  let fresh = false
-  let movedAside: string | undefined
-  let previousCommit: string | undefined
-  if (fs.existsSync(opts.dir)) {
-    const state = await inspectCheckout(opts.dir, opts.repoUrl, forced)
-    if (!state.usable) {
-      movedAside = moveAside(opts.dir)
-      opts.log?.(`${opts.dir} is unusable (${state.reason}); moved it aside to ${movedAside}`)
-    } else {
-      previousCommit = state.commit
-      mode = await checkoutMode(opts.dir)
-    }
-  }
-  if (!fs.existsSync(opts.dir)) {
-    await initCheckout(opts.dir, opts.repoUrl, mode)
-    fresh = true
-  }
-  if (mode === 'precise') {
-    try {
-      const commit = await preciseFetch(opts)
-      return { commit, previousCommit, fresh, movedAside }
-    } catch (e) {
-      if (!(e instanceof WireRefused) || !fresh || forced) throw e
-      // A server that will not answer the precise requests still serves stock git.
-      opts.log?.(`the server refused the precise fetch (${e.message}); fetching with stock git instead`)
-      fs.rmSync(opts.dir, { recursive: true, force: true }) // created by this run moments ago
-      await initCheckout(opts.dir, opts.repoUrl, 'sparse')
-    }
-  }
-  opts.log?.(`fetching PostHog ${opts.ref} from ${opts.repoUrl} (shallow, without blobs)`)
-  await networkStep(opts, `fetching ${opts.ref}`, () =>
-    git(
-      opts.dir,
-      [
-        'fetch',
-        '--quiet',
-        '--depth=1',
-        '--filter=blob:none',
-        '--no-tags',
-        '--end-of-options',
-        'origin',
-        refspec,
-      ],
-      NETWORK_TIMEOUT,
-    ),
+/** Makes the working tree exactly `commit` on `patterns`; git fetches the blobs that appear, in one batch. */
+async function checkout(opts: StepOptions, remote: Remote, dir: string, commit: string, patterns: string[]) {
+  writePatterns(dir, patterns)
+  await networkStep(opts, `checking out ${opts.ref}`, () =>
+    git(dir, ['checkout', '--quiet', '--force', '--detach', commit, '--'], {
+      timeout: NETWORK_TIMEOUT,
+      remote,
+    }),
   )
-  const commit = (await git(opts.dir, ['rev-parse', '--verify', 'FETCH_HEAD^{commit}'])).stdout.trim()
-  writePatterns(opts.dir, sparsePatterns([...currentPatterns(opts.dir).map(unpattern), ...opts.paths]))
-  if (commit !== previousCommit) {
-    await networkStep(opts, `checking out ${opts.ref}`, () =>
-      git(opts.dir, ['checkout', '--quiet', '--detach', commit, '--'], NETWORK_TIMEOUT),
-    )
-  }
-  return { commit, previousCommit, fresh, movedAside }
 }
 
-function unpattern(p: string): string {
-  return p.replace(/^\//, '').replace(/\\(.)/g, '$1')
+async function buildAside(opts: FetchOptions, remote: Remote): Promise<{ incoming: string; commit: string }> {
+  const incoming = `${incomingPrefix(opts.dir)}${process.pid}`
+  fs.rmSync(incoming, { recursive: true, force: true })
+  fs.mkdirSync(incoming, { recursive: true })
+  try {
+    await git(incoming, ['init', '--quiet'])
+    for (const [key, value] of checkoutConfig(remote.url)) await git(incoming, ['config', key, value])
+    opts.log?.(`fetching PostHog ${opts.ref} from ${remote.url} (one commit, without file contents)`)
+    const commit = await fetchCommit(opts, remote, incoming)
+    await checkout(opts, remote, incoming, commit, sparsePatterns(opts.paths))
+    return { incoming, commit }
+  } catch (e) {
+    fs.rmSync(incoming, { recursive: true, force: true })
+    throw e
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Changing an existing checkout in place.
+
+/**
+ * Lock files in .git were left by a git that an interrupted run started. A git the interrupted
+ * run left behind may still be finishing (kill -9 of the runner alone): give a fresh lock a
+ * moment to go away before removing it.
+ */
+async function clearStaleLocks(dir: string): Promise<void> {
+  const gitDir = path.join(dir, '.git')
+  const locks = () => fs.readdirSync(gitDir).filter((f) => f.endsWith('.lock'))
+  const fresh = () =>
+    locks().filter((f) => {
+      try {
+        return Date.now() - fs.statSync(path.join(gitDir, f)).mtimeMs < 10_000
+      } catch {
+        return false
+      }
+    })
+  for (let waited = 0; fresh().length > 0 && waited < 10_000; waited += 250) await sleep(250)
+  for (const f of locks()) fs.rmSync(path.join(gitDir, f), { force: true })
+}
+
+/** Mounted files edited by hand are never overwritten: the user moves the change to their own file. */
+async function refuseHandEdits(dir: string): Promise<void> {
+  // Compares the working tree with the index (hashing files whose stat changed); reads no objects.
+  const out = await git(dir, ['diff-files', '--name-only', '-z', '--diff-filter=MT'])
+  const edited = out.stdout.split('\0').filter(Boolean)
+  if (edited.length)
+    throw new RuntimeFailure(
+      `${path.join(dir, edited[0]!)} was changed by hand`,
+      'move your change to STACK_DIR/docker-compose.local.yml (e.g. mount your own copy), then undo it and run again',
+    )
+}
+
+/**
+ * Brings the working tree of an existing checkout to `commit` on `patterns`. Nothing happens when
+ * it is there already; otherwise a marker records that the tree is changing, so a run that finds
+ * the marker knows any difference is half a change of ours, not an edit, and finishes it.
+ */
+async function changeInPlace(
+  opts: StepOptions,
+  remote: Remote,
+  to: { head?: string; commit: string; patterns: string[] },
+): Promise<void> {
+  const { dir } = opts
+  const { head, commit, patterns } = to
+  const interrupted = fs.existsSync(markerFile(dir))
+  if (!interrupted && head === commit && patterns.join('\n') === currentPatterns(dir).join('\n')) return
+  if (!interrupted) await refuseHandEdits(dir)
+  fs.writeFileSync(markerFile(dir), `${commit}\n`)
+  await checkout(opts, remote, dir, commit, patterns)
+  fs.rmSync(markerFile(dir), { force: true })
+}
+
+/**
+ * Fetches `opts.ref` (depth 1, no blobs) and checks it out with `opts.paths` (plus the paths the
+ * checkout already had, so files that stay are not removed and written again) as the sparse set.
+ * A 40-hex ref that is checked out already needs no network at all.
+ */
+export async function fetchPosthog(opts: FetchOptions): Promise<FetchResult> {
+  refspecFor(opts.ref)
+  const remote = remoteFor(opts.repoUrl)
+  removeIncoming(opts.dir)
+  const state = fs.existsSync(opts.dir) ? await inspectCheckout(opts.dir, remote.url) : undefined
+  if (!state?.usable) {
+    const { incoming, commit } = await buildAside(opts, remote)
+    let movedAside: string | undefined
+    if (state) {
+      movedAside = moveAside(opts.dir)
+      if (movedAside) opts.log?.(`${opts.dir} is unusable (${state.reason}); moved it aside to ${movedAside}`)
+    }
+    fs.renameSync(incoming, opts.dir)
+    return { commit, fresh: true, movedAside }
+  }
+  await clearStaleLocks(opts.dir)
+  const previousCommit = state.commit
+  let commit = opts.ref
+  if (!(isCommitId(opts.ref) && opts.ref === previousCommit)) {
+    opts.log?.(`fetching PostHog ${opts.ref} from ${remote.url} (one commit, without file contents)`)
+    commit = await fetchCommit(opts, remote, opts.dir)
+  }
+  const patterns = sparsePatterns([...currentPatterns(opts.dir).map(unpattern), ...opts.paths])
+  await changeInPlace(opts, remote, { head: previousCommit, commit, patterns })
+  return { commit, previousCommit, fresh: false }
 }
 
 /** Narrows or widens the working tree to exactly `paths`, fetching the blobs that newly appear. */
 export async function setSparsePaths(opts: FetchOptions): Promise<void> {
-  if ((await checkoutMode(opts.dir)) === 'precise') {
-    const commit = (await git(opts.dir, ['rev-parse', '--verify', 'HEAD^{commit}'])).stdout.trim()
-    await networkStep(opts, 'fetching the mounted files', () => materialize(opts, commit))
-    return
-  }
-  const wanted = sparsePatterns(opts.paths)
-  const current = currentPatterns(opts.dir)
-  if (wanted.join('\n') === current.join('\n')) return
-  writePatterns(opts.dir, wanted)
-  await networkStep(opts, 'fetching the mounted files', () =>
-    git(opts.dir, ['sparse-checkout', 'reapply'], NETWORK_TIMEOUT),
-  )
+  const remote = remoteFor(opts.repoUrl)
+  const head = await checkoutHead(opts.dir)
+  if (!head) throw new RuntimeFailure(`${opts.dir} has no commit checked out`, 'run prepare again')
+  await changeInPlace(opts, remote, { head, commit: head, patterns: sparsePatterns(opts.paths) })
 }
 
 // ---------------------------------------------------------------------------------------------
-// Which way to fetch.
+// Asking the server without a checkout.
 
-export type FetchMode = 'precise' | 'sparse'
-
-const PROXY_VARS = ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'all_proxy']
-
-/**
- * Precise for plain http(s) URLs; the sparse way (stock git, which honours proxies, credential
- * helpers and ssh) otherwise, or when HOMELAB_FETCH_MODE=sparse.
- */
-export function fetchModeFor(url: string, env: NodeJS.ProcessEnv = process.env): FetchMode {
-  const forced = forcedMode(env)
-  if (forced) return forced
-  if (!/^https?:\/\/[^/@]+\//.test(url)) return 'sparse'
-  return PROXY_VARS.some((k) => env[k]) ? 'sparse' : 'precise'
+export interface RemoteRef {
+  /** The commit (an annotated tag peeled). */
+  commit: string
+  /** `tag` stays where it is; `branch` (and `latest`, the default branch) moves on. */
+  kind: 'tag' | 'branch'
 }
 
-function forcedMode(env: NodeJS.ProcessEnv = process.env): FetchMode | undefined {
-  const v = env.HOMELAB_FETCH_MODE
-  if (v === undefined || v === '') return undefined
-  if (v === 'precise' || v === 'sparse') return v
+/** Which commit `ref` names on the server, and whether it is a tag or a branch (ls-remote). */
+export async function lsRemote(opts: StepOptions): Promise<RemoteRef> {
+  refspecFor(opts.ref)
+  const remote = remoteFor(opts.repoUrl)
+  const names =
+    opts.ref === 'latest'
+      ? ['HEAD']
+      : [`refs/tags/${opts.ref}`, `refs/tags/${opts.ref}^{}`, `refs/heads/${opts.ref}`]
+  const out = await networkStep(opts, `looking up ${opts.ref}`, () =>
+    git(os.tmpdir(), ['ls-remote', '--end-of-options', remote.url, ...names], {
+      timeout: NETWORK_TIMEOUT,
+      remote,
+    }),
+  )
+  const refs = new Map(
+    out.stdout
+      .split('\n')
+      .map((l) => l.split('\t'))
+      .filter((p): p is [string, string] => p.length === 2 && COMMIT.test(p[0]!))
+      .map(([oid, name]) => [name, oid]),
+  )
+  if (opts.ref === 'latest') {
+    const head = refs.get('HEAD')
+    if (head) return { commit: head, kind: 'branch' }
+  } else {
+    const tag = refs.get(`refs/tags/${opts.ref}`)
+    if (tag) return { commit: refs.get(`refs/tags/${opts.ref}^{}`) ?? tag, kind: 'tag' }
+    const branch = refs.get(`refs/heads/${opts.ref}`)
+    if (branch) return { commit: branch, kind: 'branch' }
+  }
   throw new UsageError(
-    `HOMELAB_FETCH_MODE=${v} is not a fetch mode: use precise or sparse, or leave it unset`,
+    `POSTHOG_APP_TAG=${opts.ref} does not exist in ${remote.url}: use a tag, a branch, latest or a commit of that repository`,
   )
 }
 
-async function checkoutMode(dir: string): Promise<FetchMode> {
-  const out = await gitNothrow(dir, ['config', '--get', 'homelab.fetchmode'])
-  return out.stdout.trim() === 'precise' ? 'precise' : 'sparse'
+/**
+ * The first-parent history of `tip` (a commit id, or a name such as HEAD), newest first, at most
+ * `max` commits: commits only (`--filter=tree:0`), fetched into a scratch repository that is
+ * removed afterwards.
+ */
+export async function firstParentHistory(opts: StepOptions, tip: string, max: number): Promise<string[]> {
+  const remote = remoteFor(opts.repoUrl)
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'posthog-history-'))
+  try {
+    await git(scratch, ['init', '--quiet', '--bare'])
+    await git(scratch, ['remote', 'add', 'origin', remote.url])
+    const args = ['fetch', '--quiet', `--depth=${max}`, '--filter=tree:0', '--no-tags', '--end-of-options']
+    await networkStep(opts, `fetching the history of ${opts.ref}`, () =>
+      git(scratch, [...args, 'origin', tip], { timeout: NETWORK_TIMEOUT, remote }),
+    )
+    const out = await git(scratch, ['rev-list', '--first-parent', `--max-count=${max}`, 'FETCH_HEAD'])
+    return out.stdout.split('\n').filter(Boolean)
+  } finally {
+    fs.rmSync(scratch, { recursive: true, force: true })
+  }
 }

@@ -27,6 +27,14 @@ import {
   clickhouseLogsConfig,
   type OverrideResult,
 } from './override.mts'
+import {
+  describeVersion,
+  formatVersion,
+  type PosthogVersion,
+  pinnedConfig,
+  resolveVersion,
+  VERSION_FILE,
+} from './posthog-version.mts'
 import { formatBytes, serviceMemoryBytes } from './preflight.mts'
 import { download, downloadProgress } from './release.mts'
 
@@ -44,6 +52,8 @@ export interface PrepareResult {
   commit: string
   /** The commit checked out before this run, if any (upgrades compare the two). */
   previousCommit?: string
+  /** What runs: the commit and image tags (a branch such as latest frozen at one commit). */
+  version: PosthogVersion
   /** Every service the copied compose file defines. */
   services: string[]
   enabledServices: string[]
@@ -253,9 +263,13 @@ export async function prepareStack(cfg: Config, opts: PrepareOptions): Promise<P
     'This folder is written by posthog-homelab (scripts/prepare.mts); your own changes go in docker-compose.local.yml.\n',
   )
 
-  // 1. The sources (network).
-  const sources = await fetchSources(cfg, opts.log)
+  // 1. The version (a branch stays at the commit it was first resolved to) and its sources.
+  const resolved = await resolveVersion(cfg, opts.log)
+  const sources = await fetchSources({ ...cfg, appTag: resolved.fetchRef }, opts.log)
   const { fetched, hobby, base, notices } = sources
+  const version: PosthogVersion = { ...resolved.version, commit: fetched.commit }
+  if (resolved.notice) notices.push(resolved.notice)
+  opts.log(describeVersion(version))
 
   // 2. Everything generated, before anything is written (refusals and missing values end here).
   const override = buildOverride({
@@ -273,7 +287,7 @@ export async function prepareStack(cfg: Config, opts: PrepareOptions): Promise<P
   notices.push(...override.notices)
   const files = ['docker-compose.yml', 'docker-compose.override.yml']
   if (fs.existsSync(path.join(stack, LOCAL_COMPOSE_FILE))) files.push(LOCAL_COMPOSE_FILE)
-  const stackEnv = buildStackEnv(cfg, hobby, base, files)
+  const stackEnv = buildStackEnv(pinnedConfig(cfg, version), hobby, base, files)
 
   // 3. Write. writeFileAtomic leaves identical files untouched (same bytes, same mtime).
   const changed: string[] = []
@@ -289,6 +303,7 @@ export async function prepareStack(cfg: Config, opts: PrepareOptions): Promise<P
   if (override.enabledServices.includes('clickhouse'))
     write(CLICKHOUSE_CONFIG_FILE, clickhouseLogsConfig(), 0o644)
   write('.env', stackEnv, 0o600)
+  write(VERSION_FILE, formatVersion(version), 0o644)
   for (const [name, content] of Object.entries(COMPOSE_SCRIPTS)) write(`compose/${name}`, content, 0o755)
   for (const ctx of new Set(buildContexts(hobby).map((c) => c.path))) {
     // Build contexts are not fetched (the stack runs pulled images); an empty directory keeps
@@ -303,6 +318,7 @@ export async function prepareStack(cfg: Config, opts: PrepareOptions): Promise<P
     changed,
     commit: fetched.commit,
     previousCommit: fetched.previousCommit,
+    version,
     services: override.services,
     enabledServices: override.enabledServices,
     disabledServices: override.disabledServices,

@@ -16,18 +16,20 @@ import { stackLockDir } from '../lib/startup.mts'
 const spec = {
   usage: 'npx tsx scripts/prepare.mts [--no-geoip] [--env-file FILE] [--accept-new-secrets]',
   summary:
-    'Fetches PostHog (POSTHOG_APP_TAG of POSTHOG_REPO_URL) into STACK_DIR/posthog: one commit and only the files\n' +
-    'the stack reads (the compose files, .env.services and the paths they mount from ./posthog/),\n' +
-    'and writes STACK_DIR: the compose files, docker-compose.override.yml, the env file Compose reads,\n' +
-    'compose/ scripts and share/. Creates .env with new secrets when there is none. Changes nothing\n' +
+    'Fetches PostHog (POSTHOG_APP_TAG of POSTHOG_REPO_URL) into STACK_DIR/posthog with stock git: one commit,\n' +
+    'without blobs, checked out sparsely on only the files the stack reads (the compose files and the env files\n' +
+    'and paths they name), and writes STACK_DIR: the compose files, docker-compose.override.yml, the env file\n' +
+    'Compose reads, compose/ scripts and share/. Creates .env with new secrets when there is none. Changes nothing\n' +
     'that is already right; docker-compose.local.yml (your own changes) is never touched.',
   notes: [
+    'Versions: a branch (latest included) is resolved once to its newest commit whose images are published and',
+    'stays there, for the checkout and every PostHog image tag (STACK_DIR/posthog-version.json), until',
+    "'upgrade --to <branch>' moves it. A re-run for the version already prepared works without the network.",
     'Environment knobs:',
-    '  HOMELAB_FETCH_MODE=precise|sparse  precise (http(s) default): git protocol v2, one request per tree level;',
-    '                                     sparse: stock git, shallow + blob-less + sparse checkout (ssh, file, proxies)',
     '  HOMELAB_FETCH_RETRIES=4, HOMELAB_FETCH_BACKOFF=2s  network retries, exponential backoff from this delay',
     '  GEOIP_URL=https://mmdbcdn.posthog.net/  where the GeoLite2-City database (brotli) comes from',
-    'Exit codes: 0 ok, 1 fetch or write failed (network, hand-edited file), 2 bad .env, unknown ref, refused service.',
+    'Exit codes: 0 ok, 1 fetch or write failed (network, refused by the server, hand-edited file), 2 bad .env,',
+    'unknown ref, refused service.',
   ].join('\n'),
   flags: {
     'no-geoip': {

@@ -21,6 +21,7 @@ import {
 import { readIfExists, writeFileAtomic } from '../lib/fsutil.mts'
 import { describeProbe, formatElapsed, healthUrl, isHealthy, pollHealth } from '../lib/health.mts'
 import { acquireLock } from '../lib/lock.mts'
+import { adoptVersion, isFrozenBranch } from '../lib/posthog-version.mts'
 import { type PrepareResult, prepareStack } from '../lib/prepare.mts'
 import {
   DEFAULT_SETTLE_MS,
@@ -61,7 +62,10 @@ const spec = {
     'Upgrades PostHog to TAG: backup, new compose files, image pull, web alone until its migrations are done, ' +
     'then everything; rolls back to the current version by itself when the new one does not come up healthy.',
   flags: {
-    to: { type: 'string' as const, help: 'target PostHog version: a tag, branch, latest or a 40-hex commit' },
+    to: {
+      type: 'string' as const,
+      help: 'target PostHog version: a tag, branch, latest or a 40-hex commit (a branch: its newest commit with images)',
+    },
     'dry-run': {
       type: 'boolean' as const,
       help: 'print the plan (tags, services added/removed, images) and change nothing',
@@ -183,10 +187,9 @@ async function preflight(ctx: Context, to: string): Promise<string[]> {
         `only ${(free / GiB).toFixed(1)} GB free for ${displayPath(dir)}, ${flags['min-free-disk']} GB needed; free some disk (docker system prune) or lower --min-free-disk`,
       )
   }
-  if (to === cfg.appTag)
-    throw new UsageError(
-      `PostHog is already at ${to} (POSTHOG_APP_TAG in ${cfg.envFile}); to move a branch such as latest forward, pass --to <40-hex commit>`,
-    )
+  // A frozen branch (latest) is resolved again: that is how it moves on.
+  if (to === cfg.appTag && !isFrozenBranch(cfg.stackDir, to))
+    throw new UsageError(`PostHog is already at ${to} (POSTHOG_APP_TAG in ${cfg.envFile})`)
   assertSecretsUnchanged(cfg, false)
   const now = await pollHealth({ url: healthUrl(cfg.proxyPort), timeoutMs: 3000 })
   if (!isHealthy(now.last))
@@ -211,7 +214,8 @@ function buildPlan(
   const newCompose = readStackFile(staging, 'docker-compose.yml')
   const newBase = readStackFile(staging, 'docker-compose.base.yml')
   const stagingEnv = parseEnvText(readStackFile(staging, '.env') ?? '')
-  const env = { ...cfg.raw, ...stagingEnv, POSTHOG_APP_TAG: to }
+  // The staged env file holds the image tags the pull uses (a frozen branch: its commit).
+  const env = { ...cfg.raw, POSTHOG_APP_TAG: to, ...stagingEnv }
   return {
     from: cfg.appTag,
     to,
@@ -257,6 +261,8 @@ async function switchAndMigrate(ctx: Context, j: UpgradeJournal): Promise<void> 
   const base = { from: j.from, to: j.to, fromCommit: j.fromCommit, backup: j.backup, startedAt: j.startedAt }
   journalFor(ctx, base, 'switching')
   writeEnvTag(ctx.cfg, j.to)
+  // The live checkout and image tags go to the very commit staged and pulled.
+  adoptVersion(path.join(ctx.cfg.stackDir, STAGING_DIR), ctx.cfg.stackDir, j.to)
   const cfg = withTag(reload(ctx.cfg), j.to)
   let prepared: PrepareResult
   try {
@@ -459,6 +465,13 @@ async function upgrade(ctx: Context, to: string): Promise<number> {
     closeUpgrade(cfg.stackDir, { from: base.from, to, result: 'failed', detail: e.message })
     throw e
   })
+  if (to === cfg.appTag && prepared.commit === base.fromCommit) {
+    closeUpgrade(cfg.stackDir, { from: base.from, to, result: 'discarded', detail: 'already at that commit' })
+    say(
+      `PostHog ${to} is already at its newest installable commit ${prepared.commit.slice(0, 12)}; nothing to do`,
+    )
+    return 0
+  }
   say(formatPlan(buildPlan(cfg, to, staging, prepared, base.fromCommit)))
 
   journalFor(ctx, base, 'backup')

@@ -24,7 +24,6 @@ const ROOT = process.cwd()
 let tmp: string
 let repo: PosthogRepo
 let server: RepoServer
-let fetchMode: 'precise' | 'sparse' = 'precise'
 
 interface Run {
   code: number | null
@@ -48,7 +47,9 @@ function run(project: string, args: string[] = [], env: Record<string, string> =
           HOMELAB_FETCH_RETRIES: '2',
           HOMELAB_FETCH_BACKOFF: '10ms',
           GEOIP_URL: 'http://127.0.0.1:9/unreachable',
-          HOMELAB_FETCH_MODE: fetchMode,
+          // `latest` asks the registry which commits have images: the fake docker says all do.
+          DOCKER_BIN: path.join(ROOT, 'test/fakes/docker'),
+          FAKE_DOCKER_SCENARIO: '',
           ...env,
         },
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -125,15 +126,12 @@ afterAll(async () => {
   fs.rmSync(tmp, { recursive: true, force: true })
 })
 
-describe.each(['precise', 'sparse'] as const)('prepare, fetching the %s way', (mode) => {
+describe('prepare, fetching with stock git', () => {
   let dir: string
   let stack: string
-  beforeAll(() => {
-    fetchMode = mode
-  })
 
   it('creates .env, fetches only what the stack needs and writes STACK_DIR', async () => {
-    dir = project(`main-${mode}`)
+    dir = project('main')
     stack = path.join(dir, 'stack')
     server.resetStats()
     const r = await run(dir)
@@ -147,8 +145,8 @@ describe.each(['precise', 'sparse'] as const)('prepare, fetching the %s way', (m
     expect(r.stdout).toMatch(/^switched off: error-tracking off \(cymbal, cymbal-resolution;/m)
     expect(r.stdout).toMatch(/notice: GeoLite2 download from .* failed/)
     expectNoSecrets(dir, r)
-    // At most 8 HTTP round trips for the whole fetch.
-    expect(server.stats.requests).toBeLessThanOrEqual(8)
+    // At most 10 HTTP round trips for the whole fetch.
+    expect(server.stats.requests).toBeLessThanOrEqual(10)
 
     for (const f of [
       'docker-compose.yml',
@@ -179,13 +177,6 @@ describe.each(['precise', 'sparse'] as const)('prepare, fetching the %s way', (m
     expect(git(['rev-parse', '--is-shallow-repository'], { cwd: checkout })).toBe('true')
     // Exactly the needed blobs were fetched: nothing unrelated, not the siblings of mounted files.
     expect(presentBlobPaths(checkout, repo.tags.v1!)).toEqual([...repo.neededFiles].sort())
-    if (mode === 'precise') {
-      // Only the trees on the needed paths: root, docker, posthog and the 10 below them.
-      const trees = git(['cat-file', '--batch-all-objects', '--batch-check=%(objecttype)'], { cwd: checkout })
-        .split('\n')
-        .filter((t) => t === 'tree')
-      expect(trees).toHaveLength(13)
-    }
     for (const f of Object.keys(UNNEEDED_SIBLINGS)) expect(fs.existsSync(path.join(checkout, f))).toBe(false)
     expect(fs.existsSync(path.join(checkout, 'posthog/idl/nested/schema.json'))).toBe(true)
     expect(fs.existsSync(path.join(checkout, 'rust'))).toBe(true)
@@ -224,7 +215,7 @@ describe.each(['precise', 'sparse'] as const)('prepare, fetching the %s way', (m
     fs.writeFileSync(marker, 'same clone')
     const r = await run(dir, [], { POSTHOG_APP_TAG: 'v2' })
     expect(r.code).toBe(0)
-    expect(r.stdout).toMatch(/changed: posthog\/, \.env$/m)
+    expect(r.stdout).toMatch(/changed: posthog\/, \.env, posthog-version\.json$/m)
     expect(fs.existsSync(marker)).toBe(true)
     expect(git(['rev-parse', 'HEAD'], { cwd: path.join(stack, 'posthog') })).toBe(repo.tags.v2)
     expect(fs.readFileSync(path.join(stack, 'posthog/docker/kafka/topics.txt'), 'utf8')).toContain(
@@ -268,10 +259,6 @@ describe.each(['precise', 'sparse'] as const)('prepare, fetching the %s way', (m
 })
 
 describe('prepare', () => {
-  beforeAll(() => {
-    fetchMode = 'precise'
-  })
-
   it('ends an unreachable repository in one line, exit 1, after retries', async () => {
     const d = project('offline')
     const closed = http.createServer()
@@ -301,26 +288,6 @@ describe('prepare', () => {
     )
     expect(fs.readFileSync(users, 'utf8')).toContain('<me/>')
     expectNoSecrets(d, r)
-  })
-
-  it('falls back to stock git when the server refuses the precise requests', async () => {
-    const plain = makePosthogRepo(path.join(tmp, 'nofilter.git'), { commits: 3, unrelatedFiles: 20 })
-    git(['config', 'uploadpack.allowFilter', 'false'], { cwd: plain.dir })
-    const plainServer = await serveRepo(plain.dir)
-    try {
-      const d = project('nofilter')
-      // Not forced either way (the other tests force one), as users run it.
-      const env = { POSTHOG_REPO_URL: plainServer.url, HOMELAB_FETCH_MODE: '' }
-      const r = await run(d, ['--no-geoip'], env)
-      expect(r.stderr).toBe('')
-      expect(r.code).toBe(0)
-      expect(r.stdout).toMatch(/refused the precise fetch .*; fetching with stock git instead/)
-      expectNoSecrets(d, r)
-      expect(fs.existsSync(path.join(d, 'stack/posthog/docker/kafka/topics.txt'))).toBe(true)
-      expect((await run(d, ['--no-geoip'], env)).stdout).toMatch(/nothing changed/)
-    } finally {
-      await plainServer.close()
-    }
   })
 
   it('waits for no one: a stack locked by a running step is left alone (exit 1)', async () => {

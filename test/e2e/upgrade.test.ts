@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../lib/env.mts'
+import { readVersion } from '../../lib/posthog-version.mts'
 import { prepareStack } from '../../lib/prepare.mts'
 import { readJournal } from '../../lib/upgrade.mts'
 import {
@@ -18,8 +19,8 @@ import {
   runScript,
   serviceStates,
 } from '../helpers/backup-env.ts'
-import { scratchDir } from '../helpers/common.ts'
-import { addCommit, makePosthogRepo, type RepoServer, serveRepo } from '../helpers/fixture-repo.ts'
+import { FAKES, scratchDir } from '../helpers/common.ts'
+import { addCommit, git, makePosthogRepo, type RepoServer, serveRepo } from '../helpers/fixture-repo.ts'
 import { startPostgres, type TestPostgres } from '../helpers/postgres.ts'
 
 let pg: TestPostgres
@@ -41,6 +42,8 @@ function liveTag(p: Project): string {
 }
 
 beforeAll(async () => {
+  // prepareStack runs in this process too: `latest` asks the (fake) registry which images exist.
+  process.env.DOCKER_BIN = path.join(FAKES, 'docker')
   pg = startPostgres()
   pg.psql('CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2)')
   const tmp = scratchDir('upgrade-repo-')
@@ -288,6 +291,31 @@ describe('upgrade', () => {
     expect(res.stderr.trim().split('\n').at(-1)).toMatch(/rolled back to latest, which is healthy again/)
     expect(liveTag(p)).toBe('latest')
     expect(contentOnly(tree(p))).toEqual(before)
+  })
+
+  it('--to latest resolves a frozen latest again and moves it; with nothing newer it says so', async () => {
+    const p = await project('latest')
+    const frozen = readVersion(p.stackDir)!.commit
+    const newer = addCommit(repo.dir, { 'docker/kafka/topics.txt': 'newer\n' }, 'main moves on')
+    const res = await upgrade(p, ['--to', 'latest'])
+    assertNoSecrets(res)
+    expect(res.code, res.stderr).toBe(0)
+    expect(res.stdout).toContain(`PostHog latest (${frozen.slice(0, 12)}) -> latest (${newer.slice(0, 12)})`)
+    expect(res.stdout).toContain(`posthog/posthog:${newer}`) // the images pulled are that commit's
+    expect(readVersion(p.stackDir)).toMatchObject({
+      ref: 'latest',
+      kind: 'branch',
+      commit: newer,
+      appTag: newer,
+    })
+    expect(git(['rev-parse', 'HEAD'], { cwd: path.join(p.stackDir, 'posthog') })).toBe(newer)
+    expect(fs.readFileSync(path.join(p.stackDir, '.env'), 'utf8')).toContain(`POSTHOG_APP_TAG=${newer}\n`)
+    expect(liveTag(p)).toBe('latest')
+    const again = await upgrade(p, ['--to', 'latest'])
+    expect(again.code, again.stderr).toBe(0)
+    expect(again.stdout).toMatch(
+      /PostHog latest is already at its newest installable commit [0-9a-f]{12}; nothing to do/,
+    )
   })
 
   it('a target that does not exist is bad input (exit 2, one line), changes nothing and is logged', async () => {

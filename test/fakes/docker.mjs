@@ -29,6 +29,8 @@
 //   diskUsage: { images: [{ repository, tag, size }], volumes: [{ name, size, links }], buildCache }
 //                                 sizes in bytes, for `docker system df` (default: one small image
 //                                 per service, the scenario's volumes)
+//   manifests: ["posthog/posthog:<tag>", ...]  -> the images `manifest inspect` finds in the
+//                                registry (the rest: "no such manifest"); missing = every image
 //   rules: [ { match: "<regex on the normalised argv>", stdout, stderr, exitCode, times, delayMs,
 //              setState: { service: {...} }, setLogs: { service: ["line", ...] } } ]
 //                                first matching rule with times left wins; setLogs replaces the
@@ -482,6 +484,33 @@ switch (cmd) {
     if (rest[0] === 'df') systemDf(rest.slice(1))
     break
   }
+  case 'manifest': {
+    // `docker manifest inspect <image>` asks the registry itself: no daemon needed. Scenario key
+    // `manifests`: the images that exist, e.g. ["posthog/posthog:<sha>"]; without it, every one.
+    if (rest[0] !== 'inspect') fail(`docker: 'manifest ${rest[0] ?? ''}' is not a docker command.`)
+    const image = rest.slice(1).filter((a) => !a.startsWith('-')).at(-1)
+    if (!image) fail('"docker manifest inspect" requires at least 1 argument.')
+    const exists = scenario.manifests === undefined || scenario.manifests.includes(image)
+    if (!exists) fail(`no such manifest: ${qualifiedImage(image)}`)
+    // An OCI image index, as Docker Hub serves PostHog's multi-platform images.
+    out(
+      JSON.stringify(
+        {
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.index.v1+json',
+          manifests: ['amd64', 'arm64'].map((architecture, i) => ({
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            size: 2345 + i,
+            digest: `sha256:${Buffer.from(`${image}-${architecture}`).toString('hex').padEnd(64, '0').slice(0, 64)}`,
+            platform: { architecture, os: 'linux' },
+          })),
+        },
+        null,
+        3,
+      ),
+    )
+    break
+  }
   default:
     fail(`docker: '${cmd}' is not a docker command.`)
 }
@@ -532,4 +561,11 @@ function systemDf(args) {
       BuildCache: buildCache ? [{ CacheType: 'regular', CreatedSince: '5 days ago', Description: 'pulled', ID: 'abc123', LastUsedSince: '5 days ago', Shared: false, Size: humanSize(buildCache), UsageCount: 1 }] : [],
     }),
   )
+}
+
+// How docker names an image in its messages: Docker Hub's host and `library/` spelled out.
+function qualifiedImage(image) {
+  const [first, ...more] = image.split('/')
+  if (more.length && (first.includes('.') || first.includes(':') || first === 'localhost')) return image
+  return `docker.io/${more.length ? '' : 'library/'}${image}`
 }

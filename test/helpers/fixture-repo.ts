@@ -12,9 +12,10 @@
 //     files, and many unrelated files and commits. Tag `v1` points at the middle commit, `v2` (== main) at the last one;
 //     `docker/kafka/topics.txt` differs between them. Built with `git fast-import` (fast).
 //   addCommit(repo.dir, { 'path': 'content' | null }, 'message', { tag?: 'v3' }) -> new commit sha on main
-//   const server = await serveRepo(repo.dir)
-//     -> { url, stats: { requests, bytes, paths[] }, resetStats(), close() }
-//     `url` is http://127.0.0.1:<port>/<name>; partial clone (filters) and fetch-by-sha allowed.
+//   const server = await serveRepo(repo.dir, { policy: 'github', auth: { user, password } })
+//     -> { url, stats: { requests, bytes, paths[] }, resetStats(), failNext(n, status|'reset'), close() }
+//     `url` is http://127.0.0.1:<port>/<name>; the policy (open, github, v0, no-blob-none) is
+//     the server's git configuration, given to http-backend in its environment.
 import { spawn, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
@@ -330,22 +331,85 @@ export interface ServerStats {
   paths: string[]
 }
 
+/**
+ * How the server behaves, as real git hosts do:
+ * - `open`: protocol v2, any filter, fetch by any commit id (the repository's own config);
+ * - `github`: GitHub's filter policy: only `blob:none`, `blob:limit` and `tree:0`;
+ * - `v0`: an older server (or a proxy that strips the Git-Protocol header): protocol v0 only;
+ * - `no-blob-none`: filters allowed, but not `blob:none` (a filter the server does not allow).
+ */
+export type ServerPolicy = 'open' | 'github' | 'v0' | 'no-blob-none'
+
+export interface ServeOptions {
+  policy?: ServerPolicy
+  /** Requests must carry HTTP basic auth with these credentials (401 otherwise). */
+  auth?: { user: string; password: string }
+}
+
 export interface RepoServer {
   url: string
   stats: ServerStats
   resetStats(): void
+  /**
+   * The next `count` requests fail: with an HTTP status, or `reset` (the connection is dropped).
+   * `count: Infinity` keeps failing until called again with 0.
+   */
+  failNext(count: number, how: number | 'reset'): void
   close(): Promise<void>
 }
 
+const POLICY_CONFIG: Record<ServerPolicy, Record<string, string>> = {
+  open: {},
+  github: {
+    'uploadpackfilter.allow': 'false',
+    'uploadpackfilter.blob:none.allow': 'true',
+    'uploadpackfilter.blob:limit.allow': 'true',
+    'uploadpackfilter.tree.allow': 'true',
+    'uploadpackfilter.tree.maxDepth': '0',
+  },
+  v0: {},
+  'no-blob-none': { 'uploadpackfilter.blob:none.allow': 'false' },
+}
+
+/** git configuration for the CGI's environment (GIT_CONFIG_COUNT/KEY/VALUE): the repository stays as it is. */
+function configEnv(config: Record<string, string>): Record<string, string> {
+  const entries = Object.entries(config)
+  const env: Record<string, string> = { GIT_CONFIG_COUNT: String(entries.length) }
+  entries.forEach(([k, v], i) => {
+    env[`GIT_CONFIG_KEY_${i}`] = k
+    env[`GIT_CONFIG_VALUE_${i}`] = v
+  })
+  return env
+}
+
+function authorized(req: http.IncomingMessage, auth: ServeOptions['auth']): boolean {
+  if (!auth) return true
+  const expected = `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString('base64')}`
+  return req.headers.authorization === expected
+}
+
 /** Serves the bare repository `repoDir` over smart HTTP (git http-backend as CGI) on 127.0.0.1. */
-export async function serveRepo(repoDir: string): Promise<RepoServer> {
+export async function serveRepo(repoDir: string, opts: ServeOptions = {}): Promise<RepoServer> {
   const root = path.dirname(path.resolve(repoDir))
   const name = path.basename(repoDir)
+  const policy = opts.policy ?? 'open'
   const stats: ServerStats = { requests: 0, bytes: 0, paths: [] }
+  let failures = { count: 0, how: 503 as number | 'reset' }
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1')
     stats.requests++
     stats.paths.push(`${req.method} ${url.pathname}${url.search}`)
+    if (failures.count > 0) {
+      failures.count--
+      if (failures.how === 'reset') req.socket.destroy()
+      else res.writeHead(failures.how, { 'content-type': 'text/plain' }).end('failing on purpose\n')
+      return
+    }
+    if (!authorized(req, opts.auth)) {
+      res.writeHead(401, { 'www-authenticate': 'Basic realm="git"', 'content-type': 'text/plain' })
+      res.end('authentication required\n')
+      return
+    }
     const child = spawn('git', ['http-backend'], {
       env: {
         PATH: process.env.PATH,
@@ -358,8 +422,10 @@ export async function serveRepo(repoDir: string): Promise<RepoServer> {
         CONTENT_TYPE: req.headers['content-type'] ?? '',
         CONTENT_LENGTH: req.headers['content-length'] ?? '',
         HTTP_CONTENT_ENCODING: req.headers['content-encoding'] ?? '',
-        GIT_PROTOCOL: (req.headers['git-protocol'] as string | undefined) ?? '',
+        // An older server (or a proxy) never passes the header on, so git speaks protocol v0.
+        GIT_PROTOCOL: policy === 'v0' ? '' : ((req.headers['git-protocol'] as string | undefined) ?? ''),
         REMOTE_ADDR: '127.0.0.1',
+        ...configEnv(POLICY_CONFIG[policy]),
       },
       stdio: ['pipe', 'pipe', 'ignore'],
     })
@@ -391,6 +457,7 @@ export async function serveRepo(repoDir: string): Promise<RepoServer> {
       stats.bytes += body.length
       res.write(body)
     })
+    child.stdin.on('error', () => {}) // the client went away
     child.on('close', () => res.end())
     child.on('error', () => res.destroy())
   })
@@ -403,6 +470,9 @@ export async function serveRepo(repoDir: string): Promise<RepoServer> {
       stats.requests = 0
       stats.bytes = 0
       stats.paths = []
+    },
+    failNext(count, how) {
+      failures = { count, how }
     },
     close: () =>
       new Promise<void>((resolve) => {
