@@ -138,7 +138,7 @@ describe('prepare, fetching with stock git', () => {
     expect(r.stderr).toBe('')
     expect(r.code).toBe(0)
     expect(r.stdout).toMatch(/created .*\.env/)
-    expect(r.stdout).toMatch(/prepared \(PostHog v1 at [0-9a-f]{12}, 22 of 27 services enabled\)/)
+    expect(r.stdout).toMatch(/prepared \(PostHog v1 at [0-9a-f]{12}, 23 of 28 services enabled\)/)
     expect(r.stdout).toMatch(
       /^switched off: live-events off \(livestream; saves about 30 MiB\): no live events/m,
     )

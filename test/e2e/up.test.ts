@@ -90,7 +90,6 @@ async function setup(
   p.env.POSTHOG_PROXY_HTTP_PORT = String(health.port)
   p.env.HOMELAB_RETRY_BACKOFF = '10ms'
   p.env.HOMELAB_SETTLE = '300ms'
-  p.env.HOMELAB_FETCH_MODE = 'sparse'
   // The fake docker loads the project with the real Compose loader, as docker compose does.
   if (opts.realCompose && COMPOSE_CONFIG) p.env.FAKE_COMPOSE_CONFIG = COMPOSE_CONFIG
   p.scenario(opts.scenario ?? stackScenario())

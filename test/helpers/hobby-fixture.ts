@@ -179,6 +179,12 @@ ${CADDYFILE}
         volumes:
             - ./share:/share
 
+    ingestion-general:
+        image: posthog/posthog-node:latest
+        restart: on-failure
+        environment:
+            PLUGIN_SERVER_MODE: ingestion-v2-combined
+
     ingestion-sessionreplay:
         image: posthog/posthog-node:latest
         restart: on-failure
@@ -408,6 +414,20 @@ services:
             SECRET_KEY: $POSTHOG_SECRET
             ENCRYPTION_SALT_KEYS: $ENCRYPTION_SALT_KEYS
             CDP_REDIS_HOST: redis7
+        depends_on:
+            - db
+            - redis7
+            - clickhouse
+            - kafka
+
+    ingestion-general:
+        extends:
+            file: docker-compose.base.yml
+            service: ingestion-general
+        image: \${REGISTRY_URL}-node:\${POSTHOG_NODE_TAG:-latest}
+        logging: *default-logging
+        environment:
+            ENCRYPTION_SALT_KEYS: $ENCRYPTION_SALT_KEYS
         depends_on:
             - db
             - redis7

@@ -25,7 +25,7 @@ const old = hobbyPair('old')
 describe('services and depends_on', () => {
   it('lists the services the hobby file defines', () => {
     const names = serviceNames(hobby)
-    expect(names).toHaveLength(27)
+    expect(names).toHaveLength(28)
     expect(names).toEqual(
       expect.arrayContaining(['web', 'worker', 'proxy', 'capture', 'feature-flags', 'kafka-init']),
     )
