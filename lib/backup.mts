@@ -9,10 +9,11 @@ import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { RuntimeFailure, UsageError } from './cli.mts'
-import { composePrefix, dockerBin } from './docker.mts'
+import { compose, composePrefix, dockerBin } from './docker.mts'
 import { type Config, secretFingerprints } from './env.mts'
 import { type CommandResult, type Duration, run } from './exec.mts'
 import { writeFileAtomic } from './fsutil.mts'
+import { formatElapsed } from './health.mts'
 
 export const MANIFEST = 'manifest.json'
 export const MANIFEST_FORMAT = 'posthog-homelab-backup/1'
@@ -454,6 +455,29 @@ export async function restorePostgres(
       )
   } finally {
     fs.closeSync(fd)
+  }
+}
+
+/**
+ * Until the db service accepts connections. `tcp`: on TCP, for a server on a new volume, which
+ * listens on its socket alone while its first-start initdb runs and then restarts.
+ */
+export async function waitForDb(
+  stackDir: string,
+  opts: { timeoutMs?: number; tcp?: boolean } = {},
+): Promise<void> {
+  const timeoutMs = opts.timeoutMs ?? 120_000
+  const started = Date.now()
+  const args = ['exec', '-T', 'db', 'pg_isready', '-U', 'posthog', ...(opts.tcp ? ['-h', '127.0.0.1'] : [])]
+  for (;;) {
+    const out = await compose(stackDir, args, { timeout: '20s', nothrow: true })
+    if (out.ok) return
+    if (Date.now() - started > timeoutMs)
+      throw new RuntimeFailure(
+        `the db service did not accept connections within ${formatElapsed(timeoutMs)}`,
+        "look at 'docker compose logs db'",
+      )
+    await new Promise((r) => setTimeout(r, 1000))
   }
 }
 
