@@ -195,11 +195,13 @@ async function restoreEveryDatabase(stackDir: string, backupDir: string, log: (l
 export async function undoMove(o: MoveOptions): Promise<PostgresMajorState> {
   let s = o.state
   if (s.state === 'planned' || s.state === 'copied') return s
-  const newAside = s.newAside ?? asideVolumeName(s.volume, s.to)
-  const save = (rollback: PostgresMajorState['rollback']) => {
-    s = { ...s, rollback, newAside }
+  const save = (change: Partial<PostgresMajorState>) => {
+    s = { ...s, ...change }
     o.save(s)
   }
+  // Named once: a rollback cut short and run again copies into the same volume, not a second one.
+  if (!s.newAside) save({ newAside: asideVolumeName(s.volume, s.to) })
+  const newAside = s.newAside!
   await freeTheVolume(o.stackDir)
   if (!s.rollback) {
     if (await volumeExists(s.volume)) {
@@ -207,12 +209,12 @@ export async function undoMove(o: MoveOptions): Promise<PostgresMajorState> {
       await copyVolume(s.volume, newAside, s.image, asideLabels(s.volume, s.to))
       await removeVolume(s.volume)
     }
-    save('new-aside')
+    save({ rollback: 'new-aside' })
   }
   if (s.rollback === 'new-aside') {
     o.log(`putting the PostgreSQL ${s.from} data back: copying ${s.aside} to ${s.volume}`)
     await copyVolume(s.aside, s.volume, s.image, composeLabels(s.volume))
-    save('old-back')
+    save({ rollback: 'old-back' })
   }
   return s
 }

@@ -263,7 +263,11 @@ function dataStoreChanges(cfg: Config, to: string, staging: string): MajorChange
  */
 function postgresMajorPlan(ctx: Context, majors: MajorChange[], to: string): PostgresMajorState | undefined {
   const pg = majors.find((m) => m.engine === 'PostgreSQL')
-  if (!pg) return undefined
+  if (!pg) {
+    if (ctx.flags['postgres-major'])
+      say('--postgres-major: PostgreSQL keeps its major version; there is nothing to move')
+    return undefined
+  }
   const what = `PostgreSQL ${pg.from ?? '?'} -> ${pg.to ?? '?'} (db: ${pg.fromImage} -> ${pg.toImage})`
   if (pg.kind === 'downgrade')
     throw new UsageError(
