@@ -273,7 +273,7 @@ switch (cmd) {
     switch (sub) {
       case 'ps': {
         const names = selectedServices(args.filter((a, i) => args[i - 1] !== '--format' && args[i - 1] !== '--filter'))
-        const visible = names.filter((n) => args.includes('-a') || args.includes('--all') || svc(n).state === 'running' || svc(n).state === 'restarting')
+        const visible = names.filter((n) => !svc(n).removed && (args.includes('-a') || args.includes('--all') || svc(n).state === 'running' || svc(n).state === 'restarting'))
         if (args.includes('--services')) out(visible.join('\n'))
         else if (args.includes('json')) out(visible.map(psLine).join('\n'))
         else out(['NAME  IMAGE  SERVICE  STATUS', ...visible.map((n) => `${containerName(n)}  ${svc(n).image ?? n}  ${n}  ${statusText(svc(n))}`)].join('\n'))
@@ -285,7 +285,10 @@ switch (cmd) {
         if (scenario.startOnUp !== false) {
           const names = selectedServices(args.filter((a, i) => !['--timeout', '-t', '--wait-timeout', '--pull'].includes(args[i - 1])))
           if (sub === 'up' && names.includes('db') && state.volumes && !state.volumes[DB_VOLUME]) await freshDbVolume()
-          for (const n of names) state.services[n] = { ...svc(n), state: 'running', exitCode: 0, health: svc(n).health ? 'healthy' : '', removed: false }
+          for (const n of names) {
+            const { removed, ...was } = svc(n) // a removed container is created anew
+            state.services[n] = { ...was, state: 'running', exitCode: 0, health: was.health ? 'healthy' : '' }
+          }
           saveState()
         }
         break
