@@ -391,7 +391,7 @@ describe('upgrade across PostgreSQL and ClickHouse majors', () => {
       'PostgreSQL 15 -> 17 (db: postgres:15.12-alpine -> postgres:17.2-alpine): a major version the new server cannot read the old data of; refused without --postgres-major',
     )
     expect(res.stdout).toMatch(
-      /ClickHouse 26\.6 -> 27\.1 \(clickhouse: .*26\.6\.2\.158 -> .*27\.1\.1\.1\): a new release line; ClickHouse is NOT backed up \(pass --clickhouse/,
+      /ClickHouse \d+\.\d+ -> 27\.1 \(clickhouse: \S+ -> clickhouse\/clickhouse-server:27\.1\.1\.1\): a new release line; ClickHouse is NOT backed up \(pass --clickhouse/,
     )
     expect(res.stdout).toContain(
       'backup: .env and PostgreSQL; ClickHouse is NOT backed up (--clickhouse backs it up)',
