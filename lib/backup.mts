@@ -1,14 +1,19 @@
 // Backups of what cannot be regenerated (.env and PostgreSQL, optionally ClickHouse): folder
 // naming, the manifest that proves a backup is whole (sizes + SHA-256), retention that never
 // touches a folder it did not write, and the thin I/O that streams pg_dump into a file.
+//
+// A backup is written into BACKUP_DIR/<name>.partial/ (its first file a marker naming the run)
+// and renamed to BACKUP_DIR/<name>/ once its manifest is written: a run killed at any point
+// leaves a folder the next backup recognises as incomplete and removes.
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { RuntimeFailure, UsageError } from './cli.mts'
-import { composePrefix, dockerBin } from './docker.mts'
+import { compose, composePrefix, dockerBin } from './docker.mts'
 import { type Config, secretFingerprints } from './env.mts'
 import { type CommandResult, type Duration, run } from './exec.mts'
 import { writeFileAtomic } from './fsutil.mts'
+import { formatElapsed } from './health.mts'
 
 export const MANIFEST = 'manifest.json'
 export const MANIFEST_FORMAT = 'posthog-homelab-backup/1'
@@ -16,6 +21,13 @@ export const PG_DUMP_FILE = 'postgres.dump'
 export const ENV_COPY = '.env'
 /** Folder names this toolkit writes: `20261125T163411Z`, or `...Z-2` when two land in one second. */
 export const BACKUP_NAME = /^\d{8}T\d{6}Z(-\d+)?$/
+/** A backup still being written (or killed while it was): `<name>.partial`. */
+export const PARTIAL_SUFFIX = '.partial'
+const PARTIAL_NAME = /^(\d{8}T\d{6}Z(?:-\d+)?)\.partial$/
+/** The first file of a partial folder: proof that this toolkit made it. */
+export const PARTIAL_MARKER = '.backup-in-progress.json'
+/** Dumps of the other databases on the server (Temporal's), when a backup takes them: `postgres-<db>.dump`. */
+export const EXTRA_DUMP = (db: string) => `postgres-${db}.dump`
 
 export interface ManifestFile {
   name: string
@@ -34,6 +46,8 @@ export interface BackupManifest {
   secretFingerprints: Record<string, string>
   files: ManifestFile[]
   clickhouse?: { folder: string }
+  /** Databases besides `posthog` dumped into EXTRA_DUMP(name) (a backup before a PostgreSQL major upgrade). */
+  extraDatabases?: string[]
 }
 
 export interface BackupSettings {
@@ -54,8 +68,10 @@ export function newBackupName(backupDir: string, date = new Date()): string {
     .toISOString()
     .replace(/[-:]/g, '')
     .replace(/\.\d+Z$/, 'Z')
+  const taken = (n: string) =>
+    fs.existsSync(path.join(backupDir, n)) || fs.existsSync(path.join(backupDir, `${n}${PARTIAL_SUFFIX}`))
   let name = base
-  for (let i = 2; fs.existsSync(path.join(backupDir, name)); i++) name = `${base}-${i}`
+  for (let i = 2; taken(name); i++) name = `${base}-${i}`
   return name
 }
 
@@ -68,14 +84,14 @@ export async function sha256File(file: string): Promise<string> {
   return hash.digest('hex')
 }
 
-/** Every regular file under `dir` (relative, `/`-separated, sorted), except the manifest. */
+/** Every regular file under `dir` (relative, `/`-separated, sorted), except the manifest and the marker. */
 export function listFiles(dir: string): string[] {
   const out: string[] = []
   const walk = (rel: string) => {
     for (const entry of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
       const child = rel ? `${rel}/${entry.name}` : entry.name
       if (entry.isDirectory()) walk(child)
-      else if (entry.isFile() && child !== MANIFEST) out.push(child)
+      else if (entry.isFile() && child !== MANIFEST && child !== PARTIAL_MARKER) out.push(child)
     }
   }
   walk('')
@@ -106,6 +122,7 @@ export interface ManifestInput {
   createdAt: Date
   posthogCommit?: string
   clickhouseFolder?: string
+  extraDatabases?: string[]
 }
 
 export function buildManifest(input: ManifestInput): BackupManifest {
@@ -118,6 +135,7 @@ export function buildManifest(input: ManifestInput): BackupManifest {
     secretFingerprints: secretFingerprints(input.cfg),
     files: input.files,
     ...(input.clickhouseFolder ? { clickhouse: { folder: input.clickhouseFolder } } : {}),
+    ...(input.extraDatabases?.length ? { extraDatabases: input.extraDatabases } : {}),
   }
 }
 
@@ -215,6 +233,101 @@ export function applyRetention(backupDir: string, keep: number): string[] {
   return victims
 }
 
+// ---------------------------------------------------------------------------------------------
+// Incomplete backups: what a run killed midway (pg_dump interrupted, SIGKILL, power cut) leaves.
+
+interface PartialMarker {
+  format: typeof MANIFEST_FORMAT
+  startedAt: string
+  pid: number
+  /** Set once ClickHouse was asked to write its part there. */
+  clickhouseFolder?: string
+}
+
+export interface IncompleteBackup {
+  name: string
+  dir: string
+  /** The ClickHouse part that run had begun, under BACKUP_DIR/clickhouse/. */
+  clickhouseFolder?: string
+}
+
+function readMarker(dir: string): PartialMarker | undefined {
+  try {
+    const m = JSON.parse(fs.readFileSync(path.join(dir, PARTIAL_MARKER), 'utf8')) as PartialMarker
+    return m && m.format === MANIFEST_FORMAT ? m : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function writeMarker(dir: string, marker: PartialMarker): void {
+  writeFileAtomic(path.join(dir, PARTIAL_MARKER), `${JSON.stringify(marker)}\n`, { mode: 0o600 })
+}
+
+/**
+ * `<name>.partial` folders a killed run left: ones holding our marker or our manifest, or empty
+ * (killed between creating the folder and writing the marker). Anything else is not ours and is
+ * never listed. Backups run under the stack lock, so none of these is still being written.
+ */
+export function findIncomplete(backupDir: string): IncompleteBackup[] {
+  let names: string[]
+  try {
+    names = fs.readdirSync(backupDir).sort()
+  } catch {
+    return []
+  }
+  const found: IncompleteBackup[] = []
+  for (const entry of names) {
+    const m = PARTIAL_NAME.exec(entry)
+    const dir = path.join(backupDir, entry)
+    if (!m || !fs.lstatSync(dir).isDirectory()) continue
+    const marker = readMarker(dir)
+    const ours = marker || readManifest(dir) || fs.readdirSync(dir).length === 0
+    if (!ours) continue
+    const chFolder = path.join(backupDir, 'clickhouse', m[1]!)
+    found.push({
+      name: m[1]!,
+      dir,
+      ...(marker?.clickhouseFolder === chFolder ? { clickhouseFolder: chFolder } : {}),
+    })
+  }
+  return found
+}
+
+/**
+ * Removes what killed runs left, one line each; a part that cannot be removed (ClickHouse files
+ * owned by the container's uid 101) is reported with what to do, never a reason to fail.
+ */
+export function removeIncomplete(backupDir: string, log: (line: string) => void): string[] {
+  const removed: string[] = []
+  for (const b of findIncomplete(backupDir)) {
+    try {
+      fs.rmSync(b.dir, { recursive: true, force: true })
+      removed.push(b.name)
+      log(`removed an incomplete backup left by an interrupted run: ${displayPath(b.dir)}`)
+    } catch (e) {
+      log(`could not remove the incomplete backup ${b.dir} (${firstLine(e)}); remove it by hand`)
+      continue
+    }
+    if (b.clickhouseFolder) removeClickhousePart(b.clickhouseFolder, log)
+  }
+  return removed
+}
+
+function removeClickhousePart(folder: string, log: (line: string) => void): void {
+  try {
+    fs.rmSync(folder, { recursive: true, force: true })
+  } catch (e) {
+    log(
+      `could not remove the unfinished ClickHouse part ${folder} (${firstLine(e)}); its files belong to the container's user: sudo rm -r ${folder}`,
+    )
+  }
+}
+
+function firstLine(e: unknown): string {
+  return String((e as Error).message ?? e).split('\n')[0]!
+}
+
 /** `--from`: a folder path, a folder name under BACKUP_DIR, or (undefined) the newest backup. */
 export function resolveBackup(backupDir: string, from: string | undefined): string {
   if (!from) {
@@ -225,8 +338,14 @@ export function resolveBackup(backupDir: string, from: string | undefined): stri
   }
   const candidates = [path.resolve(from), path.join(backupDir, from)]
   const dir = candidates.find((c) => fs.existsSync(path.join(c, MANIFEST)))
-  if (!dir)
+  if (!dir) {
+    const partial = candidates.find((c) => PARTIAL_NAME.test(path.basename(c)) && fs.existsSync(c))
+    if (partial)
+      throw new UsageError(
+        `'${from}' is an incomplete backup (its run was interrupted); pick a complete one (the next backup removes it)`,
+      )
     throw new UsageError(`no backup at '${from}' (looked for ${MANIFEST} in ${candidates.join(' and ')})`)
+  }
   return dir
 }
 
@@ -234,18 +353,56 @@ export function resolveBackup(backupDir: string, from: string | undefined): stri
 // Thin I/O: the dump and the restore run inside the `db` container; the file is streamed
 // through a file descriptor, so a large database never sits in this process's memory.
 
-const PG_DUMP_ARGS = ['exec', '-T', 'db', 'pg_dump', '-U', 'posthog', '-Fc', 'posthog']
+/** PostHog's own database; a PostgreSQL major upgrade also carries the others on the server (Temporal's). */
+export const POSTHOG_DB = 'posthog'
+const DB_NAME = /^[A-Za-z_][\w-]*$/
 
-export function pgDumpArgs(stackDir: string): string[] {
-  return [...composePrefix(stackDir), ...PG_DUMP_ARGS]
+function dbName(database: string): string {
+  if (!DB_NAME.test(database))
+    throw new UsageError(`'${database}' is not a database name this toolkit handles`)
+  return database
 }
 
-export function pgRestoreArgs(stackDir: string): string[] {
+export function pgDumpArgs(stackDir: string, database = POSTHOG_DB): string[] {
   return [
     ...composePrefix(stackDir),
-    ...['exec', '-T', 'db', 'pg_restore', '-U', 'posthog', '-d', 'posthog', '--clean', '--if-exists'],
+    ...['exec', '-T', 'db', 'pg_dump', '-U', 'posthog', '-Fc', dbName(database)],
+  ]
+}
+
+export function pgRestoreArgs(stackDir: string, database = POSTHOG_DB): string[] {
+  return [
+    ...composePrefix(stackDir),
+    ...['exec', '-T', 'db', 'pg_restore', '-U', 'posthog', '-d', dbName(database), '--clean', '--if-exists'],
     ...['--no-owner', '--exit-on-error'],
   ]
+}
+
+const OTHER_DATABASES_SQL =
+  "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname NOT IN ('postgres', 'posthog') ORDER BY 1"
+
+/** The databases on the db server besides `posthog` and `postgres` (Temporal keeps two there). */
+export async function otherDatabases(stackDir: string): Promise<string[]> {
+  const args = [
+    ...composePrefix(stackDir),
+    ...['exec', '-T', 'db', 'psql', '-U', 'posthog', '-d', POSTHOG_DB, '-At', '-c', OTHER_DATABASES_SQL],
+  ]
+  const res = await run(dockerBin(), args, { nothrow: true, timeout: '60s' })
+  if (!res.ok)
+    throw new RuntimeFailure(
+      `listing the databases failed (exit ${res.exitCode ?? res.signal}): ${lastLine(res.stderr) || 'no message'}`,
+      "check that the stack's db service is running ('docker compose ps db')",
+    )
+  const names = res.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+  const odd = names.find((n) => !DB_NAME.test(n))
+  if (odd)
+    throw new RuntimeFailure(
+      `the db server holds a database named '${odd}', which this toolkit cannot back up`,
+    )
+  return names
 }
 
 function lastLine(text: string): string {
@@ -257,11 +414,12 @@ export async function dumpPostgres(
   stackDir: string,
   file: string,
   timeout: Duration = '120m',
+  database = POSTHOG_DB,
 ): Promise<number> {
   const fd = fs.openSync(file, 'w', 0o600)
   let res: CommandResult
   try {
-    res = await run(dockerBin(), pgDumpArgs(stackDir), { nothrow: true, timeout, stdout: fd })
+    res = await run(dockerBin(), pgDumpArgs(stackDir, database), { nothrow: true, timeout, stdout: fd })
   } finally {
     fs.closeSync(fd)
   }
@@ -281,10 +439,15 @@ export async function restorePostgres(
   stackDir: string,
   file: string,
   timeout: Duration = '120m',
+  database = POSTHOG_DB,
 ): Promise<void> {
   const fd = fs.openSync(file, 'r')
   try {
-    const res = await run(dockerBin(), pgRestoreArgs(stackDir), { nothrow: true, timeout, stdin: fd })
+    const res = await run(dockerBin(), pgRestoreArgs(stackDir, database), {
+      nothrow: true,
+      timeout,
+      stdin: fd,
+    })
     if (!res.ok)
       throw new RuntimeFailure(
         `pg_restore failed (exit ${res.exitCode ?? res.signal}): ${lastLine(res.stderr) || 'no message'}`,
@@ -292,6 +455,29 @@ export async function restorePostgres(
       )
   } finally {
     fs.closeSync(fd)
+  }
+}
+
+/**
+ * Until the db service accepts connections. `tcp`: on TCP, for a server on a new volume, which
+ * listens on its socket alone while its first-start initdb runs and then restarts.
+ */
+export async function waitForDb(
+  stackDir: string,
+  opts: { timeoutMs?: number; tcp?: boolean } = {},
+): Promise<void> {
+  const timeoutMs = opts.timeoutMs ?? 120_000
+  const started = Date.now()
+  const args = ['exec', '-T', 'db', 'pg_isready', '-U', 'posthog', ...(opts.tcp ? ['-h', '127.0.0.1'] : [])]
+  for (;;) {
+    const out = await compose(stackDir, args, { timeout: '20s', nothrow: true })
+    if (out.ok) return
+    if (Date.now() - started > timeoutMs)
+      throw new RuntimeFailure(
+        `the db service did not accept connections within ${formatElapsed(timeoutMs)}`,
+        "look at 'docker compose logs db'",
+      )
+    await new Promise((r) => setTimeout(r, 1000))
   }
 }
 
@@ -336,6 +522,8 @@ export async function backupClickhouse(
 
 export interface BackupOptions {
   clickhouse?: boolean
+  /** Also dump every other database on the server (before a PostgreSQL major upgrade). */
+  allDatabases?: boolean
   log?: (line: string) => void
   now?: Date
 }
@@ -344,42 +532,65 @@ export interface BackupResult {
   dir: string
   manifest: BackupManifest
   removed: string[]
+  /** Incomplete backups of interrupted runs that were removed first. */
+  incomplete: string[]
 }
 
 /**
  * Takes a backup into BACKUP_DIR/<timestamp>/ (mode 0700): `.env` (0600) and the PostgreSQL
- * dump, then the manifest, then retention. Any failure removes the partial folder.
+ * dump, then the manifest, then retention. It is written as <timestamp>.partial and renamed
+ * when whole; a failure removes it, and what a killed run left is removed by the next one.
  */
 export async function takeBackup(cfg: Config, opts: BackupOptions = {}): Promise<BackupResult> {
   const log = opts.log ?? (() => {})
   const { backupDir, keep } = backupSettings(cfg)
   const createdAt = opts.now ?? new Date()
   fs.mkdirSync(backupDir, { recursive: true, mode: 0o700 })
+  const incomplete = removeIncomplete(backupDir, log)
   const name = newBackupName(backupDir, createdAt)
   const dir = path.join(backupDir, name)
-  fs.mkdirSync(dir, { mode: 0o700 })
-  fs.chmodSync(dir, 0o700)
+  const partial = `${dir}${PARTIAL_SUFFIX}`
+  const marker: PartialMarker = {
+    format: MANIFEST_FORMAT,
+    startedAt: new Date().toISOString(),
+    pid: process.pid,
+  }
+  fs.mkdirSync(partial, { mode: 0o700 })
+  fs.chmodSync(partial, 0o700)
+  writeMarker(partial, marker)
+  let clickhouseFolder: string | undefined
   try {
-    fs.copyFileSync(cfg.envFile, path.join(dir, ENV_COPY))
-    fs.chmodSync(path.join(dir, ENV_COPY), 0o600)
+    fs.copyFileSync(cfg.envFile, path.join(partial, ENV_COPY))
+    fs.chmodSync(path.join(partial, ENV_COPY), 0o600)
     log('dumping PostgreSQL (pg_dump -Fc) ...')
-    const size = await dumpPostgres(cfg.stackDir, path.join(dir, PG_DUMP_FILE))
+    const size = await dumpPostgres(cfg.stackDir, path.join(partial, PG_DUMP_FILE))
     log(`PostgreSQL dump: ${formatBytes(size)}`)
+    const extra = opts.allDatabases ? await otherDatabases(cfg.stackDir) : []
+    for (const db of extra) {
+      const bytes = await dumpPostgres(cfg.stackDir, path.join(partial, EXTRA_DUMP(db)), '120m', db)
+      log(`PostgreSQL dump of database ${db}: ${formatBytes(bytes)}`)
+    }
     if (opts.clickhouse) {
+      clickhouseFolder = path.join(backupDir, 'clickhouse', name)
+      writeMarker(partial, { ...marker, clickhouseFolder })
       log('backing up ClickHouse (BACKUP DATABASE posthog) ...')
       await backupClickhouse(cfg.stackDir, name)
     }
     const manifest = buildManifest({
       cfg,
       createdAt,
-      files: await describeFiles(dir),
+      files: await describeFiles(partial),
       posthogCommit: await checkoutCommit(cfg.stackDir),
-      clickhouseFolder: opts.clickhouse ? path.join(backupDir, 'clickhouse', name) : undefined,
+      clickhouseFolder,
+      extraDatabases: extra,
     })
-    writeFileAtomic(path.join(dir, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 })
-    return { dir, manifest, removed: retainQuietly(backupDir, keep, log) }
+    writeFileAtomic(path.join(partial, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 })
+    fs.rmSync(path.join(partial, PARTIAL_MARKER), { force: true })
+    fs.renameSync(partial, dir)
+    return { dir, manifest, removed: retainQuietly(backupDir, keep, log), incomplete }
   } catch (e) {
-    fs.rmSync(dir, { recursive: true, force: true })
+    fs.rmSync(partial, { recursive: true, force: true })
+    if (clickhouseFolder) removeClickhousePart(clickhouseFolder, log)
     throw e
   }
 }

@@ -46,7 +46,8 @@ export const CATALOG: Signature[] = [
   // ---- the seed's five pitfalls ---------------------------------------------------------
   {
     id: 'redis-localhost',
-    pattern: /ECONNREFUSED 127\.0\.0\.1:6379\b/,
+    // Newer node images name the host in their own line: "... Redis error encountered! host: 127.0.0.1:6379 ...".
+    pattern: /ECONNREFUSED 127\.0\.0\.1:6379\b|Redis error encountered! host: 127\.0\.0\.1:6379\b/,
     cause:
       'a Node service tries Redis on 127.0.0.1 inside its container (SESSION_RECORDING_API_REDIS_HOST unset)',
     fix: `set SESSION_RECORDING_API_REDIS_HOST=redis7 for {service} (the generated override does): ${RERUN_UP}`,
@@ -193,6 +194,83 @@ export const CATALOG: Signature[] = [
     cause:
       'Let’s Encrypt could not validate the domain: DNS does not point at the VPS, port 80 is closed, or the nginx site is missing',
     fix: 'check dig +short DOMAIN, ufw allow 80,443/tcp, then re-run remote/certbot',
+    safe: false,
+  },
+  // ---- after the first start: what self-hosters hit on day two ---------------------------
+  // Exact lines: the upstream sources and PostHog/posthog issues named in each comment.
+  {
+    // nodejs/src/utils/db/redis.ts logs every ioredis error; a TLS handshake against the plain
+    // redis7 times out (ETIMEDOUT, not ECONNREFUSED) and after ten the service quits (#38494, #61109).
+    id: 'redis-tls-timeout',
+    pattern:
+      /Redis error encountered!.*\bETIMEDOUT\b|\bETIMEDOUT\b.*Redis error encountered!|\[ioredis\] Unhandled error event: Error: connect ETIMEDOUT/,
+    services: NODE_SERVICES,
+    cause:
+      '{service} talks TLS to the plain redis7 and times out: the node image defaults LOGS_REDIS_TLS, TRACES_REDIS_TLS (and in older images CDP_REDIS_TLS) to true in production',
+    fix: `set LOGS_REDIS_TLS=false, TRACES_REDIS_TLS=false and CDP_REDIS_TLS=false on the node services (the generated override does), then: ${RERUN_UP}`,
+    safe: false,
+  },
+  {
+    // PostgreSQL's own start-up check (miscinit.c), logged by the db container on an old volume.
+    id: 'postgres-major-mismatch',
+    pattern:
+      /FATAL: +database files are incompatible with server|The data directory was initialized by PostgreSQL version \d+, which is not compatible with this version/,
+    services: ['db'],
+    cause:
+      'the db image is a newer PostgreSQL major version than the one that wrote its volume; PostgreSQL cannot read it without a dump and restore',
+    fix: 'go back to the previous version (npx tsx scripts/upgrade.mts --rollback, or pin the old db image in docker-compose.local.yml), then upgrade with --postgres-major: it backs up, keeps the old volume aside and restores into the new major',
+    safe: false,
+  },
+  {
+    // ClickHouse's Kafka engine (StorageKafka) when its consumer gets no partitions (#26139, #58151).
+    id: 'kafka-no-assignment',
+    pattern: /Can't get assignment\..*Will keep trying/,
+    services: ['clickhouse'],
+    cause:
+      'ClickHouse’s Kafka tables (the consumers that move events from Kafka into ClickHouse) get no partitions, typically after an upgrade: their topics are missing or the consumer group still holds the old members. Harmless if new events still show up',
+    fix: 'if new events stopped arriving: docker compose up -d --force-recreate kafka-init (creates the topics), then docker compose up -d --force-recreate clickhouse (its consumers join again)',
+    safe: false,
+  },
+  {
+    // livestream/events/session_recording_consumer.go: one line at the first and every 60th
+    // one-second Kafka poll that brought no recording, counted since livestream started (#44105).
+    id: 'replay-no-recordings',
+    pattern: /Session recording consumer: \d+ timeouts so far \(topic: /,
+    services: ['livestream'],
+    cause:
+      'livestream’s recordings consumer keeps finding no new session recordings in Kafka (its count of empty one-second polls since it started). Harmless while nobody is recorded; if recordings are missing, none reach Kafka',
+    fix: 'if recordings are missing: keep replay-capture out of DISABLED_SERVICES, check that /s/ answers (npx tsx scripts/health.mts) and that session recording is on in the project settings; recordings that are listed but do not play are a recording-api/object storage problem',
+    safe: false,
+  },
+  {
+    // Django's CSRF middleware (logger django.security.csrf) and DRF's SessionAuthentication 403
+    // body, behind a proxy that does not pass the scheme or the host on (#17761, #18406).
+    id: 'csrf-behind-proxy',
+    pattern:
+      /\bCSRF Failed: |\bForbidden \((?:Origin checking failed - \S+ does not match any trusted origins|Referer checking failed - |CSRF cookie not set|CSRF token (?:missing|incorrect))/,
+    services: ['web'],
+    cause:
+      'Django rejects the login or an API write (403 CSRF Failed), or sends the browser back to /login in a loop: a proxy in front does not pass Host and X-Forwarded-Proto: https, so the origin PostHog computes is not the https://DOMAIN the browser uses',
+    fix: 'open PostHog only as https://DOMAIN (SITE_URL); every proxy in front of nginx must keep the Host header and send X-Forwarded-Proto: https (nginx: proxy_set_header X-Forwarded-Proto https); a CSRF_TRUSTED_ORIGINS setting helps only on PostHog versions that read it',
+    safe: false,
+  },
+  {
+    // fernet-nodejs checkKey in the node services (PR #25483) and Python cryptography's Fernet.
+    id: 'encryption-key-invalid',
+    pattern:
+      /Key must be 32-byte long base64url encoded string|Fernet key must be 32 url-safe base64-encoded bytes/,
+    cause:
+      '{service} cannot use ENCRYPTION_SALT_KEYS: it is not 32 characters of A-Z a-z 0-9 _ - (a key from an older PostHog installer, or one set outside .env, e.g. in docker-compose.local.yml) (#25521)',
+    fix: `set ENCRYPTION_SALT_KEYS in .env to 32 such characters (prepare checks it; empty generates one) and remove any other setting of it, then: ${RERUN_UP} (with --accept-new-secrets if it changed)`,
+    safe: false,
+  },
+  {
+    // posthog/settings/access.py stops Django when SECRET_KEY is the built-in default (#22819).
+    id: 'default-secret-key',
+    pattern: /Default SECRET_KEY in production|using the default SECRET_KEY in a production environment/,
+    cause:
+      '{service} got no SECRET_KEY (POSTHOG_SECRET did not reach it) and Django refuses to run with its built-in default',
+    fix: `keep POSTHOG_SECRET set in .env (prepare generates one on a new install; on an existing one restore the original value, e.g. from a backup’s .env: sessions and encrypted data depend on it), then: ${RERUN_UP}`,
     safe: false,
   },
 ]

@@ -16,8 +16,24 @@ export interface SystemdUnit {
   /** `<bin> verify -c <file>` before every start: a broken file never replaces a running tunnel. */
   execStartPre?: string[]
   user?: string
+  /** Group= the user's name (default), or none (`false`): the user's primary group. */
+  groupFromUser?: boolean
   /** Directories the service may write (everything else is read-only with ProtectSystem=strict). */
   readWritePaths: string[]
+  /**
+   * `daemon` (default): a long-running service, restarted on failure and sandboxed.
+   * `oneshot`: a job that runs once per start and stays "active (exited)" after it succeeds,
+   * with the rights of its user (no sandbox, no restart).
+   */
+  kind?: 'daemon' | 'oneshot'
+  /** Ordering and dependencies; default After= and Wants= network-online.target. */
+  after?: string[]
+  wants?: string[]
+  requires?: string[]
+  workingDirectory?: string
+  environment?: Record<string, string>
+  /** TimeoutStartSec= in seconds (default: systemd's). */
+  timeoutStartSec?: number
 }
 
 const UNSAFE = /[\n\r\0]/
@@ -42,27 +58,47 @@ function singleLine(v: string): string {
   return v
 }
 
+/** `Environment="NAME=value"`: `%` escaped (specifiers), `$` is literal there. */
+function environmentLine(name: string, value: string): string {
+  if (!/^[A-Za-z_]\w*$/.test(name)) throw new Error(`'${name}' is not an environment variable name`)
+  const assignment = singleLine(`${name}=${value}`).replace(/%/g, '%%')
+  return `Environment="${assignment.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`
+}
+
+const DAEMON_SERVICE = [
+  'Restart=on-failure',
+  'RestartSec=5s',
+  'LimitNOFILE=1048576',
+  'NoNewPrivileges=yes',
+  'ProtectSystem=strict',
+  'ProtectHome=yes',
+  'PrivateTmp=yes',
+]
+
 export function buildSystemdUnit(u: SystemdUnit): string {
+  const daemon = (u.kind ?? 'daemon') === 'daemon'
+  const group = u.user && u.groupFromUser !== false ? [`Group=${singleLine(u.user)}`] : []
   const service = [
-    'Type=simple',
-    ...(u.user ? [`User=${singleLine(u.user)}`, `Group=${singleLine(u.user)}`] : []),
+    daemon ? 'Type=simple' : 'Type=oneshot',
+    ...(daemon ? [] : ['RemainAfterExit=yes']),
+    ...(u.user ? [`User=${singleLine(u.user)}`, ...group] : []),
+    ...(u.workingDirectory ? [`WorkingDirectory=${singleLine(u.workingDirectory).replace(/%/g, '%%')}`] : []),
+    ...Object.entries(u.environment ?? {}).map(([k, v]) => environmentLine(k, v)),
     ...(u.execStartPre ? [`ExecStartPre=${commandLine(u.execStartPre)}`] : []),
     `ExecStart=${commandLine(u.execStart)}`,
-    'Restart=on-failure',
-    'RestartSec=5s',
-    'LimitNOFILE=1048576',
-    'NoNewPrivileges=yes',
-    'ProtectSystem=strict',
-    'ProtectHome=yes',
-    'PrivateTmp=yes',
-    ...u.readWritePaths.map((p) => `ReadWritePaths=${systemdWord(p)}`),
+    ...(u.timeoutStartSec ? [`TimeoutStartSec=${Math.round(u.timeoutStartSec)}`] : []),
+    ...(daemon ? DAEMON_SERVICE : []),
+    ...(daemon ? u.readWritePaths.map((p) => `ReadWritePaths=${systemdWord(p)}`) : []),
   ]
+  const names = (key: string, units: string[]) =>
+    units.length ? [`${key}=${units.map(singleLine).join(' ')}`] : []
   return [
     '# Written by posthog-homelab; re-running the setup script rewrites it (the old file is kept as .bak-*).',
     '[Unit]',
     `Description=${singleLine(u.description)}`,
-    'After=network-online.target',
-    'Wants=network-online.target',
+    ...names('After', u.after ?? ['network-online.target']),
+    ...names('Wants', u.wants ?? ['network-online.target']),
+    ...names('Requires', u.requires ?? []),
     '',
     '[Service]',
     ...service,

@@ -18,6 +18,12 @@ export function plistStringArray(values: string[]): string[] {
   return ['<array>', ...values.map((v) => `  ${plistString(v)}`), '</array>']
 }
 
+/** A `<dict>` of strings (such as EnvironmentVariables), one key and value a line. */
+export function plistStringDict(values: Record<string, string>): string[] {
+  const rows = Object.entries(values).flatMap(([k, v]) => [`  ${plistKey(k)}`, `  ${plistString(v)}`])
+  return ['<dict>', ...rows, '</dict>']
+}
+
 /** The whole document around the lines of its top-level `<dict>`. */
 export function plistDocument(dictLines: string[]): string {
   return [

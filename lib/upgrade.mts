@@ -1,6 +1,7 @@
-// The pure half of `upgrade`: what the new compose files change (services, images), which
-// services must stop while `web` migrates, the crash journal and what a re-run does with it,
-// and the upgrades.log line. scripts/upgrade.mts does the I/O around these.
+// The pure half of `upgrade`: what the new compose files change (services, images, the major
+// versions of PostgreSQL and ClickHouse), which services must stop while `web` migrates, the
+// crash journal and what a re-run does with it, and the upgrades.log line. scripts/upgrade.mts
+// does the I/O around these.
 import fs from 'node:fs'
 import path from 'node:path'
 import YAML from 'yaml'
@@ -82,6 +83,86 @@ export function composeImages(
   return [...new Set(images)].sort()
 }
 
+// ---------------------------------------------------------------------------------------------
+// Major versions of the data stores: a new PostgreSQL major cannot read the old data directory;
+// ClickHouse has no semantic major, and each YY.M release line may change its storage.
+
+/**
+ * Each service's image as Compose runs it: the first file (following `extends` into the base),
+ * then every later file that sets `image:` (the generated override, docker-compose.local.yml),
+ * interpolated.
+ */
+export function effectiveImages(
+  files: (string | undefined)[],
+  baseText: string | undefined,
+  env: Record<string, string | undefined>,
+): Record<string, string> {
+  const [first, ...later] = files
+  const images: Record<string, string> = serviceImages(first, baseText)
+  for (const text of later)
+    for (const [svc, def] of Object.entries(servicesOf(text)))
+      if (typeof def?.image === 'string') images[svc] = def.image
+  return Object.fromEntries(
+    Object.entries(images).map(([svc, image]) => [svc, interpolate(image, env).trim()]),
+  )
+}
+
+/** The tag of an image reference (`postgres:15.12-alpine` -> `15.12-alpine`); digests are ignored. */
+function imageTag(image: string): string | undefined {
+  const ref = image.split('@')[0]!
+  const name = ref.slice(ref.lastIndexOf('/') + 1)
+  const colon = name.lastIndexOf(':')
+  return colon >= 0 ? name.slice(colon + 1) : undefined
+}
+
+/** PostgreSQL's major (`15.12-alpine` -> `15`), ClickHouse's release line (`26.6.2.158` -> `26.6`). */
+export function imageVersion(image: string, engine: Engine): string | undefined {
+  const tag = imageTag(image)
+  const m = tag && (engine === 'PostgreSQL' ? /^(\d+)(?:[.-]|$)/ : /^(\d+\.\d+)(?:[.-]|$)/).exec(tag)
+  return m ? m[1] : undefined
+}
+
+export type Engine = 'PostgreSQL' | 'ClickHouse'
+
+const ENGINES: Record<string, Engine> = { db: 'PostgreSQL', clickhouse: 'ClickHouse' }
+
+export interface MajorChange {
+  service: string
+  engine: Engine
+  fromImage: string
+  toImage: string
+  /** Major (PostgreSQL) or release line (ClickHouse); undefined when the tag does not say. */
+  from?: string
+  to?: string
+  /** What the upgrade must treat specially; `unknown`: the images differ and a tag does not tell. */
+  kind: 'major' | 'downgrade' | 'unknown'
+}
+
+function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map(Number)
+  const pb = b.split('.').map(Number)
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++)
+    if ((pa[i] ?? 0) !== (pb[i] ?? 0)) return (pa[i] ?? 0) - (pb[i] ?? 0)
+  return 0
+}
+
+/** The data stores whose version line changes between two sets of effective images. */
+export function majorChanges(before: Record<string, string>, after: Record<string, string>): MajorChange[] {
+  const out: MajorChange[] = []
+  for (const [service, engine] of Object.entries(ENGINES)) {
+    const fromImage = before[service]
+    const toImage = after[service]
+    if (!fromImage || !toImage || fromImage === toImage) continue
+    const from = imageVersion(fromImage, engine)
+    const to = imageVersion(toImage, engine)
+    const base = { service, engine, fromImage, toImage, from, to }
+    if (from === undefined || to === undefined) out.push({ ...base, kind: 'unknown' })
+    else if (compareVersions(to, from) < 0) out.push({ ...base, kind: 'downgrade' })
+    else if (from !== to) out.push({ ...base, kind: 'major' })
+  }
+  return out
+}
+
 const APP_WORKERS = ['worker', 'temporal-django-worker']
 const INGESTION = /^(plugins|ingestion-|recording-api|capture|replay-capture|property-defs)/
 
@@ -111,20 +192,51 @@ export interface UpgradePlan {
   removed: string[]
   images: string[]
   stop: string[]
+  /** PostgreSQL and ClickHouse version lines that change. */
+  majors?: MajorChange[]
+  /** --postgres-major: move the data into the new PostgreSQL major. */
+  postgresMajor?: boolean
+  /** --clickhouse: ClickHouse is backed up too. */
+  clickhouseBackup?: boolean
 }
 
 export function formatPlan(plan: UpgradePlan): string {
   const commit = (c?: string) => (c ? ` (${c.slice(0, 12)})` : '')
   const list = (xs: string[]) => (xs.length ? xs.join(', ') : 'none')
+  const pg = plan.majors?.find((m) => m.engine === 'PostgreSQL' && m.kind === 'major')
+  const moveData = pg && plan.postgresMajor
   return [
     `upgrade plan: PostHog ${plan.from}${commit(plan.fromCommit)} -> ${plan.to}${commit(plan.toCommit)}`,
     `  services added: ${list(plan.added)}`,
     `  services removed: ${list(plan.removed)}`,
     `  images to pull (${plan.images.length}): ${list(plan.images)}`,
+    ...(plan.majors ?? []).map((m) => `  ${describeMajor(m, plan)}`),
+    `  backup: .env and PostgreSQL${moveData ? ' (every database on the server)' : ''}` +
+      (plan.clickhouseBackup
+        ? ' and ClickHouse'
+        : '; ClickHouse is NOT backed up (--clickhouse backs it up)'),
     '  steps: 1 backup  2 prepare the new compose files  3 pull images  4 stop ' +
-      `${list(plan.stop)}  5 start web alone, wait for /_health 200 (migrations)  6 start everything  7 wait for health`,
-    '  on failure after the pull: the previous files and tag are put back and the previous version started',
+      `${moveData ? 'everything, keep the old PostgreSQL volume aside, start the new db on a new volume, restore the backup into it' : list(plan.stop)}` +
+      '  5 start web alone, wait for /_health 200 (migrations)  6 start everything  7 wait for health',
+    '  on failure after the pull: the previous files and tag are put back and the previous version started' +
+      (moveData ? ' on its own PostgreSQL volume' : ''),
   ].join('\n')
+}
+
+/** One plan line per data store whose version line changes. */
+export function describeMajor(
+  m: MajorChange,
+  plan: Pick<UpgradePlan, 'postgresMajor' | 'clickhouseBackup'>,
+): string {
+  const what = `${m.engine} ${m.from ?? '?'} -> ${m.to ?? '?'} (${m.service}: ${m.fromImage} -> ${m.toImage})`
+  if (m.kind === 'unknown')
+    return `${what}: the image tags do not tell whether the version line changes; check its release notes before upgrading`
+  if (m.kind === 'downgrade') return `${what}: a downgrade, which ${m.engine} data does not survive; refused`
+  if (m.engine === 'PostgreSQL')
+    return plan.postgresMajor
+      ? `${what}: a major version; the data is moved by backup and restore into a new volume, the old volume is kept`
+      : `${what}: a major version the new server cannot read the old data of; refused without --postgres-major`
+  return `${what}: a new release line; ${plan.clickhouseBackup ? 'ClickHouse is backed up first' : 'ClickHouse is NOT backed up (pass --clickhouse to back it up first)'}`
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -142,6 +254,7 @@ export const STEPS = [
   'backup',
   'pulled',
   'switching',
+  'postgres-major',
   'migrating',
   'starting',
   'rolling-back',
@@ -158,6 +271,25 @@ export interface UpgradeJournal {
   startedAt: string
   /** What failed, once a rollback has begun. */
   failure?: string
+  /** A PostgreSQL major upgrade: where the data is and how far moving it has come. */
+  postgresMajor?: PostgresMajorState
+}
+
+/** The data's journey into a new PostgreSQL major, journalled after every step (lib/pg-major.mts). */
+export interface PostgresMajorState {
+  from: string
+  to: string
+  /** The db service's named volume (`posthog_postgres-data`) and where its old content is kept. */
+  volume: string
+  aside: string
+  /** The image the copies run in (the new db image: pulled, has sh, cp and find). */
+  image: string
+  /** planned -> copied (aside holds a full copy) -> moved (volume removed) -> restored (new db holds the data). */
+  state: 'planned' | 'copied' | 'moved' | 'restored'
+  /** During a rollback: the new major's data moved aside (`new-aside`), the old put back (`old-back`). */
+  rollback?: 'new-aside' | 'old-back'
+  /** Where the rollback keeps the new major's data. */
+  newAside?: string
 }
 
 export function journalPath(stackDir: string): string {

@@ -11,6 +11,7 @@ import {
   resolveBackup,
   restorePostgres,
   verifyBackup,
+  waitForDb,
 } from '../lib/backup.mts'
 import { confirm, parseDuration, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
 import { compose, stackServices } from '../lib/docker.mts'
@@ -56,23 +57,6 @@ function differentSecrets(manifest: BackupManifest, cfg: Config): string[] {
   )
 }
 
-async function waitForDb(cfg: Config, timeoutMs = 120_000): Promise<void> {
-  const started = Date.now()
-  for (;;) {
-    const out = await compose(cfg.stackDir, ['exec', '-T', 'db', 'pg_isready', '-U', 'posthog'], {
-      timeout: '20s',
-      nothrow: true,
-    })
-    if (out.ok) return
-    if (Date.now() - started > timeoutMs)
-      throw new RuntimeFailure(
-        `the db service did not accept connections within ${formatElapsed(timeoutMs)}`,
-        "look at 'docker compose logs db'",
-      )
-    await new Promise((r) => setTimeout(r, 1000))
-  }
-}
-
 await runScript('restore', spec, async (flags) => {
   const cfg = loadConfig({ envFile: flags['env-file'] })
   // Parsed now: a bad value found after pg_restore would leave the stack stopped.
@@ -116,7 +100,7 @@ await runScript('restore', spec, async (flags) => {
     say(`stopping everything that writes to the database (${writers.length} services)`)
     if (writers.length) await compose(cfg.stackDir, ['stop', ...writers], { timeout: '10m' })
     await compose(cfg.stackDir, ['up', '-d', 'db'], { timeout: '10m' })
-    await waitForDb(cfg)
+    await waitForDb(cfg.stackDir)
     say(`restoring PostgreSQL from ${PG_DUMP_FILE} (pg_restore --clean --if-exists) ...`)
     await restorePostgres(cfg.stackDir, path.join(dir, PG_DUMP_FILE))
     say('database restored; starting the stack in order')

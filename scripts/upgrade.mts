@@ -3,6 +3,7 @@
 // alone until its migrations are done, start everything, wait for health. A failure after the
 // pull puts the previous files and tag back and starts the previous version. A journal makes a
 // kill -9 at any point recoverable: the next run finishes the upgrade or rolls it back.
+// A new PostgreSQL major is refused unless --postgres-major moves the data (lib/pg-major.mts).
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -21,12 +22,14 @@ import {
 import { readIfExists, writeFileAtomic } from '../lib/fsutil.mts'
 import { describeProbe, formatElapsed, healthUrl, isHealthy, pollHealth } from '../lib/health.mts'
 import { acquireLock } from '../lib/lock.mts'
+import { asideVolumeName, dbVolume, moveIntoNewMajor, undoMove } from '../lib/pg-major.mts'
 import { adoptVersion, isFrozenBranch } from '../lib/posthog-version.mts'
 import { type PrepareResult, prepareStack } from '../lib/prepare.mts'
 import {
   DEFAULT_SETTLE_MS,
   describeStuckServices,
   stackLockDir,
+  startDataStores,
   startEverything,
   startStack,
   startWebAlone,
@@ -39,9 +42,13 @@ import {
   clearJournal,
   composeImages,
   composeServiceNames,
+  effectiveImages,
   formatPlan,
   hasSnapshot,
   type LogEntry,
+  type MajorChange,
+  majorChanges,
+  type PostgresMajorState,
   readJournal,
   recoveryFor,
   restoreSnapshot,
@@ -57,7 +64,7 @@ import {
 } from '../lib/upgrade.mts'
 
 const spec = {
-  usage: 'npx tsx scripts/upgrade.mts --to TAG [--dry-run] [--force]',
+  usage: 'npx tsx scripts/upgrade.mts --to TAG [--dry-run] [--force] [--postgres-major] [--clickhouse]',
   summary:
     'Upgrades PostHog to TAG: backup, new compose files, image pull, web alone until its migrations are done, ' +
     'then everything; rolls back to the current version by itself when the new one does not come up healthy.',
@@ -71,6 +78,15 @@ const spec = {
       help: 'print the plan (tags, services added/removed, images) and change nothing',
     },
     force: { type: 'boolean' as const, help: 'upgrade although PostHog is not healthy now' },
+    'postgres-major': {
+      type: 'boolean' as const,
+      help: 'when the target runs a new PostgreSQL major: back up every database, keep the old volume aside, restore into the new major',
+    },
+    clickhouse: {
+      type: 'boolean' as const,
+      env: 'BACKUP_CLICKHOUSE',
+      help: 'back ClickHouse up too before upgrading (needs the /backups mount, see README)',
+    },
     rollback: {
       type: 'boolean' as const,
       help: 'after an interrupted upgrade: roll it back instead of finishing it',
@@ -97,6 +113,8 @@ const spec = {
   notes:
     'Every upgrade appends a line to STACK_DIR/upgrades.log. If an upgrade is interrupted (crash, kill), run ' +
     'upgrade again: it finishes the upgrade, or rolls it back with --rollback.\n' +
+    'A target with a new PostgreSQL major is refused (exit 2) unless --postgres-major is given; a new ClickHouse ' +
+    'release line is only backed up with --clickhouse.\n' +
     'Exit codes: 0 upgraded (or plan printed), 1 failed (rolled back when possible; the message says where the ' +
     'backup is), 2 bad input.',
 }
@@ -152,11 +170,9 @@ const GiB = 1024 ** 3
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const quiet = () => {}
 
-function journalFor(
-  ctx: Context,
-  base: Omit<UpgradeJournal, 'step' | 'version'>,
-  step: UpgradeStep,
-): UpgradeJournal {
+type JournalBase = Omit<UpgradeJournal, 'step' | 'version'>
+
+function journalFor(ctx: Context, base: JournalBase, step: UpgradeStep): UpgradeJournal {
   const j: UpgradeJournal = { version: 1, ...base, step }
   writeJournal(ctx.cfg.stackDir, j)
   return j
@@ -204,12 +220,13 @@ function readStackFile(dir: string, name: string): string | undefined {
 }
 
 function buildPlan(
-  cfg: Config,
+  ctx: Context,
   to: string,
   staging: string,
   prepared: PrepareResult,
   fromCommit?: string,
 ): UpgradePlan {
+  const { cfg, flags } = ctx
   const liveCompose = readStackFile(cfg.stackDir, 'docker-compose.yml')
   const newCompose = readStackFile(staging, 'docker-compose.yml')
   const newBase = readStackFile(staging, 'docker-compose.base.yml')
@@ -224,6 +241,111 @@ function buildPlan(
     ...serviceDiff(composeServiceNames(liveCompose), composeServiceNames(newCompose)),
     images: composeImages(newCompose, newBase, env, prepared.disabledServices),
     stop: servicesToStop(newCompose, newBase).filter((s) => prepared.enabledServices.includes(s)),
+    majors: dataStoreChanges(cfg, to, staging),
+    postgresMajor: flags['postgres-major'],
+    clickhouseBackup: flags.clickhouse,
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Major versions of PostgreSQL and ClickHouse
+
+/** The images Compose runs now and would run after the switch (layered files, interpolated). */
+function dataStoreChanges(cfg: Config, to: string, staging: string): MajorChange[] {
+  const files = (dir: string) =>
+    ['docker-compose.yml', 'docker-compose.override.yml'].map((f) => readStackFile(dir, f))
+  const local = readStackFile(cfg.stackDir, 'docker-compose.local.yml')
+  const liveEnv = { ...cfg.raw, ...parseEnvText(readStackFile(cfg.stackDir, '.env') ?? '') }
+  const newEnv = { ...cfg.raw, ...parseEnvText(readStackFile(staging, '.env') ?? ''), POSTHOG_APP_TAG: to }
+  const base = (dir: string) => readStackFile(dir, 'docker-compose.base.yml')
+  const before = effectiveImages([...files(cfg.stackDir), local], base(cfg.stackDir), liveEnv)
+  const after = effectiveImages([...files(staging), local], base(staging), newEnv)
+  return majorChanges(before, after)
+}
+
+/**
+ * Refuses what the plain path would break (exit 2): a PostgreSQL downgrade, or a new major
+ * without --postgres-major. With it, what the move needs: the db volume and where to keep it.
+ */
+function postgresMajorPlan(ctx: Context, majors: MajorChange[], to: string): PostgresMajorState | undefined {
+  const pg = majors.find((m) => m.engine === 'PostgreSQL')
+  if (!pg) {
+    if (ctx.flags['postgres-major'])
+      say('--postgres-major: PostgreSQL keeps its major version; there is nothing to move')
+    return undefined
+  }
+  const what = `PostgreSQL ${pg.from ?? '?'} -> ${pg.to ?? '?'} (db: ${pg.fromImage} -> ${pg.toImage})`
+  if (pg.kind === 'downgrade')
+    throw new UsageError(
+      `${what} is a downgrade, which the data does not survive; pick a target with the same or a newer PostgreSQL`,
+    )
+  const wanted = ctx.flags['postgres-major']
+  if (pg.kind === 'unknown' && !wanted) return undefined // the plan says to check; --postgres-major moves anyway
+  if (!wanted)
+    throw new UsageError(
+      `${what} is a major upgrade: the new server cannot read the old data. Run upgrade --to ${to} --postgres-major ` +
+        '(it backs up every database, keeps the old volume aside and restores into the new major; README: Upgrade)',
+    )
+  const volume = dbVolume(readStackFile(ctx.cfg.stackDir, 'docker-compose.yml') ?? '')
+  if (!volume)
+    throw new UsageError(
+      'the db service keeps its data in a bind mount, not a named volume: move it into the new major yourself (dump, new directory, restore)',
+    )
+  const from = pg.from ?? 'old'
+  const aside = asideVolumeName(volume, from)
+  return { from, to: pg.to ?? 'new', volume, aside, image: pg.toImage, state: 'planned' }
+}
+
+/** The move into the new major, as the step after the switch; journalled after each of its steps. */
+async function runPostgresMajor(
+  ctx: Context,
+  base: JournalBase,
+  cfg: Config,
+  startOpts: Parameters<typeof startDataStores>[1],
+): Promise<void> {
+  const pm = base.postgresMajor
+  if (!pm) return
+  if (pm.state !== 'restored') {
+    journalFor(ctx, base, 'postgres-major')
+    try {
+      base.postgresMajor = await moveIntoNewMajor({
+        stackDir: cfg.stackDir,
+        backupDir: base.backup ?? '',
+        state: pm,
+        save: (state) => journalFor(ctx, { ...base, postgresMajor: state }, 'postgres-major'),
+        log: say,
+      })
+    } catch (e) {
+      throw new StepFailure('postgres-major', (e as Error).message)
+    }
+    say(`PostgreSQL ${pm.to} holds the restored data; the ${pm.from} data stays in volume ${pm.aside}`)
+  }
+  // Everything was stopped for the move: the data stores come back before web migrates.
+  await startDataStores(cfg, startOpts).catch((e: Error) => {
+    throw new StepFailure('start the data stores', e.message)
+  })
+}
+
+/** Before a rollback starts the previous version: its PostgreSQL data back under the volume's name. */
+async function undoPostgresMajor(ctx: Context, j: UpgradeJournal, failure: string): Promise<string> {
+  const pm = readJournal(ctx.cfg.stackDir)?.postgresMajor ?? j.postgresMajor
+  if (!pm) return ''
+  try {
+    const done = await undoMove({
+      stackDir: ctx.cfg.stackDir,
+      backupDir: j.backup ?? '',
+      state: pm,
+      save: (state) => journalFor(ctx, { ...j, failure, postgresMajor: state }, 'rolling-back'),
+      log: say,
+    })
+    return done.newAside
+      ? `; the PostgreSQL ${pm.to} data of the attempt is kept in volume ${done.newAside}`
+      : ''
+  } catch (e) {
+    throw new RuntimeFailure(
+      `upgrade to ${j.to} failed (${failure}) and putting the PostgreSQL ${pm.from} data back failed: ${(e as Error).message}`,
+      `the ${pm.from} data is safe in volume ${pm.aside}; run upgrade --rollback again, or restore the backup (${j.backup ? displayPath(j.backup) : 'none'})`,
+    )
   }
 }
 
@@ -258,7 +380,14 @@ async function pull(ctx: Context, staging: string, services: string[]): Promise<
 }
 
 async function switchAndMigrate(ctx: Context, j: UpgradeJournal): Promise<void> {
-  const base = { from: j.from, to: j.to, fromCommit: j.fromCommit, backup: j.backup, startedAt: j.startedAt }
+  const base: JournalBase = {
+    from: j.from,
+    to: j.to,
+    fromCommit: j.fromCommit,
+    backup: j.backup,
+    startedAt: j.startedAt,
+    postgresMajor: j.postgresMajor,
+  }
   journalFor(ctx, base, 'switching')
   writeEnvTag(ctx.cfg, j.to)
   // The live checkout and image tags go to the very commit staged and pulled.
@@ -272,6 +401,7 @@ async function switchAndMigrate(ctx: Context, j: UpgradeJournal): Promise<void> 
   }
   const services = await stackServices(cfg.stackDir)
   const startOpts = { services, log: say, retryBackoffMs: ctx.retryBackoffMs }
+  await runPostgresMajor(ctx, base, cfg, startOpts)
 
   journalFor(ctx, base, 'migrating')
   const compose_ = readStackFile(cfg.stackDir, 'docker-compose.yml')
@@ -323,10 +453,15 @@ async function switchAndMigrate(ctx: Context, j: UpgradeJournal): Promise<void> 
 }
 
 function succeed(ctx: Context, j: UpgradeJournal, note = ''): number {
+  const pm = readJournal(ctx.cfg.stackDir)?.postgresMajor
   closeUpgrade(ctx.cfg.stackDir, { from: j.from, to: j.to, result: 'ok', detail: note || undefined })
   say(
     `PostHog upgraded ${j.from} -> ${j.to} and healthy${note ? ` (${note})` : ''}; backup: ${j.backup ? displayPath(j.backup) : 'none'}`,
   )
+  if (pm)
+    say(
+      `the PostgreSQL ${pm.from} data is kept in volume ${pm.aside}: once PostgreSQL ${pm.to} has served you well, remove it with: docker volume rm ${pm.aside}`,
+    )
   return 0
 }
 
@@ -341,8 +476,10 @@ async function rollback(
   requested = false,
 ): Promise<number> {
   const where = `backup: ${j.backup ? displayPath(j.backup) : 'none'}`
-  journalFor(ctx, { ...j, failure }, 'rolling-back')
+  const postgresMajor = readJournal(ctx.cfg.stackDir)?.postgresMajor ?? j.postgresMajor
+  journalFor(ctx, { ...j, postgresMajor, failure }, 'rolling-back')
   warn(`upgrade: ${failure}; rolling back to ${j.from}`)
+  const keptNewData = await undoPostgresMajor(ctx, j, failure)
   writeEnvTag(ctx.cfg, j.from)
   const cfg = withTag(reload(ctx.cfg), j.from)
   // The checkout goes back to the exact commit it was at: a branch such as `latest` may have moved
@@ -377,11 +514,11 @@ async function rollback(
   }
   closeUpgrade(cfg.stackDir, { from: j.from, to: j.to, result: 'rolled-back', detail: failure })
   if (requested) {
-    say(`rolled back to ${j.from}, which is healthy again (${where})`)
+    say(`rolled back to ${j.from}, which is healthy again (${where})${keptNewData}`)
     return 0
   }
   throw new RuntimeFailure(
-    `upgrade to ${j.to} failed (${failure}); rolled back to ${j.from}, which is healthy again`,
+    `upgrade to ${j.to} failed (${failure}); rolled back to ${j.from}, which is healthy again${keptNewData}`,
     `${where}; history in ${displayPath(path.join(cfg.stackDir, 'upgrades.log'))}`,
   )
 }
@@ -438,7 +575,7 @@ async function upgrade(ctx: Context, to: string): Promise<number> {
     try {
       const prepared = await stage(cfg, to, path.join(tmp, 'stack'))
       say(
-        formatPlan(buildPlan(cfg, to, path.join(tmp, 'stack'), prepared, await checkoutCommit(cfg.stackDir))),
+        formatPlan(buildPlan(ctx, to, path.join(tmp, 'stack'), prepared, await checkoutCommit(cfg.stackDir))),
       )
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true })
@@ -472,13 +609,27 @@ async function upgrade(ctx: Context, to: string): Promise<number> {
     )
     return 0
   }
-  say(formatPlan(buildPlan(cfg, to, staging, prepared, base.fromCommit)))
+  const plan = buildPlan(ctx, to, staging, prepared, base.fromCommit)
+  say(formatPlan(plan))
+  let postgresMajor: PostgresMajorState | undefined
+  try {
+    postgresMajor = postgresMajorPlan(ctx, plan.majors ?? [], to)
+  } catch (e) {
+    closeUpgrade(cfg.stackDir, {
+      from: base.from,
+      to,
+      result: 'failed',
+      detail: `refused: ${(e as Error).message}`,
+    })
+    throw e
+  }
 
   journalFor(ctx, base, 'backup')
   say('backing up before anything changes')
+  const allDatabases = postgresMajor !== undefined
   let backup: string
   try {
-    backup = (await takeBackup(cfg, { log: say })).dir
+    backup = (await takeBackup(cfg, { log: say, clickhouse: ctx.flags.clickhouse, allDatabases })).dir
   } catch (e) {
     closeUpgrade(cfg.stackDir, {
       from: base.from,
@@ -505,7 +656,7 @@ async function upgrade(ctx: Context, to: string): Promise<number> {
       `check the network and run upgrade again (backup: ${displayPath(backup)})`,
     )
   }
-  const pulled = journalFor(ctx, { ...base, backup }, 'pulled')
+  const pulled = journalFor(ctx, { ...base, backup, postgresMajor }, 'pulled')
   takeSnapshot(cfg.stackDir, cfg.envFile)
   say(`switching the live files and POSTHOG_APP_TAG to ${to}`)
   return afterSwitch(ctx, pulled)

@@ -1,18 +1,26 @@
 // scripts/backup.mts as a black box: a real PostgreSQL behind the fake docker's
-// `compose exec -T db pg_dump`, the folder layout, modes, manifest, retention and failures.
+// `compose exec -T db pg_dump`, the folder layout, modes, manifest, retention, failures, and
+// runs killed (SIGKILL) at several points, whose leftovers the next run removes.
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   buildManifest,
   describeFiles,
+  listBackups,
   MANIFEST,
   PG_DUMP_FILE,
   readManifest,
   verifyBackup,
 } from '../../lib/backup.mts'
 import { loadConfig } from '../../lib/env.mts'
-import { assertNoSecrets, makeProject, type Project, runScript } from '../helpers/backup-env.ts'
+import {
+  assertNoSecrets,
+  makeProject,
+  type Project,
+  type RunResult,
+  runScript,
+} from '../helpers/backup-env.ts'
 import { startPostgres, type TestPostgres } from '../helpers/postgres.ts'
 
 let pg: TestPostgres
@@ -145,5 +153,102 @@ describe('backup', () => {
     expect(failed.code).toBe(1)
     expect(failed.stderr).toMatch(/ClickHouse BACKUP failed \(exit 36\): Code: 318.*README/)
     expect(backups(q)).toEqual([])
+  })
+})
+
+describe('a backup killed midway', () => {
+  /** Folders that are not ours: the next run must leave them exactly as they are. */
+  function foreignFolders(p: Project): void {
+    fs.mkdirSync(path.join(p.backupDir, 'keep-me'), { recursive: true })
+    fs.mkdirSync(path.join(p.backupDir, '20190101T000000Z')) // our naming, no manifest
+    fs.mkdirSync(path.join(p.backupDir, '20190102T000000Z.partial')) // our suffix, someone else's file
+    fs.writeFileSync(path.join(p.backupDir, '20190102T000000Z.partial', 'notes.txt'), 'mine')
+  }
+  const FOREIGN = ['20190101T000000Z', '20190102T000000Z.partial', 'keep-me']
+
+  /** Starts a backup, waits for `ready`, SIGKILLs its process group (node and the fake docker). */
+  async function killWhen(p: Project, ready: () => boolean, args: string[] = []): Promise<RunResult> {
+    let pid = 0
+    const running = runScript(p, 'scripts/backup.mts', args, { onSpawn: (x) => (pid = x) })
+    const deadline = Date.now() + 30_000
+    while (!ready()) {
+      if (Date.now() > deadline) throw new Error('the backup never reached the point to kill it at')
+      await new Promise((r) => setTimeout(r, 10))
+    }
+    try {
+      process.kill(-pid, 'SIGKILL')
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e // ESRCH: it had finished already
+    }
+    return running
+  }
+
+  const partials = (p: Project) => backups(p).filter((b) => b.endsWith('.partial') && !FOREIGN.includes(b))
+
+  async function nextRunCleansUp(p: Project, left: string[]): Promise<void> {
+    const res = await runScript(p, 'scripts/backup.mts', [])
+    assertNoSecrets(res)
+    expect(res.stderr).toBe('')
+    expect(res.code).toBe(0)
+    for (const name of left)
+      expect(res.stdout).toContain(
+        `removed an incomplete backup left by an interrupted run: ${path.join(p.backupDir, name)}`,
+      )
+    expect(partials(p)).toEqual([])
+    for (const f of FOREIGN) expect(fs.existsSync(path.join(p.backupDir, f))).toBe(true)
+    expect(fs.readFileSync(path.join(p.backupDir, '20190102T000000Z.partial', 'notes.txt'), 'utf8')).toBe(
+      'mine',
+    )
+    for (const b of listBackups(p.backupDir)) expect(await verifyBackup(b.dir)).toEqual([])
+  }
+
+  it('during pg_dump: the half-written folder is recognised, reported and removed by the next run', async () => {
+    const p = project()
+    foreignFolders(p)
+    p.writeScenario({
+      ...p.scenario,
+      rules: [{ match: 'exec -T db pg_dump', stdout: 'PGDMP partial output', delayMs: 30_000, times: 1 }],
+    })
+    const killed = await killWhen(p, () => p.calls().some((c) => c.includes('pg_dump')))
+    expect(killed.code).not.toBe(0)
+    const left = partials(p)
+    expect(left).toHaveLength(1)
+    expect(listBackups(p.backupDir)).toEqual([]) // never taken for a backup
+    await nextRunCleansUp(p, left)
+    expect(listBackups(p.backupDir)).toHaveLength(1)
+  })
+
+  it('during the ClickHouse BACKUP: the folder and the part ClickHouse had begun are removed', async () => {
+    const p = project()
+    foreignFolders(p)
+    p.writeScenario({
+      ...p.scenario,
+      services: { ...(p.scenario.services as object), clickhouse: { state: 'running' } },
+      rules: [{ match: 'clickhouse-client --query BACKUP', delayMs: 30_000, times: 1 }],
+    })
+    await killWhen(p, () => p.calls().some((c) => c.includes('clickhouse-client')), ['--clickhouse'])
+    const left = partials(p)
+    expect(left).toHaveLength(1)
+    // what the server had written of its part (the fake docker writes nothing itself)
+    const part = path.join(p.backupDir, 'clickhouse', left[0]!.replace('.partial', ''))
+    fs.mkdirSync(part, { recursive: true })
+    fs.writeFileSync(path.join(part, '.backup'), 'unfinished')
+    await nextRunCleansUp(p, left)
+    expect(fs.existsSync(part)).toBe(false)
+  })
+
+  it('at any moment: whatever a kill leaves, the next run leaves only whole backups', async () => {
+    const p = project()
+    foreignFolders(p)
+    // kills spread over the run: as soon as its folder appears, and later into pg_dump and the manifest
+    for (const afterMs of [0, 5, 20, 60, 150, 400, 1000]) {
+      const before = new Set(backups(p))
+      let appeared = 0
+      await killWhen(p, () => {
+        if (!appeared && backups(p).some((b) => !before.has(b))) appeared = Date.now()
+        return appeared > 0 && Date.now() - appeared >= afterMs
+      })
+      await nextRunCleansUp(p, partials(p))
+    }
   })
 })

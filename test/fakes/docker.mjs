@@ -24,7 +24,12 @@
 //   volumes: ["postgres-data", ...]  the project's volumes; default: two, once a service ran or was created
 //   startOnUp: true               -> `compose up -d [svc...]` marks those services running/healthy
 //   logs: { service: ["line", ...] }
-//   pgForward: { host, port, binDir }  -> `compose exec -T db pg_dump|pg_restore|psql` run for real
+//   pgForward: { host, port, binDir }  -> `compose exec -T db pg_dump|pg_restore|psql|createdb|pg_isready`
+//                                run for real; a fresh db volume (`compose up db` after `volume rm`)
+//                                empties the server as initdb would (only `postgres` and `posthog` left)
+//   volumes: ["postgres-data", ...]  -> the project's volumes (`posthog_<name>`); `volume create|inspect|rm`
+//                                and `run --rm -v A:/from:ro -v B:/to IMAGE -c <copy script>` act on
+//                                them, each volume's content being a token the copies carry
 //   stats: { service: { mem: "1.2GiB", limit: "2GiB" } }
 //   diskUsage: { images: [{ repository, tag, size }], volumes: [{ name, size, links }], buildCache }
 //                                 sizes in bytes, for `docker system df` (default: one small image
@@ -190,8 +195,10 @@ function selectedServices(args) {
 // `compose exec -T db pg_dump|pg_restore|psql ...` runs the real PostgreSQL client against the
 // test's own server (scenario `pgForward: { host, port, binDir }`; host may be a socket dir),
 // with stdin and stdout passed straight through, as `exec -T` does.
-async function forwardToPostgres([bin, ...binArgs]) {
-  if (!['pg_dump', 'pg_restore', 'psql', 'pg_isready'].includes(bin)) return
+async function forwardToPostgres([bin, ...rawArgs]) {
+  if (!['pg_dump', 'pg_restore', 'psql', 'pg_isready', 'createdb'].includes(bin)) return
+  // `-h 127.0.0.1` inside the container is its own server: here, the test server's socket.
+  const binArgs = rawArgs.filter((a, i) => !(a === '-h' && rawArgs[i + 1] === '127.0.0.1') && !(a === '127.0.0.1' && rawArgs[i - 1] === '-h'))
   const { spawn } = await import('node:child_process')
   const { host, port, binDir } = scenario.pgForward
   const child = spawn(binDir ? `${binDir}/${bin}` : bin, binArgs, {
@@ -293,6 +300,37 @@ if (model) {
       if (d?.condition === 'service_completed_successfully') oneShots.add(dep)
 }
 
+// ---- volumes: created from the scenario on first use; content is a token copies carry -----------
+const DB_VOLUME = `${PROJECT}_postgres-data`
+function volumes() {
+  if (!state.volumes) {
+    state.volumes = {}
+    for (const v of scenario.volumes ?? ['postgres-data', 'clickhouse-data'])
+      state.volumes[`${PROJECT}_${v}`] = { labels: { 'com.docker.compose.project': PROJECT }, content: `${PROJECT}_${v}@initial` }
+  }
+  return state.volumes
+}
+function noSuchVolume(name) {
+  fail(`Error response from daemon: get ${name}: no such volume`)
+}
+
+// A db volume Compose creates anew is an empty data directory: initdb leaves `postgres` and POSTGRES_DB.
+async function freshDbVolume() {
+  volumes()[DB_VOLUME] = { labels: { 'com.docker.compose.project': PROJECT }, content: `fresh@${Date.now()}` }
+  saveState()
+  if (!scenario.pgForward) return
+  const { spawnSync } = await import('node:child_process')
+  const { host, port, binDir } = scenario.pgForward
+  const psql = (sql) => {
+    const r = spawnSync(binDir ? `${binDir}/psql` : 'psql', ['-h', String(host), '-p', String(port), '-U', 'posthog', '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-At', '-c', sql], { encoding: 'utf8' })
+    if (r.status !== 0) fail(`fake docker: resetting the test server failed: ${r.stderr}`)
+    return r.stdout
+  }
+  const dbs = psql("SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'").split('\n').filter(Boolean)
+  for (const db of dbs) psql(`DROP DATABASE "${db}"`)
+  psql('CREATE DATABASE posthog')
+}
+
 const [cmd, ...rest] = norm
 
 switch (cmd) {
@@ -344,7 +382,7 @@ switch (cmd) {
         // The containers that exist: those named, or every one the scenario or an `up` made.
         const named = args.filter((a, i) => !a.startsWith('-') && args[i - 1] !== '--format' && args[i - 1] !== '--filter')
         const names = named.length ? named : serviceNames()
-        const visible = names.filter((n) => args.includes('-a') || args.includes('--all') || svc(n).state === 'running' || svc(n).state === 'restarting')
+        const visible = names.filter((n) => !svc(n).removed && (args.includes('-a') || args.includes('--all') || svc(n).state === 'running' || svc(n).state === 'restarting'))
         if (args.includes('--services')) out(visible.join('\n'))
         else if (args.includes('json')) out(visible.map(psLine).join('\n'))
         else out(['NAME  IMAGE  SERVICE  STATUS', ...visible.map((n) => `${containerName(n)}  ${svc(n).image ?? n}  ${n}  ${statusText(svc(n))}`)].join('\n'))
@@ -355,15 +393,18 @@ switch (cmd) {
       case 'restart': {
         const names = selectedServices(args.filter((a, i) => !['--timeout', '-t', '--wait-timeout', '--pull'].includes(args[i - 1])))
         if (sub === 'up') state.created = [...new Set([...(state.created ?? []), ...names])]
+        if (sub === 'up' && names.includes('db') && state.volumes && !state.volumes[DB_VOLUME]) await freshDbVolume()
         if (scenario.startOnUp !== false)
-          for (const n of names)
+          for (const n of names) {
+            const { removed, ...was } = svc(n) // a removed container is created anew
             state.services[n] = {
-              ...svc(n),
+              ...was,
               state: oneShots.has(n) ? 'exited' : 'running',
               exitCode: 0,
-              health: svc(n).health ? 'healthy' : '',
-              ...(svc(n).onStart ?? {}),
+              health: was.health ? 'healthy' : '',
+              ...(was.onStart ?? {}),
             }
+          }
         saveState()
         break
       }
@@ -377,6 +418,12 @@ switch (cmd) {
         saveState()
         break
       }
+      case 'rm': {
+        // `compose rm --force --stop db`: the container is gone, so its volume is no longer in use.
+        for (const n of selectedServices(args)) if (state.services[n]) state.services[n] = { ...svc(n), state: 'exited', removed: true }
+        saveState()
+        break
+      }
       case 'pull':
       case 'create': {
         const names = selectedServices(args.filter((a, i) => !['--policy'].includes(args[i - 1])))
@@ -385,8 +432,6 @@ switch (cmd) {
         saveState()
         break
       }
-      case 'rm':
-        break
       case 'config': {
         if (process.env.FAKE_COMPOSE_CONFIG) {
           const answer = await realLoader(args)
@@ -472,11 +517,50 @@ switch (cmd) {
   }
   case 'volume': {
     needDaemon()
-    // `docker volume ls --quiet --filter label=com.docker.compose.project=posthog`: one name a line.
-    // The project's volumes: the scenario's, or (by default) once the stack has run or been created.
-    const ran = (state.created ?? []).length > 0 || Object.values(scenario.services ?? {}).some((s) => (s.state ?? 'running') !== 'created')
-    const volumes = scenario.volumes ?? (ran ? ['postgres-data', 'clickhouse-data'] : [])
-    if (rest[0] === 'ls' && !state.volumesRemoved) out(volumes.map((v) => `${PROJECT}_${v}`).join('\n'))
+    const [verb, ...vargs] = rest
+    const name = vargs.filter((a, i) => !a.startsWith('-') && !['--label', '--driver', '-d', '--format', '-f'].includes(vargs[i - 1])).at(-1)
+    if (verb === 'ls') {
+      // `docker volume ls --quiet --filter label=com.docker.compose.project=posthog`: one name a line.
+      if (state.volumes)
+        out(Object.entries(state.volumes).filter(([, v]) => v.labels['com.docker.compose.project'] === PROJECT).map(([n]) => n).join('\n'))
+      else if (!state.volumesRemoved) {
+        // The project's volumes: the scenario's, or (by default) once the stack has run or been created.
+        const ran = (state.created ?? []).length > 0 || Object.values(scenario.services ?? {}).some((s) => (s.state ?? 'running') !== 'created')
+        out((scenario.volumes ?? (ran ? ['postgres-data', 'clickhouse-data'] : [])).map((v) => `${PROJECT}_${v}`).join('\n'))
+      }
+    } else if (verb === 'create') {
+      const labels = Object.fromEntries(vargs.filter((a, i) => vargs[i - 1] === '--label').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
+      volumes()[name] ??= { labels, content: '' }
+      saveState()
+      out(name)
+    } else if (verb === 'inspect') {
+      const v = volumes()[name]
+      if (!v) {
+        out('[]')
+        noSuchVolume(name)
+      }
+      out(JSON.stringify([{ CreatedAt: '2026-11-25T10:00:00Z', Driver: 'local', Labels: v.labels, Mountpoint: `/var/lib/docker/volumes/${name}/_data`, Name: name, Options: null, Scope: 'local' }], null, 4))
+    } else if (verb === 'rm') {
+      if (!volumes()[name]) noSuchVolume(name)
+      const db = state.services.db
+      if (name === DB_VOLUME && db && !db.removed) fail(`Error response from daemon: remove ${name}: volume is in use - [${Buffer.from('db').toString('hex').padEnd(64, '0')}]`)
+      delete state.volumes[name]
+      saveState()
+      out(name)
+    } else fail(`docker: 'volume ${verb}' is not a docker command.`)
+    break
+  }
+  case 'run': {
+    needDaemon()
+    // `docker run --rm ... -v FROM:/from:ro -v TO:/to IMAGE -c <copy script>`: TO gets FROM's content.
+    const mounts = rest.filter((a, i) => rest[i - 1] === '-v').map((m) => m.split(':'))
+    const from = mounts.find((m) => m[1] === '/from')?.[0]
+    const to = mounts.find((m) => m[1] === '/to')?.[0]
+    if (!from || !to) fail('fake docker: only the volume copy is known to `run`')
+    for (const v of [from, to]) volumes()[v] ??= { labels: {}, content: '' } // `-v name:` creates a missing volume
+    state.volumes[to] = { ...state.volumes[to], content: state.volumes[from].content }
+    saveState()
+    out('copied 1234 entries')
     break
   }
   case 'system': {

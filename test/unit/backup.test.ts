@@ -8,10 +8,13 @@ import {
   buildManifest,
   clickhouseBackupQuery,
   describeFiles,
+  findIncomplete,
   MANIFEST,
   newBackupName,
+  PARTIAL_MARKER,
   PG_DUMP_FILE,
   readManifest,
+  removeIncomplete,
   resolveBackup,
   retentionVictims,
   takeBackup,
@@ -55,6 +58,8 @@ describe('naming', () => {
     fs.mkdirSync(path.join(dir, first))
     expect(newBackupName(dir, at)).toBe('20261125T163411Z-2')
     expect(BACKUP_NAME.test('20261125T163411Z-2')).toBe(true)
+    fs.mkdirSync(path.join(dir, '20261125T163411Z-2.partial'))
+    expect(newBackupName(dir, at)).toBe('20261125T163411Z-3') // nor the name of one being written
   })
 })
 
@@ -183,5 +188,127 @@ describe('clickhouse', () => {
       "BACKUP DATABASE posthog TO File('/backups/20260101T000000Z/')",
     )
     expect(() => clickhouseBackupQuery("x'); DROP")).toThrow()
+  })
+})
+
+describe('incomplete backups (a run killed midway)', () => {
+  const marker = (extra: object = {}) =>
+    JSON.stringify({
+      format: 'posthog-homelab-backup/1',
+      startedAt: '2026-01-01T00:00:00Z',
+      pid: 1,
+      ...extra,
+    })
+
+  function leftovers(dir: string) {
+    // killed after the marker, during pg_dump
+    fs.mkdirSync(path.join(dir, '20260101T000000Z.partial'))
+    fs.writeFileSync(path.join(dir, '20260101T000000Z.partial', PARTIAL_MARKER), marker())
+    fs.writeFileSync(path.join(dir, '20260101T000000Z.partial', PG_DUMP_FILE), 'PGDMP half')
+    // killed between creating the folder and writing the marker
+    fs.mkdirSync(path.join(dir, '20260102T000000Z.partial'))
+    // killed during the ClickHouse BACKUP, whose part lives beside the folder
+    const chPart = path.join(dir, 'clickhouse', '20260103T000000Z')
+    fs.mkdirSync(chPart, { recursive: true })
+    fs.writeFileSync(path.join(chPart, '.backup'), 'half')
+    fs.mkdirSync(path.join(dir, '20260103T000000Z.partial'))
+    fs.writeFileSync(
+      path.join(dir, '20260103T000000Z.partial', PARTIAL_MARKER),
+      marker({ clickhouseFolder: chPart }),
+    )
+    return chPart
+  }
+
+  function foreign(dir: string) {
+    fs.mkdirSync(path.join(dir, '20260104T000000Z.partial')) // our suffix, but someone else's files
+    fs.writeFileSync(path.join(dir, '20260104T000000Z.partial', 'notes.txt'), 'mine')
+    fs.mkdirSync(path.join(dir, '20260105T000000Z')) // our name, no manifest, not partial
+    fs.mkdirSync(path.join(dir, 'photos.partial'))
+    fs.writeFileSync(path.join(dir, '20260106T000000Z.partial'), 'a file, not a folder')
+  }
+
+  it('recognises what killed runs left and nothing else', async () => {
+    const dir = scratch()
+    const chPart = leftovers(dir)
+    foreign(dir)
+    // killed between the manifest and the rename: whole, but never published
+    const whole = await fakeBackup(dir, '20260107T000000Z.partial', '2026-01-07T00:00:00Z')
+    expect(findIncomplete(dir)).toEqual([
+      { name: '20260101T000000Z', dir: path.join(dir, '20260101T000000Z.partial') },
+      { name: '20260102T000000Z', dir: path.join(dir, '20260102T000000Z.partial') },
+      { name: '20260103T000000Z', dir: path.join(dir, '20260103T000000Z.partial'), clickhouseFolder: chPart },
+      { name: '20260107T000000Z', dir: whole },
+    ])
+  })
+
+  it('removes them with their ClickHouse part, one line each, and leaves the rest alone', () => {
+    const dir = scratch()
+    const chPart = leftovers(dir)
+    foreign(dir)
+    const lines: string[] = []
+    expect(removeIncomplete(dir, (l) => lines.push(l))).toEqual([
+      '20260101T000000Z',
+      '20260102T000000Z',
+      '20260103T000000Z',
+    ])
+    expect(lines).toHaveLength(3)
+    expect(lines[0]).toMatch(
+      /^removed an incomplete backup left by an interrupted run: .*20260101T000000Z\.partial$/,
+    )
+    expect(fs.existsSync(chPart)).toBe(false)
+    expect(fs.readdirSync(dir).sort()).toEqual([
+      '20260104T000000Z.partial',
+      '20260105T000000Z',
+      '20260106T000000Z.partial',
+      'clickhouse',
+      'photos.partial',
+    ])
+    expect(removeIncomplete(dir, () => {})).toEqual([])
+  })
+
+  it('reports a ClickHouse part it cannot remove instead of failing', () => {
+    const dir = scratch()
+    const chPart = leftovers(dir)
+    const realRm = fs.rmSync
+    const rm = vi.spyOn(fs, 'rmSync').mockImplementation((p, opts) => {
+      if (String(p) === chPart) throw new Error(`EACCES: permission denied, rmdir '${p}'`)
+      realRm(p, opts)
+    })
+    const lines: string[] = []
+    try {
+      expect(removeIncomplete(dir, (l) => lines.push(l))).toHaveLength(3)
+    } finally {
+      rm.mockRestore()
+    }
+    expect(lines.find((l) => l.includes('ClickHouse'))).toMatch(
+      /could not remove the unfinished ClickHouse part .* \(EACCES.*\); .*sudo rm -r /,
+    )
+  })
+
+  it('restore --from names an incomplete backup as such', () => {
+    const dir = scratch()
+    leftovers(dir)
+    expect(() => resolveBackup(dir, '20260101T000000Z.partial')).toThrow(
+      /'20260101T000000Z\.partial' is an incomplete backup \(its run was interrupted\)/,
+    )
+  })
+
+  it('a backup is published whole: no partial folder, no marker in it or its manifest', async () => {
+    const root = scratch()
+    const docker = path.join(root, 'docker')
+    fs.writeFileSync(docker, '#!/bin/sh\necho custom-format-dump\n', { mode: 0o755 })
+    fs.writeFileSync(path.join(root, '.env'), 'X=1\n')
+    const before = process.env.DOCKER_BIN
+    process.env.DOCKER_BIN = docker
+    try {
+      const result = await takeBackup(config(root), { now: new Date('2026-02-01T00:00:00Z') })
+      expect(path.basename(result.dir)).toBe('20260201T000000Z')
+      expect(fs.readdirSync(path.dirname(result.dir))).toEqual(['20260201T000000Z'])
+      expect(fs.readdirSync(result.dir).sort()).toEqual(['.env', MANIFEST, PG_DUMP_FILE])
+      expect(await verifyBackup(result.dir)).toEqual([])
+    } finally {
+      if (before === undefined) delete process.env.DOCKER_BIN
+      else process.env.DOCKER_BIN = before
+    }
   })
 })

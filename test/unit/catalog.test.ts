@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { CATALOG, matchLine } from '../../lib/catalog.mts'
 
-// Exact upstream lines (shared/reference/posthog-hobby.md §8, tunnel-proxy-tls.md §3 and §6,
-// Caddy's and certbot's own output as quoted in their issue trackers).
+// Upstream lines as PostHog, PostgreSQL, ClickHouse, Caddy, frp, nginx and certbot print them
+// (quoted in their sources and issue trackers), written out here: no file outside the project
+// is read, so this runs the same in a plain clone.
 const UPSTREAM: [id: string, service: string | undefined, line: string][] = [
   ['redis-localhost', 'plugins', 'Error: connect ECONNREFUSED 127.0.0.1:6379'],
   [
@@ -117,6 +118,73 @@ const UPSTREAM: [id: string, service: string | undefined, line: string][] = [
     'Could not automatically find a matching server block for ph.example.com. Set the `server_name` directive to use the Nginx installer.',
   ],
   ['certbot-failed', undefined, 'urn:ietf:params:acme:error:accountDoesNotExist'],
+  // ---- day two (the upstream source or issue is named in each entry of lib/catalog.mts) ----
+  [
+    'redis-localhost',
+    'recording-api',
+    '{"level":"error","time":1775400000000,"pid":1,"hostname":"0c6f1d2e3a4b","msg":"[RECORDING-API] 😡 [recording-api] Redis error encountered! host: 127.0.0.1:6379 Enough of this, I quit!"}',
+  ],
+  [
+    // nodejs/src/utils/db/redis.ts before connection names: the Error is joined into msg.
+    'redis-tls-timeout',
+    'plugins',
+    '{"level":"error","time":1758600000000,"pid":1,"hostname":"4c1d8e2f6a3b","msg":"[PLUGIN-SERVER] 🔴 Redis error encountered! Trying to reconnect...\\n Error: connect ETIMEDOUT"}',
+  ],
+  [
+    // ...and after: ioredis' error (errorno/code/syscall ETIMEDOUT) in its own key, before msg.
+    'redis-tls-timeout',
+    'ingestion-logs',
+    '{"level":"error","time":1780380000000,"pid":1,"hostname":"9f1c2d3e4b5a","error":{"errorno":"ETIMEDOUT","code":"ETIMEDOUT","syscall":"connect"},"msg":"[INGESTION-LOGS] 🔴 [logs-redis] Redis error encountered! host: redis7:6379 Trying to reconnect..."}',
+  ],
+  ['redis-tls-timeout', 'cdp', '[ioredis] Unhandled error event: Error: connect ETIMEDOUT'],
+  [
+    'postgres-major-mismatch',
+    'db',
+    '2024-09-05 16:51:04.534 UTC [1] FATAL:  database files are incompatible with server',
+  ],
+  [
+    'postgres-major-mismatch',
+    'db',
+    '2024-09-05 16:51:04.534 UTC [1] DETAIL:  The data directory was initialized by PostgreSQL version 12, which is not compatible with this version 15.12.',
+  ],
+  [
+    'kafka-no-assignment',
+    'clickhouse',
+    "2024.11.12 00:02:09.261606 [ 1825 ] {} <Warning> StorageKafka (kafka_plugin_log_entries): Can't get assignment. Will keep trying.",
+  ],
+  [
+    'kafka-no-assignment',
+    'clickhouse',
+    "2021.03.15 10:00:00.000000 [ 77 ] {} <Warning> StorageKafka (kafka_events_json): Can't get assignment. It can be caused by some issue with consumer group (not enough partitions?). Will keep trying.",
+  ],
+  [
+    'replay-no-recordings',
+    'livestream',
+    '2025/12/31 02:16:08 Session recording consumer: 47940 timeouts so far (topic: session_recording_snapshot_item_events)',
+  ],
+  [
+    'csrf-behind-proxy',
+    'web',
+    '2026-11-25T10:00:00.123456Z [warning  ] Forbidden (Origin checking failed - https://ph.example.com does not match any trusted origins.): /api/login [django.security.csrf] pid=12 tid=140234',
+  ],
+  ['csrf-behind-proxy', 'web', 'Forbidden (CSRF cookie not set.): /api/signup'],
+  [
+    'csrf-behind-proxy',
+    undefined,
+    '{"detail":"CSRF Failed: Origin checking failed - https://ph.example.com does not match any trusted origins."}',
+  ],
+  [
+    'encryption-key-invalid',
+    'plugins',
+    '{"level":"error","time":1728490554991,"pid":36,"hostname":"f01ec11b8962","error":"Error: Key must be 32-byte long base64url encoded string.\\n    at Fernet.checkKey (/code/plugin-server/node_modules/.pnpm/fernet-nodejs@1.0.6/node_modules/fernet-nodejs/dist/Fernet.js:28:19)"}',
+  ],
+  ['encryption-key-invalid', 'web', 'ValueError: Fernet key must be 32 url-safe base64-encoded bytes.'],
+  ['default-secret-key', 'web', '[ERROR] Default SECRET_KEY in production. Stopping Django server…'],
+  [
+    'default-secret-key',
+    'worker',
+    '            You are using the default SECRET_KEY in a production environment!',
+  ],
 ]
 
 // Harmless lines that look similar and must not match anything.
@@ -149,6 +217,31 @@ const LOOK_ALIKES: [service: string | undefined, line: string][] = [
   [undefined, 'Congratulations! You have successfully enabled HTTPS on https://ph.example.com'],
   [undefined, '127.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET /_health HTTP/1.1" 200 2 "-" "curl/8.0"'],
   [undefined, 'health check status change to success'],
+  // ---- day two ----
+  ['plugins', '{"level":"info","msg":"[PLUGIN-SERVER] ✅ [posthog-redis] Connected to Redis! redis7:6379"}'],
+  ['plugins', 'KafkaJSConnectionError: Connection timeout: connect ETIMEDOUT 172.18.0.5:9092'],
+  [
+    'plugins',
+    '{"level":"error","msg":"[PLUGIN-SERVER] 🔴 Redis error encountered! host: redis7:6379 Trying to reconnect...","error":{"code":"ECONNRESET"}}',
+  ],
+  ['web', 'redis ETIMEDOUT while the web service was starting'],
+  ['db', 'PostgreSQL Database directory appears to contain a database; Skipping initialization'],
+  ['db', '2024-09-05 16:51:04.534 UTC [1] LOG:  starting PostgreSQL 15.12 on x86_64-pc-linux-musl'],
+  [
+    'clickhouse',
+    '2024.11.12 00:02:09.261606 [ 1825 ] {} <Debug> StorageKafka (kafka_events_json): Polled batch of 12 messages. Offsets position: [ events_plugin_ingestion[0:1234] ]',
+  ],
+  [
+    'livestream',
+    '2025/12/31 02:16:08 Session recording consumer subscribed to topic: session_recording_snapshot_item_events',
+  ],
+  [
+    'web',
+    '2026-11-25T10:00:00.123456Z [warning  ] Forbidden: /api/projects/1/insights/ [django.request] pid=12 tid=140234',
+  ],
+  ['web', 'CSRF_TRUSTED_ORIGINS=https://ph.example.com'],
+  ['plugins', 'Existing ENCRYPTION_SALT_KEYS is correctly formatted'],
+  ['web', 'SECRET_KEY read from the environment (56 characters)'],
 ]
 
 describe('failure catalog', () => {
