@@ -18,6 +18,7 @@ import { compose, composePs, type StackServices } from './docker.mts'
 import type { Config } from './env.mts'
 import type { CommandResult } from './exec.mts'
 import {
+  describeProbe,
   formatElapsed,
   healthUrl,
   isHealthy,
@@ -27,7 +28,7 @@ import {
   pollHealth,
   startProgress,
 } from './health.mts'
-import { probeRoutes, type RouteResult } from './routes.mts'
+import { probeRoutes, ROUTE_GROUPS, type RouteResult } from './routes.mts'
 
 /** Data stores of the hobby stacks, old and new; intersected with the enabled services. */
 export const DATA_STORES = [
@@ -199,20 +200,45 @@ export function waitForHealthy(cfg: Config, opts: WaitOptions): Promise<PollResu
   return waitForHealth(cfg, opts, 'waiting for PostHog', isHealthy)
 }
 
-export type StartResult =
-  | { ok: true; elapsedMs: number }
-  | {
-      ok: false
-      phase: 'migrations' | 'health' | 'services' | 'routes'
-      last: ProbeResult | undefined
-      /** The services that should be running at that point. */
-      expected: string[]
-      timeoutMs: number
-      /** For `services`: the ones that failed or never became ready. */
-      problems?: ServiceReadiness[]
-      /** For `routes`: the capture path's routes that do not reach their service. */
-      deadRoutes?: RouteResult[]
-    }
+export type StartResult = { ok: true; elapsedMs: number } | StartFailure
+
+export interface StartFailure {
+  ok: false
+  phase: 'migrations' | 'health' | 'services' | 'routes'
+  last: ProbeResult | undefined
+  /** The services that should be running at that point. */
+  expected: string[]
+  timeoutMs: number
+  /** For `services`: the ones that failed or never became ready. */
+  problems?: ServiceReadiness[]
+  /** For `routes`: the capture path's routes that do not reach their service. */
+  deadRoutes?: RouteResult[]
+}
+
+/** One line saying where the ordered start stopped and why. */
+export function describeStartFailure(result: StartFailure): string {
+  if (result.phase === 'routes') {
+    const dead = (result.deadRoutes ?? []).map((r) => `${r.path} (${r.error ?? r.status})`)
+    return `/_health answers ok and every service runs, but the capture path does not: ${dead.join(', ')}`
+  }
+  if (result.phase === 'services') {
+    const names = (result.problems ?? []).map((p) => `${p.service} ${p.text}`)
+    return `/_health answers ok, but not every service runs: ${names.join('; ')}`
+  }
+  const what =
+    result.phase === 'migrations' ? 'web did not finish its migrations' : 'PostHog did not become healthy'
+  return `${what} within ${formatElapsed(result.timeoutMs)} (last /_health: ${describeProbe(result.last)})`
+}
+
+/** The services a failed start concerns: the ones not ready, those behind dead routes, or all started so far. */
+export function startFailureServices(result: StartFailure): string[] {
+  if (result.phase === 'services') return (result.problems ?? []).map((p) => p.service)
+  if (result.phase === 'routes') {
+    const groups = new Set((result.deadRoutes ?? []).map((r) => r.group))
+    return ROUTE_GROUPS.filter((g) => groups.has(g.group)).map((g) => g.service)
+  }
+  return result.expected
+}
 
 /** The whole ordered start. Throws RuntimeFailure when `up -d` keeps failing; a timeout is a result. */
 export async function startStack(cfg: Config, opts: StartOptions): Promise<StartResult> {

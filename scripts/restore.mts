@@ -18,7 +18,7 @@ import { compose, stackServices } from '../lib/docker.mts'
 import { type Config, ENV_FILE_FLAG, GUARDED_SECRETS, loadConfig, secretFingerprints } from '../lib/env.mts'
 import { formatElapsed } from '../lib/health.mts'
 import { acquireLock } from '../lib/lock.mts'
-import { describeStuckServices, stackLockDir, startStack } from '../lib/startup.mts'
+import { describeStartFailure, describeStuckServices, stackLockDir, startStack } from '../lib/startup.mts'
 
 const spec = {
   usage: 'npx tsx scripts/restore.mts [--from <timestamp|dir>] [--yes]',
@@ -112,7 +112,7 @@ await runScript('restore', spec, async (flags) => {
     if (!result.ok) {
       for (const line of await describeStuckServices(cfg, result.expected, services.oneShot)) warn(line)
       throw new RuntimeFailure(
-        `the database is restored but PostHog did not become healthy within ${formatElapsed(result.timeoutMs)} (${result.phase === 'migrations' ? "web's migrations" : '/_health'})`,
+        `the database is restored but PostHog is not healthy: ${describeStartFailure(result)}`,
         "see the services listed above, then run 'npx tsx scripts/up.mts'",
       )
     }

@@ -20,7 +20,7 @@ import {
   refuseNewSecretsOnStartedStack,
 } from '../lib/env.mts'
 import { featureServices } from '../lib/features.mts'
-import { describeProbe, formatElapsed, healthUrl } from '../lib/health.mts'
+import { healthUrl } from '../lib/health.mts'
 import { acquireLock } from '../lib/lock.mts'
 import {
   DEFAULT_MIN_FREE_DISK,
@@ -30,8 +30,14 @@ import {
   runPreflight,
 } from '../lib/preflight.mts'
 import { prepareStack } from '../lib/prepare.mts'
-import { ROUTE_GROUPS } from '../lib/routes.mts'
-import { describeStuckServices, type StartResult, stackLockDir, startStack } from '../lib/startup.mts'
+import {
+  describeStartFailure,
+  describeStuckServices,
+  type StartResult,
+  stackLockDir,
+  startFailureServices,
+  startStack,
+} from '../lib/startup.mts'
 
 const spec = {
   usage: 'npx tsx scripts/up.mts [options]',
@@ -122,42 +128,18 @@ async function preflight(input: PreflightInput, minFreeDisk: string | undefined,
   return false
 }
 
-function failureLine(result: Extract<StartResult, { ok: false }>): string {
-  if (result.phase === 'routes') {
-    const dead = (result.deadRoutes ?? []).map((r) => `${r.path} (${r.error ?? r.status})`)
-    return `/_health answers ok and every service runs, but the capture path does not: ${dead.join(', ')}`
-  }
-  if (result.phase === 'services') {
-    const names = (result.problems ?? []).map((p) => `${p.service} ${p.text}`)
-    return `/_health answers ok, but not every service runs: ${names.join('; ')}`
-  }
-  const what =
-    result.phase === 'migrations' ? 'web did not finish its migrations' : 'PostHog did not become healthy'
-  return `${what} within ${formatElapsed(result.timeoutMs)} (last /_health: ${describeProbe(result.last)})`
-}
-
-/** The services a failure concerns: the ones not ready, those behind dead routes, or all started so far. */
-function concernedServices(result: Extract<StartResult, { ok: false }>): string[] {
-  if (result.phase === 'services') return (result.problems ?? []).map((p) => p.service)
-  if (result.phase === 'routes') {
-    const groups = new Set((result.deadRoutes ?? []).map((r) => r.group))
-    return ROUTE_GROUPS.filter((g) => groups.has(g.group)).map((g) => g.service)
-  }
-  return result.expected
-}
-
 /** The failure, the services that are not ready with their last log lines, and the doctor's findings. */
 async function reportFailure(
   cfg: Config,
   result: Extract<StartResult, { ok: false }>,
   ctx: { startedAt: Date; services: StackServices },
 ): Promise<void> {
-  warn(`up: ${failureLine(result)}`)
+  warn(`up: ${describeStartFailure(result)}`)
   for (const line of await describeStuckServices(cfg, result.expected, ctx.services.oneShot)) warn(line)
   // Likely causes and fixes from the doctor's catalog; pre-flight already passed.
   try {
     // Services the ordered start has not reached yet are not problems; after /_health, only the failing ones are.
-    const concerned = new Set([...concernedServices(result), 'docker', 'host'])
+    const concerned = new Set([...startFailureServices(result), 'docker', 'host'])
     const findings = (await analyse(cfg, { preflight: false, since: ctx.startedAt.toISOString() })).filter(
       (f) => concerned.has(f.service),
     )

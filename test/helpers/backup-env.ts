@@ -17,6 +17,7 @@ import {
   writeEnvFile,
   writeScenario,
 } from './common.ts'
+import { HEALTHY_ROUTES } from './stack-env.ts'
 
 export const SECRET = 'f00dfeed'.repeat(7) // 56 hex characters
 export const SALT = 'a1b2c3d4'.repeat(4) // 32 characters
@@ -114,11 +115,14 @@ export function assertNoSecrets(res: RunResult): void {
 
 /**
  * A stand-in for PostHog's /_health behind Caddy on 127.0.0.1: answers what `respond()` returns
- * at the time of each request (the test decides from the fake docker state, a file, ...).
+ * at the time of each request (the test decides from the fake docker state, a file, ...); the
+ * capture path's routes answer as a healthy stack's do.
  */
 export async function healthServer(respond: () => { status: number; body: string }): Promise<Listening> {
   const server = http.createServer((req, res) => {
-    const { status, body } = req.url === '/_health' ? respond() : { status: 404, body: 'not found' }
+    const route = HEALTHY_ROUTES[(req.url ?? '/').split('?')[0]!]
+    const { status, body } =
+      req.url === '/_health' ? respond() : { status: typeof route === 'number' ? route : 404, body: '' }
     res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' })
     res.end(body)
   })
