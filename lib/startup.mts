@@ -6,7 +6,7 @@
 //   3. everything else (`up -d`), then wait for `/_health` 200 `ok`.
 // Each phase is exported on its own, so upgrade can run "web alone, wait, then all".
 import path from 'node:path'
-import { RuntimeFailure } from './cli.mts'
+import { type FlagSpec, RuntimeFailure } from './cli.mts'
 import {
   type Condition,
   type ContainerInfo,
@@ -68,6 +68,14 @@ export interface StartOptions {
 }
 
 export const DEFAULT_SETTLE_MS = 15_000
+
+/** `--settle` of the steps that start the stack (up, upgrade, restore). */
+export const SETTLE_FLAG = {
+  type: 'string',
+  env: 'HOMELAB_SETTLE',
+  help: 'after /_health answers ok, how long every service must stay up before the start counts',
+  default: '15s',
+} as const satisfies FlagSpec
 
 export function dataStoreServices(enabled: string[]): string[] {
   return DATA_STORES.filter((s) => enabled.includes(s))

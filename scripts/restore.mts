@@ -18,13 +18,20 @@ import { compose, stackServices } from '../lib/docker.mts'
 import { type Config, ENV_FILE_FLAG, GUARDED_SECRETS, loadConfig, secretFingerprints } from '../lib/env.mts'
 import { formatElapsed } from '../lib/health.mts'
 import { acquireLock } from '../lib/lock.mts'
-import { describeStartFailure, describeStuckServices, stackLockDir, startStack } from '../lib/startup.mts'
+import {
+  describeStartFailure,
+  describeStuckServices,
+  SETTLE_FLAG,
+  stackLockDir,
+  startStack,
+} from '../lib/startup.mts'
 
 const spec = {
   usage: 'npx tsx scripts/restore.mts [--from <timestamp|dir>] [--yes]',
   summary:
     "Restores PostgreSQL from a backup (default: the newest in BACKUP_DIR) after checking its manifest; stops every service but db first, then starts the stack in order and waits for /_health. The backup's .env is not copied over yours.",
   flags: {
+    settle: SETTLE_FLAG,
     from: {
       type: 'string' as const,
       path: true,
@@ -61,6 +68,7 @@ await runScript('restore', spec, async (flags) => {
   const cfg = loadConfig({ envFile: flags['env-file'] })
   // Parsed now: a bad value found after pg_restore would leave the stack stopped.
   const healthTimeoutMs = flags.timeout ? parseDuration(flags.timeout, '--timeout') : cfg.healthTimeoutMs
+  const settleMs = parseDuration(flags.settle ?? '15s', '--settle')
   const { backupDir } = backupSettings(cfg)
   const dir = resolveBackup(backupDir, flags.from)
   const problems = await verifyBackup(dir)
@@ -108,6 +116,7 @@ await runScript('restore', spec, async (flags) => {
       services,
       log: say,
       healthTimeoutMs,
+      settleMs,
     })
     if (!result.ok) {
       for (const line of await describeStuckServices(cfg, result.expected, services.oneShot)) warn(line)

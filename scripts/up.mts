@@ -33,6 +33,7 @@ import { prepareStack } from '../lib/prepare.mts'
 import {
   describeStartFailure,
   describeStuckServices,
+  SETTLE_FLAG,
   type StartResult,
   stackLockDir,
   startFailureServices,
@@ -70,12 +71,7 @@ const spec = {
       help: 'wait before retrying a failed docker compose up (n-th retry waits n times this)',
       default: '5s',
     },
-    settle: {
-      type: 'string' as const,
-      env: 'HOMELAB_SETTLE',
-      help: 'after /_health answers ok, how long every service must stay up before up succeeds',
-      default: '15s',
-    },
+    settle: SETTLE_FLAG,
     'min-free-disk': {
       type: 'string' as const,
       env: 'HOMELAB_MIN_FREE_DISK_GB',

@@ -26,8 +26,8 @@ import { asideVolumeName, dbVolume, moveIntoNewMajor, undoMove } from '../lib/pg
 import { adoptVersion, isFrozenBranch } from '../lib/posthog-version.mts'
 import { type PrepareResult, prepareStack } from '../lib/prepare.mts'
 import {
-  DEFAULT_SETTLE_MS,
   describeStuckServices,
+  SETTLE_FLAG,
   stackLockDir,
   startDataStores,
   startEverything,
@@ -107,6 +107,7 @@ const spec = {
       help: 'wait before retrying a failed pull or compose up (n-th retry waits n times this)',
       default: '5s',
     },
+    settle: SETTLE_FLAG,
     'no-geoip': { type: 'boolean' as const, env: 'HOMELAB_NO_GEOIP', help: 'skip the GeoLite2 download' },
     'env-file': ENV_FILE_FLAG,
   },
@@ -126,6 +127,8 @@ interface Context {
   flags: UpgradeFlags
   timeoutMs: number
   retryBackoffMs: number
+  /** How long every service must stay up after a start (--settle). */
+  settleMs: number
 }
 
 /** Thrown by a step after the switch: it names the step, and triggers the rollback. */
@@ -445,8 +448,8 @@ async function switchAndMigrate(ctx: Context, j: UpgradeJournal): Promise<void> 
   }
   const settled = await waitForServices(cfg, {
     ...services,
-    settleMs: DEFAULT_SETTLE_MS,
-    timeoutMs: Math.max(DEFAULT_SETTLE_MS + 1000, ctx.timeoutMs - (Date.now() - started)),
+    settleMs: ctx.settleMs,
+    timeoutMs: Math.max(ctx.settleMs + 1000, ctx.timeoutMs - (Date.now() - started)),
   })
   if (!settled.ok)
     throw new StepFailure('services', settled.problems.map((p) => `${p.service} ${p.text}`).join('; '))
@@ -498,6 +501,7 @@ async function rollback(
     log: say,
     healthTimeoutMs: ctx.timeoutMs,
     retryBackoffMs: ctx.retryBackoffMs,
+    settleMs: ctx.settleMs,
   }).catch((e: Error) => ({ ok: false as const, error: e.message }))
   if (!result.ok) {
     appendUpgradeLog(cfg.stackDir, {
@@ -669,6 +673,7 @@ await runScript('upgrade', spec, async (flags) => {
     flags,
     timeoutMs: flags.timeout ? parseDuration(flags.timeout, '--timeout') : cfg.healthTimeoutMs,
     retryBackoffMs: parseDuration(flags['retry-backoff'] ?? '5s', '--retry-backoff'),
+    settleMs: parseDuration(flags.settle ?? '15s', '--settle'),
   }
   if (flags['dry-run'] && flags.rollback) throw new UsageError('--dry-run and --rollback do not go together')
   const release = flags['dry-run'] ? () => {} : acquireLock(stackLockDir(cfg))

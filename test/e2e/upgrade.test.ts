@@ -112,7 +112,12 @@ async function project(tag = 'v1'): Promise<Project> {
   return p
 }
 
-const ENV = { HOMELAB_NO_GEOIP: '1', HOMELAB_RETRY_BACKOFF: '10ms', HOMELAB_MIN_FREE_DISK_GB: '0.01' }
+const ENV = {
+  HOMELAB_NO_GEOIP: '1',
+  HOMELAB_RETRY_BACKOFF: '10ms',
+  HOMELAB_SETTLE: '300ms',
+  HOMELAB_MIN_FREE_DISK_GB: '0.01',
+}
 
 function upgrade(p: Project, args: string[], opts: Parameters<typeof runScript>[3] = {}) {
   return runScript(p, 'scripts/upgrade.mts', args, { ...opts, env: { ...ENV, ...opts.env } })

@@ -283,14 +283,45 @@ async function fallbackModel() {
 let modelServices
 let model
 const oneShots = new Set()
-if (norm[0] === 'compose' && norm[1] !== 'version' && scenario.daemon !== false) {
+// The project files and env file as they are now: the loaded model is kept in the state file
+// until one of them changes, so a burst of compose calls loads it once (as cheap as a fake must be).
+function projectKey() {
+  const files = argv.flatMap((a, i) => (['-f', '--file', '--env-file'].includes(argv[i - 1]) ? [a] : []))
+  return JSON.stringify([
+    process.env.FAKE_COMPOSE_CONFIG ?? '',
+    argv.filter((a, i) => argv[i - 1] === '--profile'),
+    files.map((f) => {
+      try {
+        const st = fs.statSync(f)
+        return `${f}:${st.size}:${st.mtimeMs}`
+      } catch {
+        return `${f}:missing`
+      }
+    }),
+  ])
+}
+
+async function loadModel() {
+  const key = projectKey()
+  if (state.model?.key === key) {
+    if (state.model.warnings && norm[1] !== 'config') process.stderr.write(state.model.warnings)
+    return state.model.services
+  }
+  let services
+  let warnings = ''
   if (process.env.FAKE_COMPOSE_CONFIG) {
     const loaded = await realLoader(['--format', 'json'])
     if (loaded.status !== 0) fail(loaded.stderr || `compose-config exited ${loaded.status}`, loaded.status === 15 ? 15 : 1)
-    if (loaded.stderr && norm[1] !== 'config') process.stderr.write(loaded.stderr)
-    model = JSON.parse(loaded.stdout).services ?? {}
-  } else model = await fallbackModel().catch(() => undefined)
+    warnings = loaded.stderr
+    if (warnings && norm[1] !== 'config') process.stderr.write(warnings)
+    services = JSON.parse(loaded.stdout).services ?? {}
+  } else services = await fallbackModel().catch(() => undefined)
+  state.model = { key, services, warnings }
+  saveState()
+  return services
 }
+
+if (norm[0] === 'compose' && norm[1] !== 'version' && scenario.daemon !== false) model = await loadModel()
 if (model) {
   // Services Compose creates: enabled by the active profiles, and not scaled to 0.
   modelServices = Object.keys(model).filter((n) => model[n]?.deploy?.replicas !== 0)

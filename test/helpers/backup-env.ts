@@ -12,6 +12,7 @@ import {
   type Listening,
   listenLocal,
   type ProcessResult,
+  SCRIPT_TIMEOUT_MS,
   scratchDir,
   startProcess,
   writeEnvFile,
@@ -99,10 +100,12 @@ export function runScript(
       FAKE_DOCKER_SCENARIO: project.scenarioFile,
       FAKE_DOCKER_LOG: project.logFile,
       HOMELAB_ENV_FILE: project.envFile,
+      // Every service must stay up this long after a start: a moment is enough for the fake docker.
+      HOMELAB_SETTLE: '300ms',
       ...opts.env,
     },
     input: opts.input ?? '',
-    timeoutMs: opts.timeoutMs ?? 60_000,
+    timeoutMs: opts.timeoutMs ?? SCRIPT_TIMEOUT_MS,
   })
   opts.onSpawn?.(child.pid)
   return child.done
