@@ -8,5 +8,8 @@ export default defineConfig({
     testTimeout: 180_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Vitest's default is one worker per CPU less one: a single worker on a 2-core machine, where
+    // most of a test's time is spent waiting on the scripts it spawns.
+    maxWorkers: 2,
   },
 })

@@ -257,14 +257,14 @@ export async function prepareStack(cfg: Config, opts: PrepareOptions): Promise<P
   const stack = cfg.stackDir
   const checkout = path.join(stack, CHECKOUT_DIR)
 
-  // 0. Mark the folder as the toolkit's, so a later run knows it may write here (lib/env checkStackDir).
+  // 1. The version (a branch stays at the commit it was first resolved to) and its sources.
+  const resolved = await resolveVersion(cfg, opts.log)
+  // Mark the folder as the toolkit's (lib/env checkStackDir) before the checkout lands in it, and
+  // only once the version is resolved, so a failed resolution leaves nothing behind.
   writeFileAtomic(
     path.join(stack, STACK_MARKER),
     'This folder is written by posthog-homelab (scripts/prepare.mts); your own changes go in docker-compose.local.yml.\n',
   )
-
-  // 1. The version (a branch stays at the commit it was first resolved to) and its sources.
-  const resolved = await resolveVersion(cfg, opts.log)
   const sources = await fetchSources({ ...cfg, appTag: resolved.fetchRef }, opts.log)
   const { fetched, hobby, base, notices } = sources
   const version: PosthogVersion = { ...resolved.version, commit: fetched.commit }
