@@ -1,4 +1,4 @@
-// Benchmark (issue 9): per-call cost of the command runner (lib/exec.mts `run`: no shell, stdin
+// Benchmark (issue 9): per-call cost of the command runner (lib/core/exec.mts `run`: no shell, stdin
 // /dev/null, output captured, a timeout) against a bare `spawnSync` of the same binary, one call
 // after the other, alternating so a busy machine slows both alike. Goal: run <= 1.5x spawnSync.
 // For scale, the same command the way zx's `$` ran it: through `bash -c` with a socket as stdin
@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { run } from '../lib/exec.mts'
+import { run } from '../lib/core/exec.mts'
 
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 200)
 

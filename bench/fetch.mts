@@ -10,8 +10,8 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { resolveVersion } from '../lib/posthog-version.mts'
-import { fetchSources } from '../lib/prepare.mts'
+import { resolveVersion } from '../lib/stack/posthog-version.mts'
+import { fetchSources } from '../lib/stack/prepare.mts'
 import {
   git,
   makePosthogRepo,

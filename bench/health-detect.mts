@@ -1,11 +1,11 @@
 // How fast `up` notices that the stack became healthy (issue 2: "within 1 s of becoming so").
 // A local server flips from 503 "Migrations are not up to date" (or from hanging every request)
 // to 200 ok at a random moment; we measure flip -> pollHealth resolved. Side by side: the
-// overlapping poller of lib/health.mts and a sequential poller with the Go hobby installer's
+// overlapping poller of lib/core/health.mts and a sequential poller with the Go hobby installer's
 // 5 s interval (bin/hobby-installer WaitForHealth), the baseline.
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { healthUrl, isHealthy, pollHealth, probeHealth } from '../lib/health.mts'
+import { healthUrl, isHealthy, pollHealth, probeHealth } from '../lib/core/health.mts'
 
 const TRIALS = Number(process.env.BENCH_TRIALS ?? 12)
 const GOAL_MS = 1000
@@ -75,7 +75,7 @@ for (const mode of ['503', 'hang'] as Mode[]) {
   const b = stats(base)
   rows.push(
     `${mode === '503' ? 'answers 503 until healthy' : 'hangs every request until healthy'}:`,
-    `  lib/health pollHealth   median ${o.median} ms, p95 ${o.p95} ms, max ${o.max} ms (goal ${GOAL_MS} ms: max is ${(o.max / GOAL_MS).toFixed(2)}x the goal)`,
+    `  lib/core/health pollHealth   median ${o.median} ms, p95 ${o.p95} ms, max ${o.max} ms (goal ${GOAL_MS} ms: max is ${(o.max / GOAL_MS).toFixed(2)}x the goal)`,
     `  sequential 5 s poller   median ${b.median} ms, p95 ${b.p95} ms, max ${b.max} ms`,
     `  ratio baseline/ours (median) ${(b.median / Math.max(1, o.median)).toFixed(1)}x`,
   )

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import { findCronEntry } from '../lib/schedule.mts'
+import { findCronEntry } from '../lib/monitor/schedule.mts'
 import {
   makeStackProject,
   makeToolsDir,

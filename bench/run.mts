@@ -1,7 +1,7 @@
 // Runs every benchmark in bench/ one after the other (npm run bench).
 import fs from 'node:fs'
 import path from 'node:path'
-import { run } from '../lib/exec.mts'
+import { run } from '../lib/core/exec.mts'
 
 const dir = path.dirname(new URL(import.meta.url).pathname)
 const only = process.argv.slice(2)

@@ -6,6 +6,19 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import {
+  confirm,
+  type FlagSpecs,
+  type Flags,
+  RuntimeFailure,
+  runScript,
+  say,
+  UsageError,
+  warn,
+} from '../lib/core/cli.mts'
+import { run } from '../lib/core/exec.mts'
+import { readIfExists, writeFileAtomic } from '../lib/core/fs.mts'
+import { startProgress } from '../lib/core/health.mts'
+import {
   buildDeployHook,
   type CertInfo,
   certbotReason,
@@ -18,20 +31,7 @@ import {
   liveFiles,
   readCertInfo,
   renewDryRunArgs,
-} from '../lib/certbot.mts'
-import {
-  confirm,
-  type FlagSpecs,
-  type Flags,
-  RuntimeFailure,
-  runScript,
-  say,
-  UsageError,
-  warn,
-} from '../lib/cli.mts'
-import { run } from '../lib/exec.mts'
-import { readIfExists, writeFileAtomic } from '../lib/fsutil.mts'
-import { startProgress } from '../lib/health.mts'
+} from '../lib/tunnel/certbot.mts'
 import {
   installNginxSite,
   nginxControl,
@@ -39,7 +39,7 @@ import {
   type SiteSettings,
   siteFile,
   validateDomain,
-} from '../lib/nginx.mts'
+} from '../lib/tunnel/nginx.mts'
 
 const spec = {
   usage: 'node certbot.mjs --domain DOMAIN --email EMAIL [options]   (or: npx tsx remote/certbot.mts ...)',

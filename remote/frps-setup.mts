@@ -7,7 +7,6 @@
 // takes flags and environment variables only (no .env).
 import fs from 'node:fs'
 import path from 'node:path'
-import { liveFiles } from '../lib/certbot.mts'
 import {
   type FlagSpecs,
   type Flags,
@@ -17,17 +16,14 @@ import {
   say,
   UsageError,
   warn,
-} from '../lib/cli.mts'
-import { run } from '../lib/exec.mts'
-import { FRP_MIN_VERSION, frpsToml, frpTokenProblem, frpVersionProblem } from '../lib/frp.mts'
-import {
-  applyService,
-  detectServiceManager,
-  frpsUnit,
-  type ServiceManager,
-  verifyFrpConfig,
-} from '../lib/frp-service.mts'
-import { writeFileAtomic } from '../lib/fsutil.mts'
+} from '../lib/core/cli.mts'
+import { FRP_MIN_VERSION, frpTokenProblem, frpVersionProblem } from '../lib/core/env.mts'
+import { run } from '../lib/core/exec.mts'
+import { writeFileAtomic } from '../lib/core/fs.mts'
+import { applyService, detectServiceManager, type ServiceManager } from '../lib/core/service.mts'
+import { liveFiles } from '../lib/tunnel/certbot.mts'
+import { frpsToml } from '../lib/tunnel/frp.mts'
+import { frpsUnit, verifyFrpConfig } from '../lib/tunnel/frp-service.mts'
 import {
   buildNginxSite,
   DEFAULT_ACME_WEBROOT,
@@ -38,9 +34,9 @@ import {
   validateDomain,
   validateNginxPath,
   validatePort,
-} from '../lib/nginx.mts'
-import { installFrp } from '../lib/release.mts'
-import { ensureTunnelIdentity, identityPaths } from '../lib/tunnel-identity.mts'
+} from '../lib/tunnel/nginx.mts'
+import { installFrp } from '../lib/tunnel/release.mts'
+import { ensureTunnelIdentity, identityPaths } from '../lib/tunnel/tunnel-identity.mts'
 
 const spec = {
   usage:

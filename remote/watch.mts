@@ -1,14 +1,14 @@
 // The outside view, from cron on the VPS: https://DOMAIN/_health through the tunnel, the
 // certificate's remaining days, and that frps and nginx run. Same output, exit codes, state file
-// and change-only notifications as the home health check (lib/monitor.mts). Runs bundled
+// and change-only notifications as the home health check (lib/monitor/monitor.mts). Runs bundled
 // (dist/remote/watch.mjs) with plain node 18+; needs no STACK_DIR and no docker.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { parseDuration, registerSecret, runScript, say, UsageError } from '../lib/cli.mts'
-import { envErrors, isHostname, parseEnvText, readEnvFile, setEnvValue } from '../lib/env.mts'
-import { describeExit, run } from '../lib/exec.mts'
-import { readIfExists, writeFileAtomic } from '../lib/fsutil.mts'
+import { parseDuration, registerSecret, runScript, say, UsageError } from '../lib/core/cli.mts'
+import { envErrors, isHostname, parseEnvText, readEnvFile, setEnvValue } from '../lib/core/env.mts'
+import { describeExit, run } from '../lib/core/exec.mts'
+import { readIfExists, writeFileAtomic } from '../lib/core/fs.mts'
 import {
   bounded,
   type CheckResult,
@@ -16,8 +16,8 @@ import {
   readCaFile,
   rotateLog,
   type WebhookFormat,
-} from '../lib/monitor.mts'
-import { type RunBudget, runMonitor, unknownOnFailure } from '../lib/monitor-run.mts'
+} from '../lib/monitor/monitor.mts'
+import { type RunBudget, runMonitor, unknownOnFailure } from '../lib/monitor/monitor-run.mts'
 import {
   applyCronEntry,
   cronCommand,
@@ -25,7 +25,7 @@ import {
   describeCronChange,
   parseEvery,
   stableNodePath,
-} from '../lib/schedule.mts'
+} from '../lib/monitor/schedule.mts'
 
 const home = () => path.join(os.homedir(), '.posthog-watch')
 

@@ -1,10 +1,11 @@
 // Backs up what cannot be regenerated: .env and PostgreSQL (and ClickHouse with --clickhouse)
 // into BACKUP_DIR/<timestamp>/ with a manifest, then keeps the newest BACKUP_KEEP backups.
-import { backupSettings, displayPath, formatBytes, takeBackup } from '../lib/backup.mts'
-import { runScript, say } from '../lib/cli.mts'
-import { ENV_FILE_FLAG, loadConfig } from '../lib/env.mts'
-import { acquireLock } from '../lib/lock.mts'
-import { stackLockDir } from '../lib/startup.mts'
+
+import { runScript, say } from '../lib/core/cli.mts'
+import { ENV_FILE_FLAG, loadConfig } from '../lib/core/env.mts'
+import { acquireLock } from '../lib/core/lock.mts'
+import { backupSettings, displayPath, formatBytes, takeBackup } from '../lib/ops/backup.mts'
+import { stackLockDir } from '../lib/stack/startup.mts'
 
 const spec = {
   usage: 'npx tsx scripts/backup.mts [--clickhouse]',

@@ -4,6 +4,12 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { parseDuration, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/core/cli.mts'
+import { loadConfig } from '../lib/core/env.mts'
+import { lastLine, run } from '../lib/core/exec.mts'
+import { writeFileAtomic } from '../lib/core/fs.mts'
+import { formatElapsed } from '../lib/core/health.mts'
+import { scheduledPath, stableNodePath } from '../lib/monitor/schedule.mts'
 import {
   BOOT_LABEL,
   BOOT_UNIT,
@@ -13,14 +19,8 @@ import {
   checkoutOwner,
   nodeCommand,
   waitForDocker,
-} from '../lib/boot.mts'
-import { parseDuration, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
-import { loadConfig } from '../lib/env.mts'
-import { lastLine, run } from '../lib/exec.mts'
-import { writeFileAtomic } from '../lib/fsutil.mts'
-import { formatElapsed } from '../lib/health.mts'
-import { findDocker } from '../lib/preflight.mts'
-import { scheduledPath, stableNodePath } from '../lib/schedule.mts'
+} from '../lib/ops/boot.mts'
+import { findDocker } from '../lib/stack/preflight.mts'
 
 const spec = {
   usage: 'npx tsx scripts/boot.mts [--uninstall]   (on Linux as root: sudo env "PATH=$PATH" npm run boot)',

@@ -2,8 +2,8 @@
 // with plain `node` (18 or later) on a VPS where nothing was npm-installed.
 import fs from 'node:fs'
 import path from 'node:path'
-import { bundleEntry } from '../lib/bundle.mts'
-import { type FlagSpecs, RuntimeFailure, runScript, say } from '../lib/cli.mts'
+import { bundleEntry } from '../lib/core/bundle.mts'
+import { type FlagSpecs, RuntimeFailure, runScript, say } from '../lib/core/cli.mts'
 
 export const REMOTE_ENTRIES = ['frps-setup', 'certbot', 'watch']
 

@@ -1,13 +1,13 @@
 // One command that explains what is wrong: pre-flight, container states, memory, disk and recent
-// logs against the catalog of known failures (lib/catalog.mts). --fix applies the safe fixes in
+// logs against the catalog of known failures (lib/monitor/catalog.mts). --fix applies the safe fixes in
 // order and checks again. Exit 0 when nothing is found, 1 when something is. With --json, stdout
 // holds only JSON (progress goes to stderr).
 import fs from 'node:fs'
 import path from 'node:path'
-import { runScript, say, UsageError, warn } from '../lib/cli.mts'
-import { parseThreshold } from '../lib/disk.mts'
-import { analyse, applyFixes, type Finding, formatFindings, planFixes } from '../lib/doctor.mts'
-import { loadConfig } from '../lib/env.mts'
+import { runScript, say, UsageError, warn } from '../lib/core/cli.mts'
+import { parseThreshold } from '../lib/core/disk.mts'
+import { loadConfig } from '../lib/core/env.mts'
+import { analyse, applyFixes, type Finding, formatFindings, planFixes } from '../lib/monitor/doctor.mts'
 
 const spec = {
   usage: 'npx tsx scripts/doctor.mts [--fix] [options]',

@@ -2,11 +2,11 @@
 // the volumes it will delete and a typed confirmation (the project name) or --yes.
 import fs from 'node:fs'
 import path from 'node:path'
-import { type Flags, RuntimeFailure, runScript, say, UsageError } from '../lib/cli.mts'
-import { compose, PROJECT_NAME, projectVolumes } from '../lib/docker.mts'
-import { fingerprintFile, loadConfig } from '../lib/env.mts'
-import { acquireLock } from '../lib/lock.mts'
-import { stackLockDir } from '../lib/startup.mts'
+import { type Flags, RuntimeFailure, runScript, say, UsageError } from '../lib/core/cli.mts'
+import { compose, PROJECT_NAME, projectVolumes } from '../lib/core/docker.mts'
+import { fingerprintFile, loadConfig } from '../lib/core/env.mts'
+import { acquireLock } from '../lib/core/lock.mts'
+import { stackLockDir } from '../lib/stack/startup.mts'
 
 const spec = {
   usage: 'npx tsx scripts/down.mts [--volumes [--yes]]',

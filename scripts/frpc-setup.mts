@@ -3,19 +3,18 @@
 // `frpc verify -c`, and installs a service that starts at boot (LaunchDaemon / systemd unit).
 import fs from 'node:fs'
 import path from 'node:path'
-import { type FlagSpecs, type Flags, runScript, say, UsageError } from '../lib/cli.mts'
-import { ensureEnvFile, envFilePath, isHostname, loadConfig } from '../lib/env.mts'
-import { FRP_MIN_VERSION, frpcToml } from '../lib/frp.mts'
+import { type FlagSpecs, type Flags, runScript, say, UsageError } from '../lib/core/cli.mts'
+import { ensureEnvFile, envFilePath, FRP_MIN_VERSION, isHostname, loadConfig } from '../lib/core/env.mts'
+import { writeFileAtomic } from '../lib/core/fs.mts'
+import { applyService, detectServiceManager } from '../lib/core/service.mts'
+import { frpcToml } from '../lib/tunnel/frp.mts'
 import {
-  applyService,
-  detectServiceManager,
   FRPC_LAUNCHD_LABEL,
   frpcLaunchDaemon,
   frpcUnit,
   verifyFrpConfig,
-} from '../lib/frp-service.mts'
-import { writeFileAtomic } from '../lib/fsutil.mts'
-import { installFrp } from '../lib/release.mts'
+} from '../lib/tunnel/frp-service.mts'
+import { installFrp } from '../lib/tunnel/release.mts'
 
 const mac = process.platform === 'darwin'
 

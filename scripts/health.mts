@@ -2,15 +2,7 @@
 // DOMAIN) https://DOMAIN/_health with its certificate. monitoring-plugins output and exit codes,
 // change-only notifications, optional --heal. Scheduled by scripts/schedule.mts as a bundle.
 import path from 'node:path'
-import { parseDuration, runScript, UsageError } from '../lib/cli.mts'
-import {
-  type ContainerInfo,
-  composeKey,
-  evaluateServices,
-  inspectKnown,
-  listContainers,
-  type ServiceProblem,
-} from '../lib/containers.mts'
+import { parseDuration, runScript, UsageError } from '../lib/core/cli.mts'
 import {
   type DiskSpace,
   type DiskThresholds,
@@ -21,10 +13,10 @@ import {
   dockerDisk,
   parseThreshold,
   spaceAt,
-} from '../lib/disk.mts'
-import { compose, docker, type StackServices, stackServices } from '../lib/docker.mts'
-import { type Config, loadConfig } from '../lib/env.mts'
-import { CommandFailed, describeExit, lastLine } from '../lib/exec.mts'
+} from '../lib/core/disk.mts'
+import { compose, docker, type StackServices, stackServices } from '../lib/core/docker.mts'
+import { type Config, loadConfig } from '../lib/core/env.mts'
+import { CommandFailed, describeExit, lastLine } from '../lib/core/exec.mts'
 import {
   bounded,
   type CheckResult,
@@ -32,10 +24,19 @@ import {
   type MonitorState,
   readCaFile,
   rotateLog,
+  routeChecks,
   type WebhookFormat,
-} from '../lib/monitor.mts'
-import { type RunBudget, runMonitor, unknownOnFailure } from '../lib/monitor-run.mts'
-import { probeRoutes, routeChecks } from '../lib/routes.mts'
+} from '../lib/monitor/monitor.mts'
+import { type RunBudget, runMonitor, unknownOnFailure } from '../lib/monitor/monitor-run.mts'
+import {
+  type ContainerInfo,
+  composeKey,
+  evaluateServices,
+  inspectKnown,
+  listContainers,
+  type ServiceProblem,
+} from '../lib/stack/containers.mts'
+import { probeRoutes } from '../lib/stack/routes.mts'
 
 const spec = {
   usage: 'node dist/health.mjs [options]   (or: npx tsx scripts/health.mts)',

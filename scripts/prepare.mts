@@ -1,17 +1,17 @@
 // Step script: gets PostHog's compose files and mounted configs at POSTHOG_APP_TAG and writes
 // everything STACK_DIR needs (override, env file, compose scripts, share/). Safe to re-run.
 import path from 'node:path'
-import { runScript, say } from '../lib/cli.mts'
+import { runScript, say } from '../lib/core/cli.mts'
 import {
   assertSecretsUnchanged,
   ensureEnvFile,
   loadConfig,
   planEnvFile,
   refuseNewSecretsOnStartedStack,
-} from '../lib/env.mts'
-import { acquireLock } from '../lib/lock.mts'
-import { prepareStack } from '../lib/prepare.mts'
-import { stackLockDir } from '../lib/startup.mts'
+} from '../lib/core/env.mts'
+import { acquireLock } from '../lib/core/lock.mts'
+import { prepareStack } from '../lib/stack/prepare.mts'
+import { stackLockDir } from '../lib/stack/startup.mts'
 
 const spec = {
   usage: 'npx tsx scripts/prepare.mts [--no-geoip] [--env-file FILE] [--accept-new-secrets]',

@@ -2,6 +2,17 @@
 // secrets' fingerprints, stops everything that writes to the database, pg_restore's the dump,
 // and brings the stack back with the ordered start (web's migrations first), waiting for health.
 import path from 'node:path'
+import { confirm, parseDuration, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/core/cli.mts'
+import { compose, stackServices } from '../lib/core/docker.mts'
+import {
+  type Config,
+  ENV_FILE_FLAG,
+  GUARDED_SECRETS,
+  loadConfig,
+  secretFingerprints,
+} from '../lib/core/env.mts'
+import { formatElapsed } from '../lib/core/health.mts'
+import { acquireLock } from '../lib/core/lock.mts'
 import {
   type BackupManifest,
   backupSettings,
@@ -12,19 +23,14 @@ import {
   restorePostgres,
   verifyBackup,
   waitForDb,
-} from '../lib/backup.mts'
-import { confirm, parseDuration, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
-import { compose, stackServices } from '../lib/docker.mts'
-import { type Config, ENV_FILE_FLAG, GUARDED_SECRETS, loadConfig, secretFingerprints } from '../lib/env.mts'
-import { formatElapsed } from '../lib/health.mts'
-import { acquireLock } from '../lib/lock.mts'
+} from '../lib/ops/backup.mts'
 import {
   describeStartFailure,
   describeStuckServices,
   SETTLE_FLAG,
   stackLockDir,
   startStack,
-} from '../lib/startup.mts'
+} from '../lib/stack/startup.mts'
 
 const spec = {
   usage: 'npx tsx scripts/restore.mts [--from <timestamp|dir>] [--yes]',

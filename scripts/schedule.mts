@@ -4,11 +4,10 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
-import { loadConfig } from '../lib/env.mts'
-import { run } from '../lib/exec.mts'
-import { writeFileAtomic } from '../lib/fsutil.mts'
-import { findDocker } from '../lib/preflight.mts'
+import { RuntimeFailure, runScript, say, UsageError, warn } from '../lib/core/cli.mts'
+import { loadConfig } from '../lib/core/env.mts'
+import { run } from '../lib/core/exec.mts'
+import { writeFileAtomic } from '../lib/core/fs.mts'
 import {
   applyCronEntry,
   buildLaunchAgentPlist,
@@ -18,7 +17,8 @@ import {
   parseEvery,
   scheduledPath,
   stableNodePath,
-} from '../lib/schedule.mts'
+} from '../lib/monitor/schedule.mts'
+import { findDocker } from '../lib/stack/preflight.mts'
 
 export const AGENT_LABEL = 'com.posthog-homelab.health'
 const CRON_ID = 'health'
@@ -94,7 +94,7 @@ function runEnv(): Record<string, string> {
 
 /** Bundles the health check; the file is only replaced when its bytes change. */
 async function bundleHealth(root: string): Promise<string> {
-  const { bundleEntry } = await import('../lib/bundle.mts')
+  const { bundleEntry } = await import('../lib/core/bundle.mts')
   const tmp = path.join(os.tmpdir(), `health-${process.pid}-${Date.now()}.mjs`)
   try {
     await bundleEntry(path.join(root, 'scripts/health.mts'), tmp)

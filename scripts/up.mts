@@ -3,9 +3,8 @@
 // secrets -> secret guard -> prepare -> ordered start -> health -> record secret fingerprints.
 import fs from 'node:fs'
 import path from 'node:path'
-import { type Flags, parseDuration, runScript, say, UsageError, warn } from '../lib/cli.mts'
-import { projectVolumes, type StackServices, stackServices } from '../lib/docker.mts'
-import { analyse, formatFindings } from '../lib/doctor.mts'
+import { type Flags, parseDuration, runScript, say, UsageError, warn } from '../lib/core/cli.mts'
+import { projectVolumes, type StackServices, stackServices } from '../lib/core/docker.mts'
 import {
   assertSecretsUnchanged,
   type Config,
@@ -18,18 +17,19 @@ import {
   planEnvFile,
   recordSecretFingerprints,
   refuseNewSecretsOnStartedStack,
-} from '../lib/env.mts'
-import { featureServices } from '../lib/features.mts'
-import { healthUrl } from '../lib/health.mts'
-import { acquireLock } from '../lib/lock.mts'
+} from '../lib/core/env.mts'
+import { featureServices } from '../lib/core/feature-catalog.mts'
+import { healthUrl } from '../lib/core/health.mts'
+import { acquireLock } from '../lib/core/lock.mts'
+import { analyse, formatFindings } from '../lib/monitor/doctor.mts'
 import {
   DEFAULT_MIN_FREE_DISK,
   failedChecks,
   formatPreflight,
   type PreflightInput,
   runPreflight,
-} from '../lib/preflight.mts'
-import { prepareStack } from '../lib/prepare.mts'
+} from '../lib/stack/preflight.mts'
+import { prepareStack } from '../lib/stack/prepare.mts'
 import {
   describeStartFailure,
   describeStuckServices,
@@ -38,7 +38,7 @@ import {
   stackLockDir,
   startFailureServices,
   startStack,
-} from '../lib/startup.mts'
+} from '../lib/stack/startup.mts'
 
 const spec = {
   usage: 'npx tsx scripts/up.mts [options]',

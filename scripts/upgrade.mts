@@ -3,13 +3,20 @@
 // alone until its migrations are done, start everything, wait for health. A failure after the
 // pull puts the previous files and tag back and starts the previous version. A journal makes a
 // kill -9 at any point recoverable: the next run finishes the upgrade or rolls it back.
-// A new PostgreSQL major is refused unless --postgres-major moves the data (lib/pg-major.mts).
+// A new PostgreSQL major is refused unless --postgres-major moves the data (lib/ops/pg-major.mts).
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { checkoutCommit, displayPath, takeBackup } from '../lib/backup.mts'
-import { type Flags, parseDuration, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/cli.mts'
-import { compose, stackServices } from '../lib/docker.mts'
+import {
+  type Flags,
+  parseDuration,
+  RuntimeFailure,
+  runScript,
+  say,
+  UsageError,
+  warn,
+} from '../lib/core/cli.mts'
+import { compose, stackServices } from '../lib/core/docker.mts'
 import {
   assertSecretsUnchanged,
   type Config,
@@ -18,25 +25,12 @@ import {
   loadConfig,
   parseEnvText,
   setEnvValue,
-} from '../lib/env.mts'
-import { readIfExists, writeFileAtomic } from '../lib/fsutil.mts'
-import { describeProbe, formatElapsed, healthUrl, isHealthy, pollHealth } from '../lib/health.mts'
-import { acquireLock } from '../lib/lock.mts'
-import { asideVolumeName, dbVolume, moveIntoNewMajor, undoMove } from '../lib/pg-major.mts'
-import { adoptVersion, isFrozenBranch } from '../lib/posthog-version.mts'
-import { type PrepareResult, prepareStack } from '../lib/prepare.mts'
-import {
-  describeStuckServices,
-  SETTLE_FLAG,
-  stackLockDir,
-  startDataStores,
-  startEverything,
-  startStack,
-  startWebAlone,
-  waitForHealthy,
-  waitForMigrations,
-  waitForServices,
-} from '../lib/startup.mts'
+} from '../lib/core/env.mts'
+import { readIfExists, writeFileAtomic } from '../lib/core/fs.mts'
+import { describeProbe, formatElapsed, healthUrl, isHealthy, pollHealth } from '../lib/core/health.mts'
+import { acquireLock } from '../lib/core/lock.mts'
+import { checkoutCommit, displayPath, takeBackup } from '../lib/ops/backup.mts'
+import { asideVolumeName, dbVolume, moveIntoNewMajor, undoMove } from '../lib/ops/pg-major.mts'
 import {
   appendUpgradeLog,
   clearJournal,
@@ -61,7 +55,21 @@ import {
   type UpgradePlan,
   type UpgradeStep,
   writeJournal,
-} from '../lib/upgrade.mts'
+} from '../lib/ops/upgrade.mts'
+import { adoptVersion, isFrozenBranch } from '../lib/stack/posthog-version.mts'
+import { type PrepareResult, prepareStack } from '../lib/stack/prepare.mts'
+import {
+  describeStuckServices,
+  SETTLE_FLAG,
+  stackLockDir,
+  startDataStores,
+  startEverything,
+  startStack,
+  startWebAlone,
+  waitForHealthy,
+  waitForMigrations,
+  waitForServices,
+} from '../lib/stack/startup.mts'
 
 const spec = {
   usage: 'npx tsx scripts/upgrade.mts --to TAG [--dry-run] [--force] [--postgres-major] [--clickhouse]',

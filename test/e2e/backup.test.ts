@@ -4,6 +4,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadConfig } from '../../lib/core/env.mts'
 import {
   buildManifest,
   describeFiles,
@@ -12,8 +13,7 @@ import {
   PG_DUMP_FILE,
   readManifest,
   verifyBackup,
-} from '../../lib/backup.mts'
-import { loadConfig } from '../../lib/env.mts'
+} from '../../lib/ops/backup.mts'
 import {
   assertNoSecrets,
   makeProject,

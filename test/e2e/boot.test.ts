@@ -5,7 +5,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { BOOT_LABEL, BOOT_UNIT, ownerName } from '../../lib/boot.mts'
+import { BOOT_LABEL, BOOT_UNIT, ownerName } from '../../lib/ops/boot.mts'
 import { expectNoSecrets, FAKES, runProcess, writeEnvFile } from '../helpers/common.ts'
 import { makeStackProject, makeToolsDir, ROOT, run, SECRETS, scratch } from '../helpers/monitor-env.ts'
 import { parsePlist } from '../helpers/plist.ts'

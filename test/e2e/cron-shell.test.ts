@@ -6,7 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { findCronEntry } from '../../lib/schedule.mts'
+import { findCronEntry } from '../../lib/monitor/schedule.mts'
 import { FAKES, runProcess, scratchDir } from '../helpers/common.ts'
 import {
   bundled,

@@ -1,5 +1,5 @@
 // The tunnel on loopback with the real frp 0.70.1 (../shared/tools): frps and frpc run from the
-// TOML files lib/frp.mts generates (each passes the real `verify -c` first) and forward
+// TOML files lib/tunnel/frp.mts generates (each passes the real `verify -c` first) and forward
 // 127.0.0.1:<remotePort> to a local HTTP server. What frp itself must refuse is checked against
 // frp itself: a wrong token, a port outside allowPorts, a foreign CA, a wrong server name. Without
 // the real frp the file is skipped with one line (nothing else can tell what frp does). The
@@ -9,9 +9,9 @@ import fs from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { matchLine } from '../../lib/catalog.mts'
-import { frpcToml, frpsToml } from '../../lib/frp.mts'
-import { ensureTunnelIdentity, type TunnelIdentity } from '../../lib/tunnel-identity.mts'
+import { matchLine } from '../../lib/monitor/catalog.mts'
+import { frpcToml, frpsToml } from '../../lib/tunnel/frp.mts'
+import { ensureTunnelIdentity, type TunnelIdentity } from '../../lib/tunnel/tunnel-identity.mts'
 import {
   canConnect,
   freePort,

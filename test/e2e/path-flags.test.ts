@@ -1,7 +1,7 @@
 // Every path flag refuses a line break or '$' before the script does anything: such a path would
 // end up in a systemd unit, a plist, a crontab line or a config file it cannot be written into
 // safely (frps-setup used to write its config and TLS files first, then fail, or put $$ into
-// ReadWritePaths=). The check is generic (lib/cli.mts, `path: true` on the flag).
+// ReadWritePaths=). The check is generic (lib/core/cli.mts, `path: true` on the flag).
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'

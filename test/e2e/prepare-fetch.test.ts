@@ -9,8 +9,8 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { loadConfig } from '../../lib/env.mts'
-import { prepareStack } from '../../lib/prepare.mts'
+import { loadConfig } from '../../lib/core/env.mts'
+import { prepareStack } from '../../lib/stack/prepare.mts'
 import { FAKES, type ProcessResult, ROOT, scratchDir, startProcess, writeEnvFile } from '../helpers/common.ts'
 import {
   addCommit,

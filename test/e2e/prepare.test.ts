@@ -9,7 +9,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { brotliCompressSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { parseEnvText } from '../../lib/env.mts'
+import { parseEnvText } from '../../lib/core/env.mts'
 import { expectSafeStack, loadStack } from '../helpers/compose-model.ts'
 import {
   git,

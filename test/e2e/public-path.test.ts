@@ -15,8 +15,8 @@ import { X509Certificate } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { certFile, deployHookPath, readCertInfo } from '../../lib/certbot.mts'
-import { installNginxSite, recordedSettings } from '../../lib/nginx.mts'
+import { certFile, deployHookPath, readCertInfo } from '../../lib/tunnel/certbot.mts'
+import { installNginxSite, recordedSettings } from '../../lib/tunnel/nginx.mts'
 import {
   canConnect,
   freePort,

@@ -4,7 +4,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { PG_DUMP_FILE } from '../../lib/backup.mts'
+import { PG_DUMP_FILE } from '../../lib/ops/backup.mts'
 import {
   assertNoSecrets,
   healthServer,

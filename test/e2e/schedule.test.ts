@@ -4,7 +4,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { findCronEntry, markerLine } from '../../lib/schedule.mts'
+import { findCronEntry, markerLine } from '../../lib/monitor/schedule.mts'
 import { expectNoSecrets, FAKES } from '../helpers/common.ts'
 import {
   type HealthServer,

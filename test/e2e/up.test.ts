@@ -22,7 +22,7 @@ import {
 } from '../helpers/stack-env.ts'
 
 // The data stores of the served compose files (test/helpers/hobby-fixture.ts, current shape), in
-// start order, spelled out here on purpose: importing lib/startup's DATA_STORES would make the
+// start order, spelled out here on purpose: importing lib/stack/startup's DATA_STORES would make the
 // expected start order repeat whatever lib says.
 const STORES = [
   'db',

@@ -11,11 +11,11 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { EXTRA_DUMP, listBackups } from '../../lib/backup.mts'
-import { loadConfig } from '../../lib/env.mts'
-import { readVersion } from '../../lib/posthog-version.mts'
-import { prepareStack } from '../../lib/prepare.mts'
-import { readJournal } from '../../lib/upgrade.mts'
+import { loadConfig } from '../../lib/core/env.mts'
+import { EXTRA_DUMP, listBackups } from '../../lib/ops/backup.mts'
+import { readJournal } from '../../lib/ops/upgrade.mts'
+import { readVersion } from '../../lib/stack/posthog-version.mts'
+import { prepareStack } from '../../lib/stack/prepare.mts'
 import {
   assertNoSecrets,
   healthServer,

@@ -3,8 +3,8 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { bundleEntry } from '../../lib/bundle.mts'
-import { findCronEntry } from '../../lib/schedule.mts'
+import { bundleEntry } from '../../lib/core/bundle.mts'
+import { findCronEntry } from '../../lib/monitor/schedule.mts'
 import { expectNoSecrets } from '../helpers/common.ts'
 import {
   type LeafCert,

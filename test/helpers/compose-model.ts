@@ -1,11 +1,11 @@
 // The stack as the real Compose loader sees it: STACK_DIR loaded by ../shared's compose-config with
-// exactly the files and flags the scripts pass to `docker compose` (lib/docker.mts composePrefix,
+// exactly the files and flags the scripts pass to `docker compose` (lib/core/docker.mts composePrefix,
 // which adds docker-compose.local.yml when it exists), and the assertions every test that prepares
 // a stack makes on the merged model. Without ../shared the loader is missing: `loadStack` returns
 // undefined and the caller's test says so (see needShared).
 import { spawnSync } from 'node:child_process'
 import { expect } from 'vitest'
-import { composePrefix } from '../../lib/docker.mts'
+import { composePrefix } from '../../lib/core/docker.mts'
 import { COMPOSE_CONFIG } from './shared.ts'
 
 export interface ServiceModel {

@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
 import zlib from 'node:zlib'
-import { assetName, releaseDirName } from '../../lib/release.mts'
+import { assetName, releaseDirName } from '../../lib/tunnel/release.mts'
 import { listenLocal, scratchDir } from './common.ts'
 import { FAKE_FRP, REAL_FRP_VERSION, REAL_FRPC, REAL_FRPS } from './frp.ts'
 

@@ -14,7 +14,7 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: Compose's ${VAR} syntax is data here
 import fs from 'node:fs'
 import path from 'node:path'
-import { type ComposeFile, parseCompose } from '../../lib/compose.mts'
+import { type ComposeFile, parseCompose } from '../../lib/stack/compose.mts'
 import { UPSTREAM_POSTHOG } from './shared.ts'
 
 export type HobbyShape = 'current' | 'old'

@@ -55,7 +55,7 @@ export function run(
  * what cron runs, and a run starts in a third of the time `node --import tsx` takes.
  */
 export async function bundled(script: string): Promise<string> {
-  const { bundleEntry } = await import('../../lib/bundle.mts')
+  const { bundleEntry } = await import('../../lib/core/bundle.mts')
   const out = path.join(scratch('bundle-'), `${path.basename(script, '.mts')}.mjs`)
   await bundleEntry(script, out)
   return out

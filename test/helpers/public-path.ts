@@ -12,7 +12,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
-import { acquireLock } from '../../lib/lock.mts'
+import { acquireLock } from '../../lib/core/lock.mts'
 import { canConnect, freePort, type HttpAnswer, readAnswer, startDaemon, waitFor } from './common.ts'
 
 export function hasBinary(name: string): boolean {

@@ -146,7 +146,7 @@ export interface HealthServer {
   /** Whether `up -d` of everything had run before web's first answer past migrations. */
   allStartedBeforeReady(): boolean
   /**
-   * The proxy's other routes (lib/routes.mts probes them): status per path, query left out;
+   * The proxy's other routes (lib/stack/routes.mts probes them): status per path, query left out;
    * 'hang' never answers; paths not listed answer 404. Tests change entries as they need.
    */
   routes: Record<string, number | 'hang'>

@@ -3,8 +3,8 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { isHealthy, isPastMigrations } from '../../lib/health.mts'
-import { probeRoutes } from '../../lib/routes.mts'
+import { isHealthy, isPastMigrations } from '../../lib/core/health.mts'
+import { probeRoutes } from '../../lib/stack/routes.mts'
 import {
   dockerCalls,
   expectNoSecrets,
