@@ -7,6 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {
   confirm,
+  defineScript,
   type FlagSpecs,
   type Flags,
   RuntimeFailure,
@@ -41,7 +42,7 @@ import {
   validateDomain,
 } from '../lib/tunnel/nginx.mts'
 
-const spec = {
+const spec = defineScript({
   usage: 'node certbot.mjs --domain DOMAIN --email EMAIL [options]   (or: npx tsx remote/certbot.mts ...)',
   summary:
     "Gets a Let's Encrypt certificate for DOMAIN with `certbot certonly --webroot` (the nginx site from frps-setup\n" +
@@ -128,7 +129,7 @@ const spec = {
     'Needs root on a real VPS (ports 80/443, /etc/letsencrypt). Re-running is safe: a certificate with more than\n' +
     '30 days left is not re-issued, and a site that is already right is not touched.\n' +
     'Exit codes: 0 ok, 1 certbot or nginx failed (or no site from frps-setup), 2 bad input.',
-}
+})
 
 type CliFlags = Flags<typeof spec.flags>
 

@@ -8,6 +8,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import {
+  defineScript,
   type FlagSpecs,
   type Flags,
   RuntimeFailure,
@@ -38,7 +39,7 @@ import {
 import { installFrp } from '../lib/tunnel/release.mts'
 import { ensureTunnelIdentity, identityPaths } from '../lib/tunnel/tunnel-identity.mts'
 
-const spec = {
+const spec = defineScript({
   usage:
     'node frps-setup.mjs --domain DOMAIN (--token-file FILE | --token-stdin) [options]   (or: npx tsx remote/frps-setup.mts ...)',
   summary:
@@ -164,7 +165,7 @@ const spec = {
     '  scp dist/remote/frps-setup.mjs root@VPS:\n' +
     "  grep '^FRP_TOKEN=' .env | cut -d= -f2- | ssh root@VPS node frps-setup.mjs --domain ph.example.com --token-stdin\n" +
     'Re-running is safe; without a token flag the installed token is kept. Exit codes: 0 ok, 1 failed, 2 bad input.',
-}
+})
 
 type CliFlags = Flags<typeof spec.flags>
 

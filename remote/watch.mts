@@ -5,7 +5,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { parseDuration, registerSecret, runScript, say, UsageError } from '../lib/core/cli.mts'
+import { defineScript, parseDuration, registerSecret, runScript, say, UsageError } from '../lib/core/cli.mts'
 import { envErrors, isHostname, parseEnvText, readEnvFile, setEnvValue } from '../lib/core/env.mts'
 import { describeExit, run } from '../lib/core/exec.mts'
 import { readIfExists, writeFileAtomic } from '../lib/core/fs.mts'
@@ -29,7 +29,7 @@ import {
 
 const home = () => path.join(os.homedir(), '.posthog-watch')
 
-const spec = {
+const spec = defineScript({
   usage: 'node watch.mjs --domain ph.example.com [options]   (or: npx tsx remote/watch.mts)',
   summary:
     'Checks PostHog from the VPS: https://DOMAIN/_health, its certificate, and that frps and nginx run.\n' +
@@ -83,7 +83,7 @@ const spec = {
     'the environment or the settings file (never from the command line: the URL may hold a token).\n' +
     'A check it cannot judge (a bad flag or setting, a crash) is UNKNOWN (exit 3); --install and\n' +
     '--uninstall exit 2 on bad input. The whole run, webhook included, ends within --timeout.',
-} as const
+})
 
 type Flags = Record<string, unknown>
 const SETTINGS_KEYS = ['DOMAIN', 'WATCH_URL', 'WATCH_CA_FILE', 'WATCH_SERVICES', 'HEALTH_WEBHOOK_URL']

@@ -1,26 +1,26 @@
 // Backs up what cannot be regenerated: .env and PostgreSQL (and ClickHouse with --clickhouse)
 // into BACKUP_DIR/<timestamp>/ with a manifest, then keeps the newest BACKUP_KEEP backups.
 
-import { runScript, say } from '../lib/core/cli.mts'
+import { defineScript, runScript, say } from '../lib/core/cli.mts'
 import { ENV_FILE_FLAG, loadConfig } from '../lib/core/env.mts'
 import { acquireLock } from '../lib/core/lock.mts'
 import { backupSettings, displayPath, formatBytes, takeBackup } from '../lib/ops/backup.mts'
 import { stackLockDir } from '../lib/stack/startup.mts'
 
-const spec = {
+const spec = defineScript({
   usage: 'npx tsx scripts/backup.mts [--clickhouse]',
   summary:
     'Backs up .env and the PostgreSQL database (pg_dump, custom format) into BACKUP_DIR/<timestamp>/ with a manifest of sizes and SHA-256 sums, then removes all but the newest BACKUP_KEEP backups.',
   flags: {
     clickhouse: {
-      type: 'boolean' as const,
+      type: 'boolean',
       env: 'BACKUP_CLICKHOUSE',
       help: "also run ClickHouse's native BACKUP (large; needs the /backups mount, see README)",
     },
     'env-file': ENV_FILE_FLAG,
   },
   notes: 'Restore with: npx tsx scripts/restore.mts --from <timestamp>',
-}
+})
 
 await runScript('backup', spec, async (flags) => {
   const cfg = loadConfig({ envFile: flags['env-file'] })

@@ -4,8 +4,17 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { parseDuration, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/core/cli.mts'
-import { loadConfig } from '../lib/core/env.mts'
+import {
+  defineScript,
+  type Flags,
+  parseDuration,
+  RuntimeFailure,
+  runScript,
+  say,
+  UsageError,
+  warn,
+} from '../lib/core/cli.mts'
+import { ENV_FILE_FLAG, loadConfig } from '../lib/core/env.mts'
 import { lastLine, run } from '../lib/core/exec.mts'
 import { writeFileAtomic } from '../lib/core/fs.mts'
 import { formatElapsed } from '../lib/core/health.mts'
@@ -22,54 +31,50 @@ import {
 } from '../lib/ops/boot.mts'
 import { findDocker } from '../lib/stack/preflight.mts'
 
-const spec = {
+const spec = defineScript({
   usage: 'npx tsx scripts/boot.mts [--uninstall]   (on Linux as root: sudo env "PATH=$PATH" npm run boot)',
   summary:
     'Starts PostHog by itself after a reboot or a power cut. Linux: a systemd unit that runs `up` (as the ' +
     `checkout's owner) once docker.service has started. macOS: a LaunchAgent that, at login, waits for Docker ` +
     'Desktop and then runs `up` (turn on automatic login and Docker Desktop\'s "Start when you sign in").',
   flags: {
-    uninstall: { type: 'boolean' as const, help: 'remove the job (a log stays)' },
-    platform: { type: 'string' as const, help: 'linux (systemd) or darwin (launchd); default: this machine' },
+    uninstall: { type: 'boolean', help: 'remove the job (a log stays)' },
+    platform: { type: 'string', help: 'linux (systemd) or darwin (launchd); default: this machine' },
     'unit-dir': {
-      type: 'string' as const,
+      type: 'string',
       default: '/etc/systemd/system',
       help: 'where the systemd unit is written (Linux)',
     },
     'docker-unit': {
-      type: 'string' as const,
+      type: 'string',
       default: 'docker.service',
       help: "the unit that runs Docker's daemon (e.g. snap.docker.dockerd.service) (Linux)",
     },
     'start-timeout': {
-      type: 'string' as const,
+      type: 'string',
       default: '90m',
       help: 'how long systemd lets `up` run (a first start pulls every image) (Linux)',
     },
-    'launch-agents-dir': { type: 'string' as const, help: 'default ~/Library/LaunchAgents (macOS)' },
-    'log-file': { type: 'string' as const, help: 'output of the job, default logs/boot.log (macOS)' },
+    'launch-agents-dir': { type: 'string', help: 'default ~/Library/LaunchAgents (macOS)' },
+    'log-file': { type: 'string', help: 'output of the job, default logs/boot.log (macOS)' },
     'docker-wait': {
-      type: 'string' as const,
+      type: 'string',
       default: '10m',
       help: 'how long the job waits for Docker Desktop after login (macOS)',
     },
     run: {
-      type: 'boolean' as const,
+      type: 'boolean',
       help: 'what the LaunchAgent runs: wait for Docker, then run up (and exit with its code)',
     },
-    'env-file': {
-      type: 'string' as const,
-      env: 'HOMELAB_ENV_FILE',
-      help: 'configuration file (default .env)',
-    },
+    'env-file': ENV_FILE_FLAG,
   },
   notes:
     `Linux: systemctl status ${BOOT_UNIT} and journalctl -u ${BOOT_UNIT} show the last boot's start. ` +
     'macOS: see logs/boot.log.\n' +
     'Exit codes: 0 installed, removed or unchanged (with --run: up succeeded), 1 failed, 2 bad input.',
-}
+})
 
-type BootFlags = Record<string, string | boolean | undefined>
+type BootFlags = Flags<typeof spec.flags>
 
 function platformOf(flags: BootFlags): 'linux' | 'darwin' {
   const platform = String(flags.platform ?? process.platform)
@@ -84,7 +89,7 @@ function jobFor(flags: BootFlags): BootJob {
   const loader = path.join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')
   if (!fs.existsSync(loader))
     throw new RuntimeFailure(`${loader} is missing`, 'run npm ci in the checkout first')
-  const envFile = flags['env-file'] ? path.resolve(String(flags['env-file'])) : undefined
+  const envFile = path.resolve(flags['env-file'])
   loadConfig({ envFile }) // the job must be able to start: a broken .env is bad input now, not at boot
   const found = findDocker()
   if (!found) warn('docker is not on PATH here: the job will not find it at boot until it is')
@@ -198,7 +203,7 @@ async function uninstallLaunchd(flags: BootFlags): Promise<void> {
 /** What the LaunchAgent runs at login: wait for Docker Desktop, then `up`, with up's exit code. */
 async function runAtLogin(flags: BootFlags): Promise<number> {
   const waitMs = parseDuration(String(flags['docker-wait']), '--docker-wait')
-  const envFile = flags['env-file'] ? ['--env-file', path.resolve(String(flags['env-file']))] : []
+  const envFile = ['--env-file', path.resolve(flags['env-file'])]
   say(`${new Date().toISOString()} boot: waiting for Docker (up to ${formatElapsed(waitMs)})`)
   if (!(await waitForDocker(waitMs, say)))
     throw new RuntimeFailure(
@@ -216,8 +221,7 @@ async function runAtLogin(flags: BootFlags): Promise<number> {
   return res.exitCode ?? 1
 }
 
-await runScript('boot', spec, async (raw) => {
-  const flags = raw as unknown as BootFlags
+await runScript('boot', spec, async (flags) => {
   const platform = platformOf(flags)
   if (flags.run) {
     if (flags.uninstall) throw new UsageError('--run and --uninstall do not go together')

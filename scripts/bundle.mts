@@ -3,18 +3,18 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { bundleEntry } from '../lib/core/bundle.mts'
-import { type FlagSpecs, RuntimeFailure, runScript, say } from '../lib/core/cli.mts'
+import { defineScript, type FlagSpecs, RuntimeFailure, runScript, say } from '../lib/core/cli.mts'
 
 export const REMOTE_ENTRIES = ['frps-setup', 'certbot', 'watch']
 
-const spec = {
+const spec = defineScript({
   usage: 'npm run bundle [-- --out-dir DIR]',
   summary: `Bundles remote/{${REMOTE_ENTRIES.join(',')}}.mts into DIR/{name}.mjs, each runnable with plain node.`,
   flags: {
     'out-dir': { type: 'string', path: true, default: 'dist/remote', help: 'where the bundles are written' },
   } satisfies FlagSpecs,
   notes: 'Copy them to the VPS with e.g.: scp dist/remote/*.mjs root@vps:',
-}
+})
 
 await runScript('bundle', spec, async (flags) => {
   const entries = REMOTE_ENTRIES.map((name) => ({ name, entry: path.join('remote', `${name}.mts`) }))

@@ -4,12 +4,12 @@
 // holds only JSON (progress goes to stderr).
 import fs from 'node:fs'
 import path from 'node:path'
-import { runScript, say, UsageError, warn } from '../lib/core/cli.mts'
+import { defineScript, type Flags, runScript, say, UsageError, warn } from '../lib/core/cli.mts'
 import { parseThreshold } from '../lib/core/disk.mts'
-import { loadConfig } from '../lib/core/env.mts'
+import { ENV_FILE_FLAG, loadConfig } from '../lib/core/env.mts'
 import { analyse, applyFixes, type Finding, formatFindings, planFixes } from '../lib/monitor/doctor.mts'
 
-const spec = {
+const spec = defineScript({
   usage: 'npx tsx scripts/doctor.mts [--fix] [options]',
   summary:
     'Explains what is wrong with the stack: pre-flight checks, container states, memory per service and in\n' +
@@ -37,14 +37,10 @@ const spec = {
       help: 'disk counts as low below this much free (as health)',
     },
     'disk-critical': { type: 'string', env: 'HEALTH_DISK_CRITICAL', default: '5%,3GiB', help: 'as health' },
-    'env-file': {
-      type: 'string',
-      path: true,
-      env: 'HOMELAB_ENV_FILE',
-      help: 'configuration file (default .env)',
-    },
+    'env-file': ENV_FILE_FLAG,
   },
-} as const
+})
+type ScriptFlags = Flags<typeof spec.flags>
 
 function unreadable(file: string): string | undefined {
   try {
@@ -78,7 +74,7 @@ function namedLogFiles(files: string[]): string[] {
   return files
 }
 
-async function main(flags: Record<string, unknown>): Promise<number> {
+async function main(flags: ScriptFlags): Promise<number> {
   const tail = Number(flags.tail)
   if (!Number.isInteger(tail) || tail < 1)
     throw new UsageError(`--tail=${flags.tail} must be a whole number above 0`)
@@ -88,7 +84,7 @@ async function main(flags: Record<string, unknown>): Promise<number> {
     warning: parseThreshold(String(flags['disk-warning']), '--disk-warning'),
     critical: parseThreshold(String(flags['disk-critical']), '--disk-critical'),
   }
-  const cfg = loadConfig({ envFile: flags['env-file'] as string | undefined })
+  const cfg = loadConfig({ envFile: flags['env-file'] })
   const logFiles = [...new Set([...namedLogFiles(flags['log-file'] as string[]), ...defaultLogFiles()])]
   const opts = { since: String(flags.since), tail, logFiles, diskThresholds }
   const findings = await analyse(cfg, opts)
@@ -135,4 +131,4 @@ function fixReport(found: Finding[], applied: string[], after: Finding[]) {
   return { found, applied, after }
 }
 
-await runScript('doctor', spec, (flags) => main(flags as unknown as Record<string, unknown>))
+await runScript('doctor', spec, main)

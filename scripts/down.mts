@@ -2,36 +2,30 @@
 // the volumes it will delete and a typed confirmation (the project name) or --yes.
 import fs from 'node:fs'
 import path from 'node:path'
-import { type Flags, RuntimeFailure, runScript, say, UsageError } from '../lib/core/cli.mts'
+import { defineScript, type Flags, RuntimeFailure, runScript, say, UsageError } from '../lib/core/cli.mts'
 import { compose, PROJECT_NAME, projectVolumes } from '../lib/core/docker.mts'
-import { fingerprintFile, loadConfig } from '../lib/core/env.mts'
+import { ENV_FILE_FLAG, fingerprintFile, loadConfig } from '../lib/core/env.mts'
 import { acquireLock } from '../lib/core/lock.mts'
 import { stackLockDir } from '../lib/stack/startup.mts'
 
-const spec = {
+const spec = defineScript({
   usage: 'npx tsx scripts/down.mts [--volumes [--yes]]',
   summary:
     'Stops PostHog and removes its containers; every volume (the data) is kept. With --volumes the data is deleted too.',
   flags: {
     volumes: {
-      type: 'boolean' as const,
+      type: 'boolean',
       help: 'also DELETE the volumes (every event, person and setting); asks you to type the project name',
     },
     // No environment fallback on purpose: deleting data must be asked for on the command line.
     yes: {
-      type: 'boolean' as const,
+      type: 'boolean',
       help: 'skip the typed confirmation of --volumes (needed without a terminal)',
     },
-    'env-file': {
-      type: 'string' as const,
-      path: true,
-      env: 'HOMELAB_ENV_FILE',
-      help: 'the configuration file',
-      default: '.env',
-    },
+    'env-file': ENV_FILE_FLAG,
   },
   notes: 'Start again with: npx tsx scripts/up.mts',
-}
+})
 
 /** Stop timeout per container: PostgreSQL and ClickHouse get time to shut down cleanly. */
 const STOP_TIMEOUT_S = '60'

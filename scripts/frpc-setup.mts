@@ -3,7 +3,7 @@
 // `frpc verify -c`, and installs a service that starts at boot (LaunchDaemon / systemd unit).
 import fs from 'node:fs'
 import path from 'node:path'
-import { type FlagSpecs, type Flags, runScript, say, UsageError } from '../lib/core/cli.mts'
+import { defineScript, type FlagSpecs, type Flags, runScript, say, UsageError } from '../lib/core/cli.mts'
 import { ensureEnvFile, envFilePath, FRP_MIN_VERSION, isHostname, loadConfig } from '../lib/core/env.mts'
 import { writeFileAtomic } from '../lib/core/fs.mts'
 import { applyService, detectServiceManager } from '../lib/core/service.mts'
@@ -18,7 +18,7 @@ import { installFrp } from '../lib/tunnel/release.mts'
 
 const mac = process.platform === 'darwin'
 
-const spec = {
+const spec = defineScript({
   usage: 'npx tsx scripts/frpc-setup.mts [--frps-ca FILE] [options]',
   summary:
     'Installs frpc (FRP_VERSION, SHA-256 checked), writes frpc.toml from .env (FRP_SERVER_ADDR, FRP_TOKEN,\n' +
@@ -84,7 +84,7 @@ const spec = {
     'the same FRP_TOKEN; pass the CA file it prints with --frps-ca to pin the VPS identity (later runs keep\n' +
     'it; delete <config-dir>/frps-ca.crt to unpin).\n' +
     'Exit codes: 0 ok, 1 download/verify/service failed, 2 bad input.',
-}
+})
 
 type CliFlags = Flags<typeof spec.flags>
 

@@ -2,7 +2,7 @@
 // DOMAIN) https://DOMAIN/_health with its certificate. monitoring-plugins output and exit codes,
 // change-only notifications, optional --heal. Scheduled by scripts/schedule.mts as a bundle.
 import path from 'node:path'
-import { parseDuration, runScript, UsageError } from '../lib/core/cli.mts'
+import { defineScript, type Flags, parseDuration, runScript, UsageError } from '../lib/core/cli.mts'
 import {
   type DiskSpace,
   type DiskThresholds,
@@ -15,7 +15,7 @@ import {
   spaceAt,
 } from '../lib/core/disk.mts'
 import { compose, docker, type StackServices, stackServices } from '../lib/core/docker.mts'
-import { type Config, loadConfig } from '../lib/core/env.mts'
+import { type Config, ENV_FILE_FLAG, loadConfig } from '../lib/core/env.mts'
 import { CommandFailed, describeExit, lastLine } from '../lib/core/exec.mts'
 import {
   bounded,
@@ -38,7 +38,7 @@ import {
 } from '../lib/stack/containers.mts'
 import { probeRoutes } from '../lib/stack/routes.mts'
 
-const spec = {
+const spec = defineScript({
   usage: 'node dist/health.mjs [options]   (or: npx tsx scripts/health.mts)',
   summary:
     'Checks PostHog: local /_health, every enabled service, and https://DOMAIN/_health with its certificate.\n' +
@@ -87,12 +87,7 @@ const spec = {
       help: 'move this log file to FILE.1 when it is larger than --log-max-mb',
     },
     'log-max-mb': { type: 'string', default: '5', help: 'size cap for --rotate-log' },
-    'env-file': {
-      type: 'string',
-      env: 'HOMELAB_ENV_FILE',
-      path: true,
-      help: 'configuration file (default .env)',
-    },
+    'env-file': ENV_FILE_FLAG,
   },
   notes:
     'Also probes the capture path through the local proxy (/e/, /i/v0/e/, /batch, /flags, /s/ and /,\n' +
@@ -102,7 +97,8 @@ const spec = {
     'still running reports UNKNOWN (exit 3) and changes nothing; so does a bad flag, a broken .env or a\n' +
     'crash: what the check cannot judge is UNKNOWN, never CRITICAL. The whole run, webhook included,\n' +
     'ends within --timeout.',
-} as const
+})
+type ScriptFlags = Flags<typeof spec.flags>
 
 const HEAL_INTERVAL_MS = 3_600_000
 const PER_CALL_MS = 10_000
@@ -132,7 +128,7 @@ function checkUrl(url: string | undefined, flag: string): void {
     throw new UsageError(`${flag}=${url} must be an http(s) URL such as http://127.0.0.1:18000/_health`)
 }
 
-function settingsFrom(flags: Record<string, unknown>, cfg: Config): Settings {
+function settingsFrom(flags: ScriptFlags, cfg: Config): Settings {
   const runMs = parseDuration(String(flags.timeout), '--timeout')
   const publicDomain = cfg.domain !== 'localhost'
   checkUrl(flags['local-url'] as string | undefined, '--local-url')
@@ -342,11 +338,11 @@ async function allChecks(
   return groups.flat()
 }
 
-async function main(flags: Record<string, unknown>): Promise<number> {
+async function main(flags: ScriptFlags): Promise<number> {
   const maxMb = Number(flags['log-max-mb'])
   if (!(maxMb > 0)) throw new UsageError(`--log-max-mb=${flags['log-max-mb']} must be a number above 0`)
   if (flags['rotate-log']) rotateLog(String(flags['rotate-log']), maxMb * 1024 * 1024)
-  const cfg = loadConfig({ envFile: flags['env-file'] as string | undefined })
+  const cfg = loadConfig({ envFile: flags['env-file'] })
   const s = settingsFrom(flags, cfg)
   return runMonitor({
     name: 'health',
@@ -363,6 +359,6 @@ async function main(flags: Record<string, unknown>): Promise<number> {
   })
 }
 
-await runScript('health', spec, (flags) => main(flags as unknown as Record<string, unknown>), {
+await runScript('health', spec, main, {
   onFailure: unknownOnFailure('health'),
 })

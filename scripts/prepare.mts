@@ -1,9 +1,10 @@
 // Step script: gets PostHog's compose files and mounted configs at POSTHOG_APP_TAG and writes
 // everything STACK_DIR needs (override, env file, compose scripts, share/). Safe to re-run.
 import path from 'node:path'
-import { runScript, say } from '../lib/core/cli.mts'
+import { defineScript, runScript, say } from '../lib/core/cli.mts'
 import {
   assertSecretsUnchanged,
+  ENV_FILE_FLAG,
   ensureEnvFile,
   loadConfig,
   planEnvFile,
@@ -13,7 +14,7 @@ import { acquireLock } from '../lib/core/lock.mts'
 import { prepareStack } from '../lib/stack/prepare.mts'
 import { stackLockDir } from '../lib/stack/startup.mts'
 
-const spec = {
+const spec = defineScript({
   usage: 'npx tsx scripts/prepare.mts [--no-geoip] [--env-file FILE] [--accept-new-secrets]',
   summary:
     'Fetches PostHog (POSTHOG_APP_TAG of POSTHOG_REPO_URL) into STACK_DIR/posthog with stock git: one commit,\n' +
@@ -33,23 +34,17 @@ const spec = {
   ].join('\n'),
   flags: {
     'no-geoip': {
-      type: 'boolean' as const,
+      type: 'boolean',
       env: 'HOMELAB_NO_GEOIP',
       help: 'skip the GeoLite2-City download (GEOIP_URL overrides where it comes from)',
     },
-    'env-file': {
-      type: 'string' as const,
-      path: true,
-      env: 'HOMELAB_ENV_FILE',
-      default: '.env',
-      help: 'the configuration file',
-    },
+    'env-file': ENV_FILE_FLAG,
     'accept-new-secrets': {
-      type: 'boolean' as const,
+      type: 'boolean',
       help: 'go on although the secrets differ from the ones the stack was first started with',
     },
   },
-}
+})
 
 await runScript('prepare', spec, async (flags) => {
   const envFile = flags['env-file']

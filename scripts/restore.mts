@@ -2,7 +2,16 @@
 // secrets' fingerprints, stops everything that writes to the database, pg_restore's the dump,
 // and brings the stack back with the ordered start (web's migrations first), waiting for health.
 import path from 'node:path'
-import { confirm, parseDuration, RuntimeFailure, runScript, say, UsageError, warn } from '../lib/core/cli.mts'
+import {
+  confirm,
+  defineScript,
+  parseDuration,
+  RuntimeFailure,
+  runScript,
+  say,
+  UsageError,
+  warn,
+} from '../lib/core/cli.mts'
 import { compose, stackServices } from '../lib/core/docker.mts'
 import {
   type Config,
@@ -32,35 +41,35 @@ import {
   startStack,
 } from '../lib/stack/startup.mts'
 
-const spec = {
+const spec = defineScript({
   usage: 'npx tsx scripts/restore.mts [--from <timestamp|dir>] [--yes]',
   summary:
     "Restores PostgreSQL from a backup (default: the newest in BACKUP_DIR) after checking its manifest; stops every service but db first, then starts the stack in order and waits for /_health. The backup's .env is not copied over yours.",
   flags: {
     settle: SETTLE_FLAG,
     from: {
-      type: 'string' as const,
+      type: 'string',
       path: true,
       help: 'backup folder name (e.g. 20261125T163411Z) or path; default the newest',
     },
     yes: {
-      type: 'boolean' as const,
+      type: 'boolean',
       short: 'y',
       help: 'do not ask for confirmation (needed without a terminal)',
     },
     'accept-different-secrets': {
-      type: 'boolean' as const,
+      type: 'boolean',
       help: 'restore although the backup was taken with other POSTHOG_SECRET / ENCRYPTION_SALT_KEYS values',
     },
     timeout: {
-      type: 'string' as const,
+      type: 'string',
       help: 'how long to wait for health after the restore, e.g. 20m (default HEALTH_TIMEOUT)',
     },
     'env-file': ENV_FILE_FLAG,
   },
   notes:
     'Everything written to PostHog since the backup is lost. ClickHouse (events) is not restored by this script; see README "Backups and upgrades".',
-}
+})
 
 /** Guarded secrets whose fingerprint differs between the backup and the current .env. */
 function differentSecrets(manifest: BackupManifest, cfg: Config): string[] {

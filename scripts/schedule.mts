@@ -4,8 +4,16 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { RuntimeFailure, runScript, say, UsageError, warn } from '../lib/core/cli.mts'
-import { loadConfig } from '../lib/core/env.mts'
+import {
+  defineScript,
+  type Flags,
+  RuntimeFailure,
+  runScript,
+  say,
+  UsageError,
+  warn,
+} from '../lib/core/cli.mts'
+import { ENV_FILE_FLAG, loadConfig } from '../lib/core/env.mts'
 import { run } from '../lib/core/exec.mts'
 import { writeFileAtomic } from '../lib/core/fs.mts'
 import {
@@ -24,7 +32,7 @@ export const AGENT_LABEL = 'com.posthog-homelab.health'
 const CRON_ID = 'health'
 const BUNDLE = 'dist/health.mjs'
 
-const spec = {
+const spec = defineScript({
   usage: 'npx tsx scripts/schedule.mts [--every 5m] [--uninstall]',
   summary:
     'Runs the health check on a schedule: a crontab entry on Linux, a launchd agent on macOS.\n' +
@@ -42,14 +50,10 @@ const spec = {
     'log-file': { type: 'string', path: true, help: 'default logs/health.log in the repository' },
     'log-max-mb': { type: 'string', default: '5', help: 'the log is rotated to LOG.1 past this size' },
     heal: { type: 'boolean', help: 'schedule health with --heal (restart exited or unhealthy services)' },
-    'env-file': {
-      type: 'string',
-      path: true,
-      env: 'HOMELAB_ENV_FILE',
-      help: 'configuration file (default .env)',
-    },
+    'env-file': ENV_FILE_FLAG,
   },
-} as const
+})
+type ScriptFlags = Flags<typeof spec.flags>
 
 interface Plan {
   root: string
@@ -61,12 +65,12 @@ interface Plan {
   env: Record<string, string>
 }
 
-function plan(flags: Record<string, unknown>): Plan {
+function plan(flags: ScriptFlags): Plan {
   const root = process.cwd()
   const log = path.resolve(root, String(flags['log-file'] ?? 'logs/health.log'))
   const maxMb = String(flags['log-max-mb'])
   if (!(Number(maxMb) > 0)) throw new UsageError(`--log-max-mb=${maxMb} must be a number above 0`)
-  const envFile = flags['env-file'] ? ['--env-file', path.resolve(String(flags['env-file']))] : []
+  const envFile = ['--env-file', path.resolve(flags['env-file'])]
   return {
     root,
     node: stableNodePath(),
@@ -159,7 +163,7 @@ async function uninstallLaunchd(dir: string): Promise<void> {
   say(`launchd agent ${AGENT_LABEL}: ${existed || loaded ? 'removed' : 'absent'}`)
 }
 
-async function main(flags: Record<string, unknown>): Promise<number> {
+async function main(flags: ScriptFlags): Promise<number> {
   const platform = String(flags.platform ?? process.platform)
   if (platform !== 'darwin' && platform !== 'linux')
     throw new UsageError(`--platform=${platform} must be darwin or linux`)
@@ -172,7 +176,7 @@ async function main(flags: Record<string, unknown>): Promise<number> {
     return 0
   }
   const p = plan(flags)
-  loadConfig({ envFile: flags['env-file'] as string | undefined }) // the check must be able to start
+  loadConfig({ envFile: flags['env-file'] }) // the check must be able to start
   fs.mkdirSync(path.dirname(p.log), { recursive: true })
   say(`bundle ${BUNDLE}: ${await bundleHealth(p.root)}`)
   if (platform === 'darwin') await installLaunchd(p, agentsDir)
@@ -181,4 +185,4 @@ async function main(flags: Record<string, unknown>): Promise<number> {
   return 0
 }
 
-await runScript('schedule', spec, (flags) => main(flags as unknown as Record<string, unknown>))
+await runScript('schedule', spec, main)

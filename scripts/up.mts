@@ -3,11 +3,21 @@
 // secrets -> secret guard -> prepare -> ordered start -> health -> record secret fingerprints.
 import fs from 'node:fs'
 import path from 'node:path'
-import { type Flags, parseDuration, runScript, say, UsageError, warn } from '../lib/core/cli.mts'
+import {
+  defineScript,
+  type Flags,
+  parseDuration,
+  runScript,
+  say,
+  UsageError,
+  warn,
+} from '../lib/core/cli.mts'
+import { MIN_FREE_DISK_FLAG, minFreeDiskBytes } from '../lib/core/disk.mts'
 import { projectVolumes, type StackServices, stackServices } from '../lib/core/docker.mts'
 import {
   assertSecretsUnchanged,
   type Config,
+  ENV_FILE_FLAG,
   type EnvPlan,
   ensureEnvFile,
   envFilePath,
@@ -22,13 +32,7 @@ import { featureServices } from '../lib/core/feature-catalog.mts'
 import { healthUrl } from '../lib/core/health.mts'
 import { acquireLock } from '../lib/core/lock.mts'
 import { analyse, formatFindings } from '../lib/monitor/doctor.mts'
-import {
-  DEFAULT_MIN_FREE_DISK,
-  failedChecks,
-  formatPreflight,
-  type PreflightInput,
-  runPreflight,
-} from '../lib/stack/preflight.mts'
+import { failedChecks, formatPreflight, type PreflightInput, runPreflight } from '../lib/stack/preflight.mts'
 import { prepareStack } from '../lib/stack/prepare.mts'
 import {
   describeStartFailure,
@@ -40,7 +44,7 @@ import {
   startStack,
 } from '../lib/stack/startup.mts'
 
-const spec = {
+const spec = defineScript({
   usage: 'npx tsx scripts/up.mts [options]',
   summary:
     'Checks Docker, creates .env when missing, prepares STACK_DIR, starts PostHog in order (data stores, web ' +
@@ -48,40 +52,30 @@ const spec = {
     'service runs (healthy where it has a healthcheck), and checks they stay up for --settle.',
   flags: {
     'accept-new-secrets': {
-      type: 'boolean' as const,
+      type: 'boolean',
       env: 'ACCEPT_NEW_SECRETS',
       help: 'start although POSTHOG_SECRET / ENCRYPTION_SALT_KEYS differ from the first healthy start',
     },
-    'no-geoip': { type: 'boolean' as const, env: 'HOMELAB_NO_GEOIP', help: 'skip the GeoLite2 download' },
+    'no-geoip': { type: 'boolean', env: 'HOMELAB_NO_GEOIP', help: 'skip the GeoLite2 download' },
     timeout: {
-      type: 'string' as const,
+      type: 'string',
       help: 'how long to wait for health, e.g. 20m (default: HEALTH_TIMEOUT from .env, else 20m)',
     },
-    'env-file': {
-      type: 'string' as const,
-      path: true,
-      env: 'HOMELAB_ENV_FILE',
-      help: 'the configuration file',
-      default: '.env',
-    },
-    yes: { type: 'boolean' as const, help: 'never ask (up asks nothing today; accepted for symmetry)' },
+    'env-file': ENV_FILE_FLAG,
+    yes: { type: 'boolean', help: 'never ask (up asks nothing today; accepted for symmetry)' },
     'retry-backoff': {
-      type: 'string' as const,
+      type: 'string',
       env: 'HOMELAB_RETRY_BACKOFF',
       help: 'wait before retrying a failed docker compose up (n-th retry waits n times this)',
       default: '5s',
     },
     settle: SETTLE_FLAG,
-    'min-free-disk': {
-      type: 'string' as const,
-      env: 'HOMELAB_MIN_FREE_DISK_GB',
-      help: 'free GB needed on STACK_DIR (default 15 before the first healthy start, 5 after)',
-    },
+    'min-free-disk': MIN_FREE_DISK_FLAG,
   },
   notes:
     'Exit codes: 0 healthy, 1 a pre-flight check or the start failed (each line says what to do), 2 bad ' +
     'input (.env, flags, changed secrets).',
-}
+})
 
 /** What pre-flight needs, from the configuration as it will be (secrets may still be placeholders). */
 function preflightInput(plan: EnvPlan): PreflightInput {
@@ -107,18 +101,10 @@ async function refuseForeignVolumes(plan: EnvPlan, accept: boolean): Promise<voi
   )
 }
 
-function gigabytes(raw: string): number {
-  if (!/^\d+(\.\d+)?$/.test(raw)) throw new UsageError(`--min-free-disk=${raw} must be a number of GB`)
-  return Number(raw) * 1024 ** 3
-}
-
 async function preflight(input: PreflightInput, minFreeDisk: string | undefined, firstStart: boolean) {
-  const minFreeDiskBytes = minFreeDisk
-    ? gigabytes(minFreeDisk)
-    : firstStart
-      ? DEFAULT_MIN_FREE_DISK
-      : 5 * 1024 ** 3
-  const failed = failedChecks(await runPreflight(input, { minFreeDiskBytes }))
+  const failed = failedChecks(
+    await runPreflight(input, { minFreeDiskBytes: minFreeDiskBytes(minFreeDisk, firstStart) }),
+  )
   if (failed.length === 0) return true
   for (const line of formatPreflight(failed)) warn(`up: pre-flight: ${line}`)
   return false

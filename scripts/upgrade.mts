@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {
+  defineScript,
   type Flags,
   parseDuration,
   RuntimeFailure,
@@ -16,6 +17,7 @@ import {
   UsageError,
   warn,
 } from '../lib/core/cli.mts'
+import { MIN_FREE_DISK_FLAG, minFreeDiskBytes } from '../lib/core/disk.mts'
 import { compose, stackServices } from '../lib/core/docker.mts'
 import {
   assertSecretsUnchanged,
@@ -71,52 +73,47 @@ import {
   waitForServices,
 } from '../lib/stack/startup.mts'
 
-const spec = {
+const spec = defineScript({
   usage: 'npx tsx scripts/upgrade.mts --to TAG [--dry-run] [--force] [--postgres-major] [--clickhouse]',
   summary:
     'Upgrades PostHog to TAG: backup, new compose files, image pull, web alone until its migrations are done, ' +
     'then everything; rolls back to the current version by itself when the new one does not come up healthy.',
   flags: {
     to: {
-      type: 'string' as const,
+      type: 'string',
       help: 'target PostHog version: a tag, branch, latest or a 40-hex commit (a branch: its newest commit with images)',
     },
     'dry-run': {
-      type: 'boolean' as const,
+      type: 'boolean',
       help: 'print the plan (tags, services added/removed, images) and change nothing',
     },
-    force: { type: 'boolean' as const, help: 'upgrade although PostHog is not healthy now' },
+    force: { type: 'boolean', help: 'upgrade although PostHog is not healthy now' },
     'postgres-major': {
-      type: 'boolean' as const,
+      type: 'boolean',
       help: 'when the target runs a new PostgreSQL major: back up every database, keep the old volume aside, restore into the new major',
     },
     clickhouse: {
-      type: 'boolean' as const,
+      type: 'boolean',
       env: 'BACKUP_CLICKHOUSE',
       help: 'back ClickHouse up too before upgrading (needs the /backups mount, see README)',
     },
     rollback: {
-      type: 'boolean' as const,
+      type: 'boolean',
       help: 'after an interrupted upgrade: roll it back instead of finishing it',
     },
     timeout: {
-      type: 'string' as const,
+      type: 'string',
       help: "how long to wait for web's migrations and for health, e.g. 20m (default HEALTH_TIMEOUT)",
     },
-    'min-free-disk': {
-      type: 'string' as const,
-      env: 'HOMELAB_MIN_FREE_DISK_GB',
-      help: 'free GB needed on STACK_DIR and BACKUP_DIR',
-      default: '5',
-    },
+    'min-free-disk': MIN_FREE_DISK_FLAG,
     'retry-backoff': {
-      type: 'string' as const,
+      type: 'string',
       env: 'HOMELAB_RETRY_BACKOFF',
       help: 'wait before retrying a failed pull or compose up (n-th retry waits n times this)',
       default: '5s',
     },
     settle: SETTLE_FLAG,
-    'no-geoip': { type: 'boolean' as const, env: 'HOMELAB_NO_GEOIP', help: 'skip the GeoLite2 download' },
+    'no-geoip': { type: 'boolean', env: 'HOMELAB_NO_GEOIP', help: 'skip the GeoLite2 download' },
     'env-file': ENV_FILE_FLAG,
   },
   notes:
@@ -126,7 +123,7 @@ const spec = {
     'release line is only backed up with --clickhouse.\n' +
     'Exit codes: 0 upgraded (or plan printed), 1 failed (rolled back when possible; the message says where the ' +
     'backup is), 2 bad input.',
-}
+})
 
 type UpgradeFlags = Flags<typeof spec.flags>
 
@@ -203,15 +200,13 @@ function closeUpgrade(stackDir: string, entry: Omit<LogEntry, 'time'>): void {
 async function preflight(ctx: Context, to: string): Promise<string[]> {
   const { cfg, flags } = ctx
   const problems: string[] = []
-  if (!/^\d+(\.\d+)?$/.test(flags['min-free-disk'] ?? ''))
-    throw new UsageError(`--min-free-disk=${flags['min-free-disk']} must be a number of GB`)
-  const need = Number(flags['min-free-disk']) * GiB
+  const need = minFreeDiskBytes(flags['min-free-disk'], false)
   const backupDir = path.resolve(cfg.root, cfg.raw.BACKUP_DIR ?? 'backups')
   for (const dir of new Set([cfg.stackDir, backupDir])) {
     const free = freeBytes(dir)
     if (free < need)
       problems.push(
-        `only ${(free / GiB).toFixed(1)} GB free for ${displayPath(dir)}, ${flags['min-free-disk']} GB needed; free some disk (docker system prune) or lower --min-free-disk`,
+        `only ${(free / GiB).toFixed(1)} GB free for ${displayPath(dir)}, ${(need / GiB).toFixed(0)} GB needed; free some disk (docker system prune) or lower --min-free-disk`,
       )
   }
   // A frozen branch (latest) is resolved again: that is how it moves on.
@@ -510,7 +505,7 @@ async function rollback(
     healthTimeoutMs: ctx.timeoutMs,
     retryBackoffMs: ctx.retryBackoffMs,
     settleMs: ctx.settleMs,
-  }).catch((e: Error) => ({ ok: false as const, error: e.message }))
+  }).catch((e: Error) => ({ ok: false, error: e.message }))
   if (!result.ok) {
     appendUpgradeLog(cfg.stackDir, {
       time: new Date(),

@@ -114,11 +114,14 @@ export interface FlagSpec {
 
 export type FlagSpecs = Record<string, FlagSpec>
 
+/** A boolean is always set; a string flag with a default is a string; one without may be missing. */
 type FlagValue<F extends FlagSpec> = F['type'] extends 'boolean'
   ? boolean
   : F['multiple'] extends true
     ? string[]
-    : string | undefined
+    : F extends { default: string }
+      ? string
+      : string | undefined
 
 export type Flags<S extends FlagSpecs> = { [K in keyof S]: FlagValue<S[K]> } & {
   help: boolean
@@ -139,6 +142,11 @@ export interface ScriptSpec<S extends FlagSpecs> {
   /** Extra paragraphs after the flag list. */
   notes?: string
   positionals?: boolean
+}
+
+/** A step script's spec, its flags' types kept exact (so `flags[name]` is typed without casts). */
+export function defineScript<const S extends FlagSpecs>(spec: ScriptSpec<S>): ScriptSpec<S> {
+  return spec
 }
 
 export function helpText<S extends FlagSpecs>(spec: ScriptSpec<S>): string {

@@ -6,7 +6,26 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { UsageError } from './cli.mts'
+import { type FlagSpec, UsageError } from './cli.mts'
+
+const GiB = 1024 ** 3
+/** Free space a step that writes to the stack needs: images and data land before the first healthy start. */
+export const MIN_FREE_DISK_FIRST_START = 15 * GiB
+export const MIN_FREE_DISK = 5 * GiB
+
+/** `--min-free-disk`, shared by the steps that check free disk before they change anything. */
+export const MIN_FREE_DISK_FLAG = {
+  type: 'string',
+  env: 'HOMELAB_MIN_FREE_DISK_GB',
+  help: 'free GB needed where this step writes (default 15 before the first healthy start, 5 after)',
+} as const satisfies FlagSpec
+
+/** The `--min-free-disk` value in bytes, or its default; not a number of GB is bad input. */
+export function minFreeDiskBytes(raw: string | undefined, firstStart: boolean): number {
+  if (raw === undefined) return firstStart ? MIN_FREE_DISK_FIRST_START : MIN_FREE_DISK
+  if (!/^\d+(\.\d+)?$/.test(raw)) throw new UsageError(`--min-free-disk=${raw} must be a number of GB`)
+  return Number(raw) * GiB
+}
 
 export type DiskStatus = 'OK' | 'WARNING' | 'CRITICAL'
 
@@ -27,8 +46,6 @@ export interface DiskThresholds {
   warning: Threshold
   critical: Threshold
 }
-
-const GiB = 1024 ** 3
 
 /** WARNING under 15 % or 10 GiB free, CRITICAL under 5 % or 3 GiB. */
 export const DEFAULT_DISK_THRESHOLDS: DiskThresholds = {

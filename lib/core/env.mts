@@ -396,7 +396,7 @@ export function envFilePath(opts: LoadOptions = {}): string {
   return path.resolve(root, opts.envFile ?? (opts.env ?? process.env).HOMELAB_ENV_FILE ?? '.env')
 }
 
-/** The `--env-file` flag of the scripts that default it to `.env` (backup, restore, upgrade). */
+/** The `--env-file` flag every step at home shares. */
 export const ENV_FILE_FLAG = {
   type: 'string',
   env: 'HOMELAB_ENV_FILE',

@@ -3,6 +3,7 @@
 // Reused by doctor (lib/monitor/doctor.mts).
 import fs from 'node:fs'
 import path from 'node:path'
+import { MIN_FREE_DISK_FIRST_START } from '../core/disk.mts'
 import { docker, dockerBin } from '../core/docker.mts'
 import { parseMemory } from '../core/env.mts'
 
@@ -35,7 +36,6 @@ export interface PreflightOptions {
  * to 2.24.3 ignore the tag silently and would publish the proxy on 0.0.0.0:80 and :443 as well.
  */
 export const MIN_COMPOSE = [2, 24, 4] as const
-export const DEFAULT_MIN_FREE_DISK = 15 * 1024 ** 3
 /** PostHog's own floor ("You REALLY need 8GB or more of memory", bin/deploy-hobby). */
 export const POSTHOG_RECOMMENDED_BYTES = 8 * 1024 ** 3
 
@@ -272,7 +272,7 @@ export async function runPreflight(
   else if (typeof parsed?.MemTotal === 'number')
     results.push(checkMemory(parsed.MemTotal, estimateStackMemory(input, opts.services)))
 
-  const minDisk = opts.minFreeDiskBytes ?? DEFAULT_MIN_FREE_DISK
+  const minDisk = opts.minFreeDiskBytes ?? MIN_FREE_DISK_FIRST_START
   results.push(checkDisk(freeDiskBytes(input.stackDir), minDisk, input.stackDir))
   return results
 }
