@@ -502,7 +502,7 @@ export function isPlaceholder(value: string | undefined): boolean {
 }
 
 export const SECRET_GENERATORS: Record<string, () => string> = {
-  // 56 hex characters, as `openssl rand -hex 28` (the seed) and deploy-hobby's sha224.
+  // 56 hex characters, as `openssl rand -hex 28` and PostHog's deploy-hobby (sha224) make them.
   POSTHOG_SECRET: () => randomBytes(28).toString('hex'),
   // 32 hex characters, as `openssl rand -hex 16`.
   ENCRYPTION_SALT_KEYS: () => randomBytes(16).toString('hex'),

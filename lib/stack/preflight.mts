@@ -44,9 +44,9 @@ const GiB = 1024 ** 3
 
 /**
  * Typical resident memory of each service of the newest hobby file (00fa00d9) on a quiet
- * instance, in MiB. The seed measured the whole trimmed stack (seven services disabled) at about
- * 7.5 GB with clickhouse 1.5 GiB, web 1.5 GiB, worker 1.4 GiB and elasticsearch 0.5 GiB; the other
- * 2.6 GB are split here by role (shared/reference/posthog-hobby.md §2).
+ * instance, in MiB. The whole trimmed stack (seven services disabled) was measured at about
+ * 7.5 GB on a 16 GB machine, with clickhouse 1.5 GiB, web 1.5 GiB, worker 1.4 GiB and
+ * elasticsearch 0.5 GiB; the other 2.6 GB are split here by role.
  */
 export const SERVICE_MEMORY_MIB: Record<string, number> = {
   db: 150,

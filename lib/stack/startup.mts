@@ -1,4 +1,4 @@
-// The ordered start shared by `up`, `upgrade` and `restore` (pitfall 4 of the seed: `web` must
+// The ordered start shared by `up`, `upgrade` and `restore` (a known pitfall: `web` must
 // finish its migrations before the node services query the new schema):
 //   1. the data stores;
 //   2. `web` alone, with the Caddy proxy in front of it (`--no-deps`), until `/_health` stops
@@ -6,6 +6,7 @@
 //   3. everything else (`up -d`), then wait for `/_health` 200 `ok`.
 // Each phase is exported on its own, so upgrade can run "web alone, wait, then all".
 import path from 'node:path'
+import { retry, sleep } from 'zx'
 import { type FlagSpec, RuntimeFailure } from '../core/cli.mts'
 import { compose, composePs, type StackServices } from '../core/docker.mts'
 import type { Config } from '../core/env.mts'
@@ -91,8 +92,6 @@ function lastLine(out: CommandResult): string {
   return text.split('\n').filter(Boolean).at(-1) ?? (out.exitCode === null ? 'timed out' : 'no output')
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
 /** `docker compose up -d <args>`, retried; progress shown while it runs (first starts pull images). */
 export async function composeUp(
   cfg: Config,
@@ -103,7 +102,9 @@ export async function composeUp(
   const attempts = opts.attempts ?? 3
   const backoff = opts.retryBackoffMs ?? 5000
   const started = Date.now()
-  for (let attempt = 1; ; attempt++) {
+  let attempt = 0
+  await retry(attempts, linearDelays(backoff, attempts), async () => {
+    attempt++
     // Progress stops before anything is logged, so a live line never swallows a message.
     const stop = startProgress({
       tty: opts.tty,
@@ -113,14 +114,19 @@ export async function composeUp(
       stop,
     )
     if (out.ok) return
-    if (attempt >= attempts)
-      throw new RuntimeFailure(
-        `docker compose up -d ${args.join(' ')} failed ${attempts} times: ${lastLine(out)}`,
-        'check the network (image pulls) and the message above, then run up again',
-      )
-    opts.log(`docker compose up failed (${lastLine(out)}); retry ${attempt} of ${attempts - 1} shortly`)
-    await sleep(backoff * attempt)
-  }
+    if (attempt < attempts)
+      opts.log(`docker compose up failed (${lastLine(out)}); retry ${attempt} of ${attempts - 1} shortly`)
+    throw new RuntimeFailure(
+      `docker compose up -d ${args.join(' ')} failed ${attempts} times: ${lastLine(out)}`,
+      'check the network (image pulls) and the message above, then run up again',
+    )
+  })
+}
+
+/** zx retry's delays: `base` × the attempt number, and no wait after the last attempt. */
+function* linearDelays(base: number, attempts: number): Generator<number> {
+  for (let n = 1; n < attempts; n++) yield base * n
+  yield 0
 }
 
 export async function startDataStores(cfg: Config, opts: StartOptions): Promise<string[]> {
