@@ -1,13 +1,56 @@
-// Pure pieces of remote/certbot.mts: certbot's command lines, where the certificate lives, the
-// nginx deploy hook, reading a certificate's expiry, and turning certbot's multi-line failure
-// into one line.
-import { X509Certificate } from 'node:crypto'
+// certbot as the VPS step uses it, pure: the request (domain, e-mail, ACME server) checked,
+// certbot's command lines, where the certificate lives, the nginx deploy hook, and certbot's
+// multi-line failure turned into one line.
 import path from 'node:path'
-import type { TlsFiles } from './nginx.mts'
+import { UsageError } from '../core/cli.mts'
+import { requireDomain, type TlsFiles } from './nginx-settings.mts'
 
 export const STAGING_SERVER = 'https://acme-staging-v02.api.letsencrypt.org/directory'
-/** certbot before 4.0 (Debian 12 ships 2.1.0) renews when fewer than 30 days are left. */
-export const RENEW_BEFORE_DAYS = 30
+
+export interface CertificateRequest {
+  domain: string
+  email: string
+  /** ACME directory URL; undefined = Let's Encrypt (or staging with `staging`). */
+  acmeServer?: string
+  staging?: boolean
+}
+
+function checkAcmeServer(raw: string): string {
+  let url: URL
+  try {
+    url = new URL(raw)
+  } catch {
+    throw new UsageError(`--acme-server '${raw}' is not a URL: use the ACME directory, e.g. https://host/dir`)
+  }
+  if (url.protocol !== 'https:') throw new UsageError(`--acme-server '${raw}' must be an https:// URL`)
+  return raw
+}
+
+/** The request as given on the command line, checked: a UsageError names the first bad value. */
+export function certificateRequest(given: {
+  domain: string | undefined
+  email: string | undefined
+  acmeServer: string | undefined
+  staging: boolean
+}): CertificateRequest {
+  const domain = requireDomain(given.domain)
+  const email = given.email ?? ''
+  if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email))
+    throw new UsageError(
+      email
+        ? `e-mail '${email}' is not an address`
+        : 'no e-mail: pass --email you@example.com (or set CERTBOT_EMAIL)',
+    )
+  const acmeServer = given.acmeServer ? checkAcmeServer(given.acmeServer) : undefined
+  if (acmeServer && given.staging)
+    throw new UsageError('--staging and --acme-server exclude each other: pick one')
+  return { domain, email, ...(acmeServer ? { acmeServer } : {}), staging: given.staging }
+}
+
+/** Whose terms of service the request agrees to. */
+export function acmeServerName(request: CertificateRequest): string {
+  return request.acmeServer ?? (request.staging ? "Let's Encrypt staging" : "Let's Encrypt")
+}
 
 export interface CertbotPaths {
   configDir: string
@@ -15,14 +58,9 @@ export interface CertbotPaths {
   logsDir: string
 }
 
-export interface IssueOptions extends CertbotPaths {
-  domain: string
-  email: string
+export interface IssueOptions extends CertbotPaths, CertificateRequest {
   /** Folder nginx serves /.well-known/acme-challenge/ from (the site's ACME webroot). */
   webroot: string
-  /** ACME directory URL; undefined = Let's Encrypt (or staging with `staging`). */
-  acmeServer?: string
-  staging?: boolean
   /** Replace a certificate that is still valid (a staging one when a real one is wanted). */
   forceRenewal?: boolean
 }
@@ -66,7 +104,7 @@ export function certonlyArgs(o: IssueOptions): string[] {
  * dry run goes to Let's Encrypt staging whatever the renewal file says (reference §7).
  */
 export function renewDryRunArgs(
-  o: CertbotPaths & { domain: string; acmeServer?: string; staging?: boolean },
+  o: CertbotPaths & Pick<CertificateRequest, 'domain' | 'acmeServer' | 'staging'>,
 ): string[] {
   const server = o.acmeServer ?? (o.staging ? STAGING_SERVER : undefined)
   return [
@@ -124,39 +162,6 @@ export function buildDeployHook(o: { nginxBin?: string; nginxConf?: string } = {
     reload,
     '',
   ].join('\n')
-}
-
-export interface CertInfo {
-  notAfter: Date
-  daysLeft: number
-  names: string[]
-  issuer: string
-}
-
-export function readCertInfo(pem: string | Buffer, now = new Date()): CertInfo {
-  const cert = new X509Certificate(pem)
-  const notAfter = new Date(cert.validTo)
-  const names = (cert.subjectAltName ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.startsWith('DNS:'))
-    .map((s) => s.slice(4).toLowerCase())
-  return {
-    notAfter,
-    daysLeft: Math.floor((notAfter.getTime() - now.getTime()) / 86_400_000),
-    names,
-    issuer: cert.issuer.replace(/\n/g, ', '),
-  }
-}
-
-/** True when the certificate covers `domain` and certbot would not renew it yet. */
-export function isCertCurrent(info: CertInfo, domain: string): boolean {
-  return info.names.includes(domain.toLowerCase()) && info.daysLeft > RENEW_BEFORE_DAYS
-}
-
-/** Let's Encrypt staging issuers are named "(STAGING) ..." (older: "Fake LE ..."). */
-export function isTestCert(info: CertInfo): boolean {
-  return /\(STAGING\)|Fake LE/i.test(info.issuer)
 }
 
 /**

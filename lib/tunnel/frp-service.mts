@@ -4,6 +4,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { RuntimeFailure } from '../core/cli.mts'
 import { run } from '../core/exec.mts'
+import { type WriteResult, writeFileAtomic } from '../core/fs.mts'
 import { buildLaunchDaemonPlist, buildSystemdUnit } from '../core/service.mts'
 
 export const FRPC_LAUNCHD_LABEL = 'dev.posthog-homelab.frpc'
@@ -75,4 +76,16 @@ export async function verifyFrpConfig(o: {
   } finally {
     fs.rmSync(tmp, { force: true })
   }
+}
+
+/** Writes the config frp accepted (the replaced file kept as a backup), and says so. */
+export function writeFrpConfig(
+  file: string,
+  text: string,
+  mode: number,
+  say: (line: string) => void,
+): WriteResult {
+  const result = writeFileAtomic(file, text, { mode, backup: true })
+  say(result === 'unchanged' ? `${file} is up to date` : `${file} ${result}`)
+  return result
 }

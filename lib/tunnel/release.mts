@@ -170,3 +170,16 @@ export async function installFrp(o: InstallOptions): Promise<InstallResult> {
   }
   return { result: 'installed', paths }
 }
+
+/** One frp binary at the pinned version, saying whether it was installed now or already there. */
+export async function installFrpBinary(
+  kind: 'frpc' | 'frps',
+  o: Pick<InstallOptions, 'version' | 'baseUrl' | 'installDir'>,
+  say: (line: string) => void,
+): Promise<{ bin: string; installed: boolean }> {
+  const r = await installFrp({ ...o, binaries: [kind], say })
+  const bin = r.paths[kind]!
+  const installed = r.result === 'installed'
+  say(installed ? `installed ${kind} ${o.version} at ${bin}` : `${kind} ${o.version} already installed`)
+  return { bin, installed }
+}

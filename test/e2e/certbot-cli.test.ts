@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildNginxSite } from '../../lib/tunnel/nginx.mts'
+import { buildNginxSite } from '../../lib/tunnel/nginx-site.mts'
 import { scratchDir } from '../helpers/common.ts'
 
 const SECRET = 'frp-token-that-must-never-show-0123456789'

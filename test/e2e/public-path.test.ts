@@ -15,8 +15,10 @@ import { X509Certificate } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { certFile, deployHookPath, readCertInfo } from '../../lib/tunnel/certbot.mts'
-import { installNginxSite, recordedSettings } from '../../lib/tunnel/nginx.mts'
+import { certFile, deployHookPath } from '../../lib/tunnel/certbot.mts'
+import { readCertInfo } from '../../lib/tunnel/certificate.mts'
+import { installNginxSite } from '../../lib/tunnel/nginx-install.mts'
+import { recordedSettings } from '../../lib/tunnel/nginx-site.mts'
 import {
   canConnect,
   freePort,

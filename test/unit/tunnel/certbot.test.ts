@@ -1,19 +1,16 @@
 import { execFileSync } from 'node:child_process'
-import fs from 'node:fs'
-import path from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
+import { UsageError } from '../../../lib/core/cli.mts'
 import {
+  acmeServerName,
   buildDeployHook,
   certbotReason,
+  certificateRequest,
   certonlyArgs,
-  isCertCurrent,
-  isTestCert,
   liveFiles,
-  readCertInfo,
   renewDryRunArgs,
   STAGING_SERVER,
 } from '../../../lib/tunnel/certbot.mts'
-import { scratchDir } from '../../helpers/common.ts'
 
 const paths = {
   configDir: '/etc/letsencrypt',
@@ -26,6 +23,38 @@ const issue = {
   email: 'me@example.com',
   webroot: '/var/www/posthog-homelab',
 }
+
+describe('the certificate request', () => {
+  const given = {
+    domain: 'PostHog.Example.com',
+    email: 'me@example.com',
+    acmeServer: undefined,
+    staging: false,
+  }
+
+  it("is the domain (lower case) and e-mail for Let's Encrypt, or another ACME server, or staging", () => {
+    const request = certificateRequest(given)
+    expect(request).toEqual({ domain: 'posthog.example.com', email: 'me@example.com', staging: false })
+    expect(acmeServerName(request)).toBe("Let's Encrypt")
+    expect(acmeServerName(certificateRequest({ ...given, staging: true }))).toBe("Let's Encrypt staging")
+    const pebble = certificateRequest({ ...given, acmeServer: 'https://127.0.0.1:14000/dir' })
+    expect(pebble.acmeServer).toBe('https://127.0.0.1:14000/dir')
+    expect(acmeServerName(pebble)).toBe('https://127.0.0.1:14000/dir')
+  })
+
+  it.each([
+    [{ domain: undefined }, /no domain: pass --domain/],
+    [{ domain: 'not a host' }, /is not a hostname/],
+    [{ email: undefined }, /no e-mail: pass --email/],
+    [{ email: 'nobody' }, /e-mail 'nobody' is not an address/],
+    [{ acmeServer: 'not a url' }, /is not a URL/],
+    [{ acmeServer: 'http://x/dir' }, /must be an https:\/\/ URL/],
+    [{ acmeServer: 'https://x/dir', staging: true }, /exclude each other/],
+  ])('refuses %j', (over, message) => {
+    expect(() => certificateRequest({ ...given, ...over })).toThrow(UsageError)
+    expect(() => certificateRequest({ ...given, ...over })).toThrow(message)
+  })
+})
 
 describe('certbot command lines', () => {
   it('gets the certificate with certonly --webroot, non-interactively, without touching nginx', () => {
@@ -98,55 +127,6 @@ describe('deploy hook', () => {
   it('is valid shell', () => {
     execFileSync('sh', ['-n', '-c', buildDeployHook({ nginxConf: '/srv/x y/nginx.conf' })])
     execFileSync('sh', ['-n', '-c', buildDeployHook()])
-  })
-})
-
-describe('certificate info', () => {
-  let dir: string
-  const makeCert = (days: number, name: string): string => {
-    const out = path.join(dir, `${name}-${days}.pem`)
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        path.join(dir, 'k.pem'),
-        '-out',
-        out,
-      ].concat(['-days', String(days), '-subj', `/CN=${name}`, '-addext', `subjectAltName=DNS:${name}`]),
-      { stdio: 'ignore', timeout: 30_000 },
-    )
-    return fs.readFileSync(out, 'utf8')
-  }
-  beforeAll(() => {
-    dir = scratchDir('certbot-unit-')
-  })
-  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
-
-  it('reads expiry, names and days left', () => {
-    const info = readCertInfo(makeCert(90, 'posthog.example.com'))
-    expect(info.names).toEqual(['posthog.example.com'])
-    expect(info.daysLeft).toBeGreaterThanOrEqual(89)
-    expect(isCertCurrent(info, 'posthog.example.com')).toBe(true)
-    expect(isCertCurrent(info, 'other.example.com')).toBe(false)
-  })
-
-  it("recognises Let's Encrypt staging certificates", () => {
-    const info = readCertInfo(makeCert(90, 'posthog.example.com'))
-    expect(isTestCert(info)).toBe(false)
-    expect(
-      isTestCert({ ...info, issuer: "C=US, O=(STAGING) Let's Encrypt, CN=(STAGING) Counterfeit Cashew R10" }),
-    ).toBe(true)
-  })
-
-  it('treats a certificate certbot would renew as not current', () => {
-    expect(isCertCurrent(readCertInfo(makeCert(20, 'posthog.example.com')), 'posthog.example.com')).toBe(
-      false,
-    )
   })
 })
 

@@ -5,7 +5,13 @@ import { RuntimeFailure, UsageError } from '../../../lib/core/cli.mts'
 import { parseChecksums } from '../../../lib/core/download.mts'
 import { buildSystemdUnit, detectServiceManager, systemdWord } from '../../../lib/core/service.mts'
 import { frpcLaunchDaemon, frpsUnit } from '../../../lib/tunnel/frp-service.mts'
-import { assetName, frpTarget, installFrp, releaseUrls } from '../../../lib/tunnel/release.mts'
+import {
+  assetName,
+  frpTarget,
+  installFrp,
+  installFrpBinary,
+  releaseUrls,
+} from '../../../lib/tunnel/release.mts'
 import { scratchDir } from '../../helpers/common.ts'
 import { buildRelease, type FakeRelease, serveDir } from '../../helpers/frp-release.ts'
 
@@ -67,6 +73,17 @@ describe('installFrp against a local release server', () => {
     expect((await installFrp(o)).result).toBe('unchanged')
     expect(server.requests.length).toBe(before)
     expect(fs.readdirSync(installDir)).toEqual(['frpc'])
+  })
+
+  it('installs one binary and says whether it is new', async () => {
+    const installDir = scratch('frp-bin-')
+    const said: string[] = []
+    const o = { version: '0.70.1', baseUrl: server.baseUrl, installDir }
+    const bin = path.join(installDir, 'frps')
+    expect(await installFrpBinary('frps', o, (l) => said.push(l))).toEqual({ bin, installed: true })
+    expect(said.at(-1)).toBe(`installed frps 0.70.1 at ${bin}`)
+    expect(await installFrpBinary('frps', o, (l) => said.push(l))).toEqual({ bin, installed: false })
+    expect(said.at(-1)).toBe('frps 0.70.1 already installed')
   })
 
   it('refuses a checksum mismatch and leaves the installed binary alone', async () => {
