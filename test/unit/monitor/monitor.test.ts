@@ -1,20 +1,11 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { describe, expect, it } from 'vitest'
-import {
-  aggregate,
-  buildNotification,
-  type CheckResult,
-  certCheck,
-  emptyState,
-  formatReport,
-  healthCheckFromProbe,
-  notificationReason,
-  notifyIfDue,
-  recordResult,
-  worst,
-} from '../../../lib/monitor/monitor.mts'
 import { RunBudget, RunTimeLimit } from '../../../lib/monitor/monitor-run.mts'
+import { buildNotification, notificationReason, notifyIfDue } from '../../../lib/monitor/notify.mts'
+import { certCheck, healthCheckFromProbe } from '../../../lib/monitor/probe.mts'
+import { aggregate, type CheckResult, formatReport, worst } from '../../../lib/monitor/report.mts'
+import { emptyState, recordResult } from '../../../lib/monitor/state.mts'
 import { type ContainerInfo, evaluateServices } from '../../../lib/stack/containers.mts'
 
 const ok = (name: string): CheckResult => ({ name, status: 'OK', summary: 'fine' })
@@ -41,16 +32,17 @@ describe('report', () => {
   })
 
   it('reads /_health answers', () => {
-    expect(healthCheckFromProbe('local', 'u', { statusCode: 200, body: 'ok' }).status).toBe('OK')
+    expect(healthCheckFromProbe('local', 'u', { kind: 'http', status: 200, body: 'ok' }).status).toBe('OK')
     const migrating = healthCheckFromProbe('local', 'u', {
-      statusCode: 503,
+      kind: 'http',
+      status: 503,
       body: 'Migrations are not up to date',
     })
     expect(migrating).toMatchObject({
       status: 'CRITICAL',
       summary: 'u answers 503 Migrations are not up to date',
     })
-    expect(healthCheckFromProbe('local', 'u', { error: 'connection refused' }).summary).toBe(
+    expect(healthCheckFromProbe('local', 'u', { kind: 'refused', detail: 'ECONNREFUSED' }).summary).toBe(
       'u: connection refused',
     )
   })
