@@ -1,11 +1,11 @@
 // Diagnosis: pre-flight, container states, memory, and recent logs against the failure catalog,
-// turned into findings (service, evidence with secrets redacted, cause, fix, safe). `applyFixes`
-// runs the safe fixes in order: migrations in web, then restarts, then starts. Used by
-// scripts/doctor.mts and by `up` when its health wait times out.
+// turned into findings (service, evidence with secrets redacted, cause, fix, safe); the safe ones
+// are fixed by lib/monitor/doctor-fix.mts. Used by scripts/doctor.mts and by `up` when its health
+// wait times out.
 
 import fs from 'node:fs'
 import path from 'node:path'
-import { printable, RuntimeFailure, redact } from '../core/cli.mts'
+import { printable, redact } from '../core/cli.mts'
 import {
   biggestConsumers,
   DEFAULT_DISK_THRESHOLDS,
@@ -28,15 +28,7 @@ import {
   listContainers,
 } from '../stack/containers.mts'
 import { type PreflightResult, runPreflight } from '../stack/preflight.mts'
-import {
-  CATALOG,
-  describeCause,
-  describeFix,
-  FIX_ORDER,
-  type FixAction,
-  matchLine,
-  type Signature,
-} from './catalog.mts'
+import { CATALOG, describeCause, describeFix, type FixAction, matchLine, type Signature } from './catalog.mts'
 
 export interface Finding {
   /** Catalog id, or a generic one (`exited`, `unhealthy`, `memory-near-limit`, `preflight-disk`, ...). */
@@ -468,65 +460,4 @@ export function formatFindings(findings: Finding[], stackDir?: string): string {
       `run the docker compose commands above in the stack's folder, whose .env names the project and its files: cd ${path.resolve(stackDir)} && docker compose ...`,
     )
   return redact(lines.join('\n'))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Fixes
-
-export interface FixStep {
-  action: FixAction
-  args: string[]
-  /** What the user sees. */
-  label: string
-}
-
-/** The compose commands for the safe findings, in order: migrate, then restart, then start. */
-export function planFixes(findings: Finding[]): FixStep[] {
-  const safe = findings.filter((f) => f.safe && f.action)
-  const services = (actions: FixAction[]) => [
-    ...new Set(safe.filter((f) => actions.includes(f.action!)).map((f) => f.service)),
-  ]
-  const steps: FixStep[] = []
-  for (const action of FIX_ORDER) {
-    if (action === 'migrate' && safe.some((f) => f.action === 'migrate'))
-      steps.push({
-        action,
-        args: ['exec', '-T', 'web', './bin/migrate'],
-        label: 'docker compose exec -T web ./bin/migrate',
-      })
-    // Services that failed on the schema are restarted once the migrations ran.
-    const list = action === 'restart' ? services(['migrate', 'restart']).filter((s) => s !== 'web') : []
-    const start = action === 'start' ? services(['start']) : []
-    if (list.length)
-      steps.push({ action, args: ['restart', ...list], label: `docker compose restart ${list.join(' ')}` })
-    if (start.length)
-      steps.push({ action, args: ['up', '-d', ...start], label: `docker compose up -d ${start.join(' ')}` })
-  }
-  return steps
-}
-
-/** Runs the steps; stops at the first that fails. `log` gets a line per step. */
-export async function applyFixes(cfg: Config, steps: FixStep[], log: (line: string) => void): Promise<void> {
-  for (const step of steps) {
-    log(`running: ${step.label}`)
-    const started = Date.now()
-    const ticker = setInterval(
-      () => log(`  still running ${step.label} (${Math.round((Date.now() - started) / 1000)} s)`),
-      30_000,
-    )
-    try {
-      const timeout = step.action === 'migrate' ? '30m' : '5m'
-      const res = await compose(cfg.stackDir, step.args, { timeout, nothrow: true })
-      if (!res.ok) {
-        const why =
-          (res.stderr || res.stdout).trim().split('\n').at(-1) || `exit ${res.exitCode ?? 'timeout'}`
-        throw new RuntimeFailure(
-          `${step.label} failed: ${redactEvidence(why)}`,
-          'fix that first, then run doctor again',
-        )
-      }
-    } finally {
-      clearInterval(ticker)
-    }
-  }
 }

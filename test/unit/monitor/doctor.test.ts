@@ -10,11 +10,11 @@ import {
   memoryFindings,
   parseComposeLogs,
   parseDockerSize,
-  planFixes,
   readTail,
   redactEvidence,
   stateFindings,
 } from '../../../lib/monitor/doctor.mts'
+import { planFixes } from '../../../lib/monitor/doctor-fix.mts'
 import { scratchDir } from '../../helpers/common.ts'
 
 describe('doctor analysis', () => {
