@@ -5,9 +5,9 @@
 import { defineScript, type Flags, runScript, say, warn } from '../lib/core/cli.mts'
 import { ENV_FILE_FLAG, loadConfig } from '../lib/core/env.mts'
 import { DISK_CRITICAL_FLAG, DISK_WARNING_FLAG } from '../lib/monitor/disk-check.mts'
-import { analyse, formatFindings } from '../lib/monitor/doctor.mts'
+import { analyse, doctorReading, formatFindings } from '../lib/monitor/doctor.mts'
 import { applyFixes, fixReport, planFixes } from '../lib/monitor/doctor-fix.mts'
-import { doctorReading, logFilesToScan } from '../lib/monitor/doctor-input.mts'
+import { logFilesToScan } from '../lib/monitor/doctor-logs.mts'
 
 const spec = defineScript({
   usage: 'npx tsx scripts/doctor.mts [--fix] [options]',

@@ -4,7 +4,7 @@ import { RuntimeFailure } from '../core/cli.mts'
 import { compose } from '../core/docker.mts'
 import type { Config } from '../core/env.mts'
 import { FIX_ORDER, type FixAction } from './catalog.mts'
-import { type Finding, redactEvidence } from './doctor.mts'
+import { type Finding, redactEvidence } from './doctor-finding.mts'
 
 export interface FixStep {
   action: FixAction
