@@ -4,6 +4,7 @@ import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { UsageError } from '../../../lib/core/cli.mts'
 import {
+  certCheck,
   checkHealthUrl,
   checkHttpUrl,
   healthCheckFromProbe,
@@ -80,5 +81,38 @@ describe('flag values the probe takes', () => {
     expect(() => checkHttpUrl(undefined, '--local-url')).not.toThrow()
     for (const bad of ['127.0.0.1:18000/_health', 'not a url', 'ftp://x/_health'])
       expect(() => checkHttpUrl(bad, '--public-url')).toThrow(UsageError)
+  })
+})
+
+describe('the /_health check', () => {
+  it('reads /_health answers', () => {
+    expect(healthCheckFromProbe('local', 'u', { kind: 'http', status: 200, body: 'ok' }).status).toBe('OK')
+    const migrating = healthCheckFromProbe('local', 'u', {
+      kind: 'http',
+      status: 503,
+      body: 'Migrations are not up to date',
+    })
+    expect(migrating).toMatchObject({
+      status: 'CRITICAL',
+      summary: 'u answers 503 Migrations are not up to date',
+    })
+    expect(healthCheckFromProbe('local', 'u', { kind: 'refused', detail: 'ECONNREFUSED' }).summary).toBe(
+      'u: connection refused',
+    )
+  })
+})
+
+describe('certificate days', () => {
+  const now = new Date('2026-11-25T12:00:00Z')
+  const inDays = (d: number) => new Date(now.getTime() + d * 86_400_000)
+  it.each([
+    [30, 'OK'],
+    [14.5, 'OK'],
+    [13.9, 'WARNING'],
+    [3.1, 'WARNING'],
+    [2.9, 'CRITICAL'],
+    [0.2, 'CRITICAL'],
+  ])('%d days left is %s', (days, status) => {
+    expect(certCheck('certificate', inDays(days), now).status).toBe(status)
   })
 })
