@@ -2,12 +2,12 @@
 // logs against the catalog of known failures (lib/monitor/catalog.mts). --fix applies the safe fixes in
 // order and checks again. Exit 0 when nothing is found, 1 when something is. With --json, stdout
 // holds only JSON (progress goes to stderr).
-import fs from 'node:fs'
-import path from 'node:path'
-import { defineScript, type Flags, runScript, say, UsageError, warn } from '../lib/core/cli.mts'
-import { parseThreshold } from '../lib/core/disk.mts'
+import { defineScript, type Flags, runScript, say, warn } from '../lib/core/cli.mts'
 import { ENV_FILE_FLAG, loadConfig } from '../lib/core/env.mts'
-import { analyse, applyFixes, type Finding, formatFindings, planFixes } from '../lib/monitor/doctor.mts'
+import { DISK_CRITICAL_FLAG, DISK_WARNING_FLAG } from '../lib/monitor/disk-check.mts'
+import { analyse, doctorReading, formatFindings } from '../lib/monitor/doctor.mts'
+import { applyFixes, fixReport, planFixes } from '../lib/monitor/doctor-fix.mts'
+import { logFilesToScan } from '../lib/monitor/doctor-logs.mts'
 
 const spec = defineScript({
   usage: 'npx tsx scripts/doctor.mts [--fix] [options]',
@@ -30,77 +30,29 @@ const spec = defineScript({
       type: 'boolean',
       help: 'print the findings as JSON (with --fix: {found, applied, after}); progress goes to stderr',
     },
-    'disk-warning': {
-      type: 'string',
-      env: 'HEALTH_DISK_WARNING',
-      default: '15%,10GiB',
-      help: 'disk counts as low below this much free (as health)',
-    },
-    'disk-critical': { type: 'string', env: 'HEALTH_DISK_CRITICAL', default: '5%,3GiB', help: 'as health' },
+    'disk-warning': { ...DISK_WARNING_FLAG, help: 'disk counts as low below this much free (as health)' },
+    'disk-critical': { ...DISK_CRITICAL_FLAG, help: 'as health' },
     'env-file': ENV_FILE_FLAG,
   },
 })
-type ScriptFlags = Flags<typeof spec.flags>
 
-function unreadable(file: string): string | undefined {
-  try {
-    fs.accessSync(file, fs.constants.R_OK)
-    return fs.statSync(file).isFile() ? undefined : 'not a file'
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code ?? 'error'
-  }
-}
-
-/** frpc's log where scripts/frpc-setup.mts puts it (FRP_LOG_DIR), when there is one. */
-function defaultLogFiles(): string[] {
-  const dir =
-    process.env.FRP_LOG_DIR || (process.platform === 'darwin' ? '/usr/local/var/log/frp' : '/var/log/frp')
-  const frpc = path.join(dir, 'frpc.log')
-  if (!fs.existsSync(frpc)) return []
-  const why = unreadable(frpc)
-  if (why) warn(`frpc's log ${frpc} cannot be read (${why}): not scanned; run doctor with sudo to include it`)
-  return why ? [] : [frpc]
-}
-
-/** A log the user named must be readable: a mistyped path would otherwise scan nothing and report all clear. */
-function namedLogFiles(files: string[]): string[] {
-  for (const file of files) {
-    const why = unreadable(file)
-    if (why)
-      throw new UsageError(
-        `--log-file ${file} cannot be read (${why}): check the path, or run doctor with sudo for a root-only log`,
-      )
-  }
-  return files
-}
-
-async function main(flags: ScriptFlags): Promise<number> {
-  const tail = Number(flags.tail)
-  if (!Number.isInteger(tail) || tail < 1)
-    throw new UsageError(`--tail=${flags.tail} must be a whole number above 0`)
-  if (!/^(\d+(s|m|h)|\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)?)$/.test(String(flags.since)))
-    throw new UsageError(`--since=${flags.since} must be a duration such as 30m or 2h, or an RFC 3339 time`)
-  const diskThresholds = {
-    warning: parseThreshold(String(flags['disk-warning']), '--disk-warning'),
-    critical: parseThreshold(String(flags['disk-critical']), '--disk-critical'),
-  }
+async function main(flags: Flags<typeof spec.flags>): Promise<number> {
+  const reading = doctorReading(flags)
   const cfg = loadConfig({ envFile: flags['env-file'] })
-  const logFiles = [...new Set([...namedLogFiles(flags['log-file'] as string[]), ...defaultLogFiles()])]
-  const opts = { since: String(flags.since), tail, logFiles, diskThresholds }
+  const opts = { ...reading, logFiles: logFilesToScan(flags['log-file']) }
   const findings = await analyse(cfg, opts)
-  const json = Boolean(flags.json)
   if (!flags.fix || findings.length === 0) {
-    if (json) say(JSON.stringify(flags.fix ? fixReport(findings, [], findings) : findings, null, 2))
+    if (flags.json) say(JSON.stringify(flags.fix ? fixReport(findings, [], findings) : findings, null, 2))
     else say(formatFindings(findings, cfg.stackDir))
     return findings.length ? 1 : 0
   }
   // With --json, stdout carries the JSON document only: the story goes to stderr.
-  const tell = json ? warn : say
+  const tell = flags.json ? warn : say
   tell(formatFindings(findings, cfg.stackDir))
   const steps = planFixes(findings)
   if (steps.length === 0) {
     tell('\nnone of these has a fix doctor may apply by itself: follow the fix lines above')
-    if (json) say(JSON.stringify(fixReport(findings, [], findings), null, 2))
+    if (flags.json) say(JSON.stringify(fixReport(findings, [], findings), null, 2))
     return 1
   }
   tell('')
@@ -111,7 +63,7 @@ async function main(flags: ScriptFlags): Promise<number> {
   tell(
     `\nafter the fixes: ${after.length === 0 ? 'nothing wrong found' : formatFindings(after, cfg.stackDir).replace(/^doctor: /, '')}`,
   )
-  if (json)
+  if (flags.json)
     say(
       JSON.stringify(
         fixReport(
@@ -124,11 +76,6 @@ async function main(flags: ScriptFlags): Promise<number> {
       ),
     )
   return after.length ? 1 : 0
-}
-
-/** `doctor --fix --json`: what was found, the fixes applied (in order), what is left. */
-function fixReport(found: Finding[], applied: string[], after: Finding[]) {
-  return { found, applied, after }
 }
 
 await runScript('doctor', spec, main)

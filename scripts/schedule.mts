@@ -1,42 +1,28 @@
 // Installs the schedule for the health check: a marked crontab entry on Linux, a launchd agent
 // on macOS; every 5 minutes by default. The scheduled command is a bundle started with the
 // absolute node path (no npx, no tsx: cheap start). Re-running changes nothing.
+// The pieces are lib/monitor/health-schedule.mts.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {
-  defineScript,
-  type Flags,
-  RuntimeFailure,
-  runScript,
-  say,
-  UsageError,
-  warn,
-} from '../lib/core/cli.mts'
+import { defineScript, type Flags, runScript, say, UsageError } from '../lib/core/cli.mts'
 import { ENV_FILE_FLAG, loadConfig } from '../lib/core/env.mts'
-import { run } from '../lib/core/exec.mts'
-import { writeFileAtomic } from '../lib/core/fs.mts'
 import {
-  applyCronEntry,
-  buildLaunchAgentPlist,
-  cronCommand,
-  cronSchedule,
-  describeCronChange,
-  parseEvery,
-  scheduledPath,
-  stableNodePath,
-} from '../lib/monitor/schedule.mts'
-import { findDocker } from '../lib/stack/preflight.mts'
-
-export const AGENT_LABEL = 'com.posthog-homelab.health'
-const CRON_ID = 'health'
-const BUNDLE = 'dist/health.mjs'
+  bundleHealth,
+  HEALTH_BUNDLE,
+  healthSchedule,
+  installHealthCron,
+  installLaunchAgent,
+  uninstallHealthCron,
+  uninstallLaunchAgent,
+} from '../lib/monitor/health-schedule.mts'
+import { LOG_MAX_MB_FLAG } from '../lib/monitor/log.mts'
 
 const spec = defineScript({
   usage: 'npx tsx scripts/schedule.mts [--every 5m] [--uninstall]',
   summary:
     'Runs the health check on a schedule: a crontab entry on Linux, a launchd agent on macOS.\n' +
-    `Bundles scripts/health.mts into ${BUNDLE} and schedules \`cd <repo> && <node> ${BUNDLE}\`, output appended to a log.`,
+    `Bundles scripts/health.mts into ${HEALTH_BUNDLE} and schedules \`cd <repo> && <node> ${HEALTH_BUNDLE}\`, output appended to a log.`,
   flags: {
     every: {
       type: 'string',
@@ -47,140 +33,47 @@ const spec = defineScript({
     uninstall: { type: 'boolean', help: 'remove the schedule (the log and the bundle stay)' },
     platform: { type: 'string', help: 'darwin (launchd) or linux (cron); default: this machine' },
     'launch-agents-dir': { type: 'string', path: true, help: 'default ~/Library/LaunchAgents (macOS)' },
-    'log-file': { type: 'string', path: true, help: 'default logs/health.log in the repository' },
-    'log-max-mb': { type: 'string', default: '5', help: 'the log is rotated to LOG.1 past this size' },
+    'log-file': {
+      type: 'string',
+      path: true,
+      default: 'logs/health.log',
+      help: 'where the output goes, relative to the repository',
+    },
+    'log-max-mb': { ...LOG_MAX_MB_FLAG, help: 'the log is rotated to LOG.1 past this size' },
     heal: { type: 'boolean', help: 'schedule health with --heal (restart exited or unhealthy services)' },
     'env-file': ENV_FILE_FLAG,
   },
 })
-type ScriptFlags = Flags<typeof spec.flags>
 
-interface Plan {
-  root: string
-  node: string
-  log: string
-  minutes: number
-  healthArgs: string[]
-  /** PATH (and DOCKER_BIN when set) for the run: cron and launchd do not pass the shell's PATH. */
-  env: Record<string, string>
-}
-
-function plan(flags: ScriptFlags): Plan {
-  const root = process.cwd()
-  const log = path.resolve(root, String(flags['log-file'] ?? 'logs/health.log'))
-  const maxMb = String(flags['log-max-mb'])
-  if (!(Number(maxMb) > 0)) throw new UsageError(`--log-max-mb=${maxMb} must be a number above 0`)
-  const envFile = ['--env-file', path.resolve(flags['env-file'])]
-  return {
-    root,
-    node: stableNodePath(),
-    log,
-    minutes: parseEvery(String(flags.every)),
-    healthArgs: [
-      BUNDLE,
-      '--rotate-log',
-      log,
-      '--log-max-mb',
-      maxMb,
-      ...envFile,
-      ...(flags.heal ? ['--heal'] : []),
-    ],
-    env: runEnv(),
-  }
-}
-
-function runEnv(): Record<string, string> {
-  const found = findDocker()
-  if (!found) warn('docker is not on PATH here: the scheduled check reports UNKNOWN until it is')
-  const docker = found && path.resolve(found)
-  return { PATH: scheduledPath(docker), ...(process.env.DOCKER_BIN && docker ? { DOCKER_BIN: docker } : {}) }
-}
-
-/** Bundles the health check; the file is only replaced when its bytes change. */
-async function bundleHealth(root: string): Promise<string> {
-  const { bundleEntry } = await import('../lib/core/bundle.mts')
-  const tmp = path.join(os.tmpdir(), `health-${process.pid}-${Date.now()}.mjs`)
-  try {
-    await bundleEntry(path.join(root, 'scripts/health.mts'), tmp)
-    return writeFileAtomic(path.join(root, BUNDLE), fs.readFileSync(tmp))
-  } catch (e) {
-    throw new RuntimeFailure(
-      `bundling scripts/health.mts failed: ${(e as Error).message.split('\n')[0]}`,
-      'run npm ci first',
-    )
-  } finally {
-    fs.rmSync(tmp, { force: true })
-  }
-}
-
-async function installCron(p: Plan): Promise<void> {
-  const entry = `${cronSchedule(p.minutes)} ${cronCommand(p.root, [p.node, ...p.healthArgs], p.log, p.env)}`
-  say(describeCronChange(CRON_ID, await applyCronEntry(CRON_ID, entry)))
-  say(`  ${entry}`)
-}
-
-function launchDomain(): string {
-  return `gui/${process.getuid?.() ?? 501}`
-}
-
-async function launchctl(args: string[]) {
-  return run('launchctl', args, { nothrow: true, timeout: '30s' })
-}
-
-async function installLaunchd(p: Plan, dir: string): Promise<void> {
-  const plistPath = path.join(dir, `${AGENT_LABEL}.plist`)
-  const plist = buildLaunchAgentPlist({
-    label: AGENT_LABEL,
-    programArguments: [p.node, ...p.healthArgs],
-    workingDirectory: p.root,
-    startIntervalSeconds: p.minutes * 60,
-    stdoutPath: p.log,
-    stderrPath: p.log,
-    environment: p.env,
-  })
-  const written = writeFileAtomic(plistPath, plist, { backup: true })
-  const loaded = (await launchctl(['print', `${launchDomain()}/${AGENT_LABEL}`])).ok
-  if (written !== 'unchanged' || !loaded) {
-    if (loaded) await launchctl(['bootout', `${launchDomain()}/${AGENT_LABEL}`])
-    const res = await launchctl(['bootstrap', launchDomain(), plistPath])
-    if (!res.ok)
-      throw new RuntimeFailure(
-        `launchctl bootstrap ${launchDomain()} ${plistPath} failed: ${res.stderr.trim().split('\n').at(-1)}`,
-        'run it by hand to see why, or check the plist with plutil -lint',
-      )
-  }
-  say(
-    `launchd agent ${AGENT_LABEL}: ${written === 'unchanged' && loaded ? 'unchanged' : written} (${plistPath})`,
-  )
-}
-
-async function uninstallLaunchd(dir: string): Promise<void> {
-  const plistPath = path.join(dir, `${AGENT_LABEL}.plist`)
-  const loaded = (await launchctl(['print', `${launchDomain()}/${AGENT_LABEL}`])).ok
-  if (loaded) await launchctl(['bootout', `${launchDomain()}/${AGENT_LABEL}`])
-  const existed = fs.existsSync(plistPath)
-  fs.rmSync(plistPath, { force: true })
-  say(`launchd agent ${AGENT_LABEL}: ${existed || loaded ? 'removed' : 'absent'}`)
-}
-
-async function main(flags: ScriptFlags): Promise<number> {
-  const platform = String(flags.platform ?? process.platform)
+function platformOf(flag: string | undefined): 'darwin' | 'linux' {
+  const platform = flag ?? process.platform
   if (platform !== 'darwin' && platform !== 'linux')
     throw new UsageError(`--platform=${platform} must be darwin or linux`)
+  return platform
+}
+
+async function main(flags: Flags<typeof spec.flags>): Promise<number> {
+  const platform = platformOf(flags.platform)
   const agentsDir = path.resolve(
-    String(flags['launch-agents-dir'] ?? path.join(os.homedir(), 'Library', 'LaunchAgents')),
+    flags['launch-agents-dir'] ?? path.join(os.homedir(), 'Library', 'LaunchAgents'),
   )
   if (flags.uninstall) {
-    if (platform === 'darwin') await uninstallLaunchd(agentsDir)
-    else say(describeCronChange(CRON_ID, await applyCronEntry(CRON_ID, undefined)))
+    say(platform === 'darwin' ? await uninstallLaunchAgent(agentsDir) : await uninstallHealthCron())
     return 0
   }
-  const p = plan(flags)
+  const p = healthSchedule({
+    root: process.cwd(),
+    logFile: flags['log-file'],
+    logMaxMb: flags['log-max-mb'],
+    envFile: flags['env-file'],
+    every: flags.every,
+    heal: flags.heal,
+  })
   loadConfig({ envFile: flags['env-file'] }) // the check must be able to start
   fs.mkdirSync(path.dirname(p.log), { recursive: true })
-  say(`bundle ${BUNDLE}: ${await bundleHealth(p.root)}`)
-  if (platform === 'darwin') await installLaunchd(p, agentsDir)
-  else await installCron(p)
+  say(`bundle ${HEALTH_BUNDLE}: ${await bundleHealth(p.root)}`)
+  if (platform === 'darwin') say(await installLaunchAgent(p, agentsDir))
+  else for (const line of await installHealthCron(p)) say(line)
   say(`health runs every ${p.minutes} min; output goes to ${p.log}`)
   return 0
 }

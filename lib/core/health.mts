@@ -1,14 +1,31 @@
 // Polling PostHog's `/_health` through the local Caddy proxy, and the progress line shown while
 // waiting. Probing is I/O (global fetch with per-request AbortSignal timeouts); classifying a probe
-// and formatting progress are pure.
+// and formatting progress are pure. ProbeResult is also what the monitoring checks' HTTPS probe
+// returns (lib/monitor/probe.mts).
 import { redact } from './cli.mts'
 
-/** What one probe of `/_health` saw. */
+/**
+ * What one HTTP(S) probe of `/_health` saw: the poller's here and the monitoring checks' (which
+ * also read the certificate) alike. `detail` is the error code of a refused or reset connection,
+ * or a short text saying what else went wrong.
+ */
 export type ProbeResult =
   | { kind: 'refused'; detail: string }
-  | { kind: 'timeout' }
+  | { kind: 'timeout'; afterMs: number }
   | { kind: 'error'; detail: string }
-  | { kind: 'http'; status: number; body: string }
+  | {
+      kind: 'http'
+      status: number
+      body: string
+      /** The server certificate's notAfter (https only, when the prober reads it). */
+      certValidTo?: Date
+    }
+
+/** A request that got no answer: a refused or reset connection, or another error. */
+export function failedProbe(code: string | undefined, detail: string): ProbeResult {
+  if (code === 'ECONNREFUSED' || code === 'ECONNRESET') return { kind: 'refused', detail: code }
+  return { kind: 'error', detail }
+}
 
 export const MIGRATIONS_PENDING = 'Migrations are not up to date'
 
@@ -57,10 +74,9 @@ export async function probeHealth(
     const body = (await res.text()).slice(0, 2000)
     return { kind: 'http', status: res.status, body }
   } catch (e) {
-    if (timeout.aborted) return { kind: 'timeout' }
+    if (timeout.aborted) return { kind: 'timeout', afterMs: timeoutMs }
     const code = errorCode(e)
-    if (code === 'ECONNREFUSED' || code === 'ECONNRESET') return { kind: 'refused', detail: code }
-    return { kind: 'error', detail: code }
+    return failedProbe(code, code)
   }
 }
 

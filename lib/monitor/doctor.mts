@@ -1,11 +1,9 @@
-// Diagnosis: pre-flight, container states, memory, and recent logs against the failure catalog,
-// turned into findings (service, evidence with secrets redacted, cause, fix, safe). `applyFixes`
-// runs the safe fixes in order: migrations in web, then restarts, then starts. Used by
-// scripts/doctor.mts and by `up` when its health wait times out.
+// Diagnosis: pre-flight, container states, memory, disk and recent logs (doctor-logs.mts) against
+// the failure catalog, turned into findings (doctor-finding.mts); the safe ones are fixed by
+// doctor-fix.mts. Used by scripts/doctor.mts and by `up` when its health wait times out.
 
-import fs from 'node:fs'
 import path from 'node:path'
-import { printable, RuntimeFailure, redact } from '../core/cli.mts'
+import { redact, UsageError } from '../core/cli.mts'
 import {
   biggestConsumers,
   DEFAULT_DISK_THRESHOLDS,
@@ -28,30 +26,10 @@ import {
   listContainers,
 } from '../stack/containers.mts'
 import { type PreflightResult, runPreflight } from '../stack/preflight.mts'
-import {
-  CATALOG,
-  describeCause,
-  describeFix,
-  FIX_ORDER,
-  type FixAction,
-  matchLine,
-  type Signature,
-} from './catalog.mts'
-
-export interface Finding {
-  /** Catalog id, or a generic one (`exited`, `unhealthy`, `memory-near-limit`, `preflight-disk`, ...). */
-  id: string
-  service: string
-  /** The line that shows it, secrets redacted. */
-  evidence: string
-  cause: string
-  fix: string
-  /** `doctor --fix` may apply it. */
-  safe: boolean
-  action?: FixAction
-  /** How many lines matched (the evidence is the latest). */
-  count: number
-}
+import { matchLine } from './catalog.mts'
+import { diskThresholds } from './disk-check.mts'
+import { addFinding, type Finding, fromSignature, redactEvidence } from './doctor-finding.mts'
+import { fileFindings, logFindings, parseComposeLogs, readTail } from './doctor-logs.mts'
 
 export interface AnalyseOptions {
   /** `docker compose logs --since` (a duration such as 1h, or an RFC 3339 time). */
@@ -68,38 +46,30 @@ export interface AnalyseOptions {
   diskThresholds?: DiskThresholds
 }
 
-const EVIDENCE_MAX = 300
-
-/**
- * An evidence line as it may be printed: one line, terminal escape sequences dropped, control
- * characters shown, secrets (registered, or anything that looks like one) masked, and cut short.
- */
-export function redactEvidence(line: string): string {
-  const masked = redact(printable(line, false))
-  return masked.length > EVIDENCE_MAX ? `${masked.slice(0, EVIDENCE_MAX)}…` : masked
+/** doctor's flags that say what to read (as its spec types them). */
+export interface DoctorFlags {
+  since: string
+  tail: string
+  'disk-warning': string
+  'disk-critical': string
 }
 
-function fromSignature(sig: Signature, service: string, line: string): Finding {
-  return {
-    id: sig.id,
-    service,
-    evidence: redactEvidence(line.trim()),
-    cause: describeCause(sig, service),
-    fix: describeFix(sig, service),
-    safe: sig.safe,
-    ...(sig.action ? { action: sig.action } : {}),
-    count: 1,
-  }
+export interface DoctorReading {
+  since: string
+  tail: number
+  diskThresholds: DiskThresholds
 }
 
-/** Adds a finding, merging repeats of the same signature for the same service. */
-function add(findings: Finding[], f: Finding): void {
-  const same = findings.find((x) => x.id === f.id && x.service === f.service)
-  if (!same) findings.push(f)
-  else {
-    same.count += f.count
-    same.evidence = f.evidence
-  }
+const SINCE = /^(\d+(s|m|h)|\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)?)$/
+
+/** The checked flags; bad input throws a UsageError. */
+export function doctorReading(flags: DoctorFlags): DoctorReading {
+  const tail = Number(flags.tail)
+  if (!Number.isInteger(tail) || tail < 1)
+    throw new UsageError(`--tail=${flags.tail} must be a whole number above 0`)
+  if (!SINCE.test(flags.since))
+    throw new UsageError(`--since=${flags.since} must be a duration such as 30m or 2h, or an RFC 3339 time`)
+  return { since: flags.since, tail, diskThresholds: diskThresholds(flags) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -169,12 +139,12 @@ export function stateFindings(
     const line = stateLine(c, containerCondition(c, services.oneShot.includes(c.service)))
     if (!line) continue
     const sig = matchLine(line, c.service)
-    add(findings, sig ? fromSignature(sig, c.service, line) : genericStateFinding(c, line))
+    addFinding(findings, sig ? fromSignature(sig, c.service, line) : genericStateFinding(c, line))
   }
   const present = new Set(containers.map((c) => c.service))
   for (const service of services.expected) {
     if (present.has(service) || services.oneShot.includes(service)) continue
-    add(findings, {
+    addFinding(findings, {
       id: 'missing',
       service,
       evidence: `${service} has no container`,
@@ -184,71 +154,6 @@ export function stateFindings(
       action: 'start',
       count: 1,
     })
-  }
-  return findings
-}
-
-// ---------------------------------------------------------------------------------------------
-// Logs
-
-/** `docker compose logs --no-color` lines: `<service>-<n>  | <text>`. */
-export function parseComposeLogs(stdout: string): { service: string; line: string }[] {
-  const out: { service: string; line: string }[] = []
-  for (const raw of stdout.split('\n')) {
-    const m = /^(\S+?)(?:-\d+)?\s+\|\s?(.*)$/.exec(raw)
-    if (m) out.push({ service: m[1]!, line: m[2]! })
-  }
-  return out
-}
-
-export function logFindings(lines: { service: string; line: string }[], catalog = CATALOG): Finding[] {
-  const findings: Finding[] = []
-  for (const { service, line } of lines) {
-    const sig = matchLine(line, service, catalog)
-    if (sig) add(findings, fromSignature(sig, service, `${service} | ${line}`))
-  }
-  return findings
-}
-
-export const LOG_TAIL_BYTES = 256 * 1024
-
-/**
- * The last `maxBytes` of a file: memory stays bounded whatever the log's size. Undefined when the
- * file does not exist.
- */
-export function readTail(file: string, maxBytes = LOG_TAIL_BYTES): string | undefined {
-  let fd: number
-  try {
-    fd = fs.openSync(file, 'r')
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw e
-  }
-  try {
-    const size = fs.fstatSync(fd).size
-    const start = Math.max(0, size - maxBytes)
-    const buf = Buffer.alloc(Math.min(size, maxBytes))
-    let got = 0
-    while (got < buf.length) {
-      const n = fs.readSync(fd, buf, got, buf.length - got, start + got)
-      if (n === 0) break
-      got += n
-    }
-    // The first line may be cut at its start; it is kept: its end is still what the log said
-    // (and one line longer than the window, as a sparse or binary file has, is all there is).
-    return buf.subarray(0, got).toString('utf8')
-  } finally {
-    fs.closeSync(fd)
-  }
-}
-
-/** The end of a log file (frpc, nginx, certbot), matched against the catalog. */
-export function fileFindings(file: string, text: string, catalog = CATALOG): Finding[] {
-  const findings: Finding[] = []
-  const lines = text.slice(-LOG_TAIL_BYTES).split('\n')
-  for (const line of lines) {
-    const sig = matchLine(line, undefined, catalog)
-    if (sig) add(findings, fromSignature(sig, sig.component ?? sig.services?.[0] ?? file, line))
   }
   return findings
 }
@@ -437,10 +342,10 @@ export async function analyse(cfg: Config, opts: AnalyseOptions = {}): Promise<F
   }
   const logArgs = ['logs', '--no-color', '--since', opts.since ?? '1h', '--tail', String(opts.tail ?? 300)]
   const logs = await compose(cfg.stackDir, logArgs, { timeout: '60s', nothrow: true })
-  for (const f of logFindings(parseComposeLogs(logs.stdout))) add(all, f)
+  for (const f of logFindings(parseComposeLogs(logs.stdout))) addFinding(all, f)
   for (const file of opts.logFiles ?? []) {
     const text = readTail(file)
-    if (text !== undefined) for (const f of fileFindings(file, text)) add(all, f)
+    if (text !== undefined) for (const f of fileFindings(file, text)) addFinding(all, f)
   }
   findings.push(...preferExplained(all))
   return findings
@@ -468,65 +373,4 @@ export function formatFindings(findings: Finding[], stackDir?: string): string {
       `run the docker compose commands above in the stack's folder, whose .env names the project and its files: cd ${path.resolve(stackDir)} && docker compose ...`,
     )
   return redact(lines.join('\n'))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Fixes
-
-export interface FixStep {
-  action: FixAction
-  args: string[]
-  /** What the user sees. */
-  label: string
-}
-
-/** The compose commands for the safe findings, in order: migrate, then restart, then start. */
-export function planFixes(findings: Finding[]): FixStep[] {
-  const safe = findings.filter((f) => f.safe && f.action)
-  const services = (actions: FixAction[]) => [
-    ...new Set(safe.filter((f) => actions.includes(f.action!)).map((f) => f.service)),
-  ]
-  const steps: FixStep[] = []
-  for (const action of FIX_ORDER) {
-    if (action === 'migrate' && safe.some((f) => f.action === 'migrate'))
-      steps.push({
-        action,
-        args: ['exec', '-T', 'web', './bin/migrate'],
-        label: 'docker compose exec -T web ./bin/migrate',
-      })
-    // Services that failed on the schema are restarted once the migrations ran.
-    const list = action === 'restart' ? services(['migrate', 'restart']).filter((s) => s !== 'web') : []
-    const start = action === 'start' ? services(['start']) : []
-    if (list.length)
-      steps.push({ action, args: ['restart', ...list], label: `docker compose restart ${list.join(' ')}` })
-    if (start.length)
-      steps.push({ action, args: ['up', '-d', ...start], label: `docker compose up -d ${start.join(' ')}` })
-  }
-  return steps
-}
-
-/** Runs the steps; stops at the first that fails. `log` gets a line per step. */
-export async function applyFixes(cfg: Config, steps: FixStep[], log: (line: string) => void): Promise<void> {
-  for (const step of steps) {
-    log(`running: ${step.label}`)
-    const started = Date.now()
-    const ticker = setInterval(
-      () => log(`  still running ${step.label} (${Math.round((Date.now() - started) / 1000)} s)`),
-      30_000,
-    )
-    try {
-      const timeout = step.action === 'migrate' ? '30m' : '5m'
-      const res = await compose(cfg.stackDir, step.args, { timeout, nothrow: true })
-      if (!res.ok) {
-        const why =
-          (res.stderr || res.stdout).trim().split('\n').at(-1) || `exit ${res.exitCode ?? 'timeout'}`
-        throw new RuntimeFailure(
-          `${step.label} failed: ${redactEvidence(why)}`,
-          'fix that first, then run doctor again',
-        )
-      }
-    } finally {
-      clearInterval(ticker)
-    }
-  }
 }

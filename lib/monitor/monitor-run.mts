@@ -6,25 +6,35 @@
 // Bundled into both (plain node 18+): keep it free of yaml and zx.
 import fs from 'node:fs'
 import path from 'node:path'
-import { type FailureReporter, warn } from '../core/cli.mts'
+import { type FailureReporter, type FlagSpec, parseDuration, warn } from '../core/cli.mts'
 import { killRunning } from '../core/exec.mts'
 import { acquireLock, LockHeld } from '../core/lock.mts'
+import { type NotifySettings, notifyIfDue } from './notify.mts'
 import {
   aggregate,
   type CheckResult,
   EXIT_CODE,
   formatReport,
   formatReportJson,
-  loadState,
-  type MonitorState,
-  type NotifySettings,
-  notifyIfDue,
   type Report,
-  recordResult,
-  saveState,
-} from './monitor.mts'
+} from './report.mts'
+import { loadState, type MonitorState, recordResult, saveState } from './state.mts'
 
 export const LABEL = 'POSTHOG'
+
+export const JSON_REPORT_FLAG = {
+  type: 'boolean',
+  help: 'print the report as JSON',
+} as const satisfies FlagSpec
+
+/** `--timeout`: the limit of one whole run; `env` names the variable that may set it. */
+export function runTimeoutFlag<const E extends string>(env: E) {
+  return { type: 'string', env, default: '20s', help: 'bound for the whole run' } as const satisfies FlagSpec
+}
+
+export function runTimeoutMs(raw: string): number {
+  return parseDuration(raw, '--timeout')
+}
 
 /** The run is out of time: nothing more may start (a check that needs it is UNKNOWN). */
 export class RunTimeLimit extends Error {
@@ -67,6 +77,42 @@ export class RunBudget {
   notifyMs(): number {
     return Math.max(100, Math.min(5000, this.end - Date.now() - 100))
   }
+}
+
+/** Runs `fn`; if it has not finished by `deadline`, its result is an UNKNOWN check named `name`. */
+export async function bounded(
+  name: string,
+  deadline: number,
+  fn: () => Promise<CheckResult[]>,
+): Promise<CheckResult[]> {
+  const left = deadline - Date.now()
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<CheckResult[]>((resolve) => {
+    timer = setTimeout(
+      () => resolve([{ name, status: 'UNKNOWN', summary: new RunTimeLimit().message }]),
+      Math.max(0, left),
+    )
+    timer.unref?.()
+  })
+  try {
+    return await Promise.race([
+      fn().catch((e: Error): CheckResult[] => [
+        { name, status: 'UNKNOWN', summary: firstLine(e?.message ?? String(e)) },
+      ]),
+      late,
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+function firstLine(text: string): string {
+  return (
+    text
+      .trim()
+      .split('\n')
+      .find((l) => l.trim()) ?? 'failed'
+  )
 }
 
 export interface MonitorRunOptions {

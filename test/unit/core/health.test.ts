@@ -2,6 +2,7 @@ import http from 'node:http'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   describeProbe,
+  failedProbe,
   formatElapsed,
   formatProgress,
   healthUrl,
@@ -42,6 +43,18 @@ describe('classifying answers', () => {
       `503 ${MIGRATIONS_PENDING}`,
     )
     expect(describeProbe(undefined)).toBe('no answer yet')
+  })
+  it('tells a refused or reset connection from other errors', () => {
+    expect(failedProbe('ECONNREFUSED', 'connect ECONNREFUSED')).toEqual({
+      kind: 'refused',
+      detail: 'ECONNREFUSED',
+    })
+    expect(failedProbe('ECONNRESET', 'socket hang up')).toEqual({ kind: 'refused', detail: 'ECONNRESET' })
+    expect(failedProbe('ENOTFOUND', 'name does not resolve')).toEqual({
+      kind: 'error',
+      detail: 'name does not resolve',
+    })
+    expect(describeProbe(failedProbe(undefined, 'UND_ERR_SOCKET'))).toBe('error (UND_ERR_SOCKET)')
   })
   it('formats progress', () => {
     expect(formatElapsed(3_725_000)).toBe('1h02m05s')
@@ -124,7 +137,7 @@ describe('pollHealth against a real local server', () => {
     const port = await serve(() => {})
     const r = await pollHealth({ url: healthUrl(port), timeoutMs: 800, requestTimeoutMs: 200 })
     expect(r.ok).toBe(false)
-    expect(r.last).toEqual({ kind: 'timeout' })
+    expect(r.last).toEqual({ kind: 'timeout', afterMs: 200 })
   })
 
   it('the web-alone phase ends when migrations are done, before the stack is fully healthy', async () => {

@@ -2,19 +2,18 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { registerSecret } from '../../../lib/core/cli.mts'
+import { DEFAULT_DISK_THRESHOLDS } from '../../../lib/core/disk.mts'
 import {
   diskFindings,
-  type Finding,
+  doctorReading,
   formatFindings,
-  logFindings,
   memoryFindings,
-  parseComposeLogs,
   parseDockerSize,
-  planFixes,
-  readTail,
-  redactEvidence,
   stateFindings,
 } from '../../../lib/monitor/doctor.mts'
+import { type Finding, redactEvidence } from '../../../lib/monitor/doctor-finding.mts'
+import { planFixes } from '../../../lib/monitor/doctor-fix.mts'
+import { logFindings, parseComposeLogs, readTail } from '../../../lib/monitor/doctor-logs.mts'
 import { scratchDir } from '../../helpers/common.ts'
 
 describe('doctor analysis', () => {
@@ -194,5 +193,22 @@ describe('low disk', () => {
     expect(f!.cause).toMatch(
       /the biggest: volume posthog_clickhouse-data 45\.4 GiB, image posthog\/posthog:latest 3\.0 GiB/,
     )
+  })
+})
+
+describe('what the flags say doctor reads', () => {
+  const flags = { since: '1h', tail: '300', 'disk-warning': '15%,10GiB', 'disk-critical': '5%,3GiB' }
+
+  it('takes a duration or an RFC 3339 time for --since, a whole number for --tail', () => {
+    expect(doctorReading(flags)).toEqual({ since: '1h', tail: 300, diskThresholds: DEFAULT_DISK_THRESHOLDS })
+    expect(doctorReading({ ...flags, since: '2026-11-25T12:00:00.5+01:00' }).since).toBe(
+      '2026-11-25T12:00:00.5+01:00',
+    )
+    expect(() => doctorReading({ ...flags, tail: '0' })).toThrow('--tail=0 must be a whole number above 0')
+    expect(() => doctorReading({ ...flags, tail: '1.5' })).toThrow(/^--tail=1.5/)
+    expect(() => doctorReading({ ...flags, since: 'yesterday' })).toThrow(
+      /^--since=yesterday must be a duration/,
+    )
+    expect(() => doctorReading({ ...flags, 'disk-critical': 'x' })).toThrow(/--disk-critical/)
   })
 })

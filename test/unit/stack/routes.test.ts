@@ -2,7 +2,7 @@
 // against a local server that answers per route as Caddy in front of the stack would.
 import http from 'node:http'
 import { afterEach, describe, expect, it } from 'vitest'
-import { routeChecks } from '../../../lib/monitor/monitor.mts'
+import { routeChecks } from '../../../lib/monitor/probe.mts'
 import { classifyAnswer, enabledGroups, probeRoutes, ROUTE_GROUPS } from '../../../lib/stack/routes.mts'
 import { type Listening, listenLocal } from '../../helpers/common.ts'
 
