@@ -1,7 +1,7 @@
 // Known failure signatures, as data: what a log line (or a container state line written the same
 // way, e.g. "elasticsearch exited with code 137 (OOMKilled)") looks like, which service it
 // concerns, why it happens, the command that fixes it, and whether `doctor --fix` may apply it.
-// Exact strings: ../shared/reference/posthog-hobby.md §8, tunnel-proxy-tls.md §3 and §6.
+// The strings are exact: copied from the logs of PostHog's services, frp, nginx and certbot.
 
 /** What `doctor --fix` does for a signature marked safe. Applied in the order of this list. */
 export type FixAction =
@@ -43,7 +43,7 @@ const NODE_SERVICES = [
 const RERUN_UP = 'npx tsx scripts/up.mts'
 
 export const CATALOG: Signature[] = [
-  // ---- the seed's five pitfalls ---------------------------------------------------------
+  // ---- the five runtime pitfalls of the trimmed hobby stack ----------------------------------
   {
     id: 'redis-localhost',
     // Newer node images name the host in their own line: "... Redis error encountered! host: 127.0.0.1:6379 ...".

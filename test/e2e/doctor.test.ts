@@ -43,7 +43,7 @@ const PITFALLS: {
   fix: RegExp
 }[] = [
   {
-    name: 'Redis on 127.0.0.1 (seed pitfall 1)',
+    name: 'Redis on 127.0.0.1 (known pitfall 1)',
     scenario: {
       services: { ...RUNNING, plugins: { state: 'restarting', exitCode: 1, restartCount: 9 } },
       logs: { plugins: ['[ioredis] Unhandled error event: Error: connect ECONNREFUSED 127.0.0.1:6379'] },
@@ -54,7 +54,7 @@ const PITFALLS: {
     fix: /SESSION_RECORDING_API_REDIS_HOST=redis7/,
   },
   {
-    name: 'SES Region is missing (seed pitfall 2)',
+    name: 'SES Region is missing (known pitfall 2)',
     scenario: {
       services: { ...RUNNING, plugins: { state: 'exited', exitCode: 1 } },
       logs: {
@@ -70,7 +70,7 @@ const PITFALLS: {
     fix: /SES_REGION=us-east-1/,
   },
   {
-    name: 'Elasticsearch OOM-killed, exit 137 (seed pitfall 3)',
+    name: 'Elasticsearch OOM-killed, exit 137 (known pitfall 3)',
     scenario: {
       services: { ...RUNNING, elasticsearch: { state: 'exited', exitCode: 137, oomKilled: true } },
     },
@@ -80,7 +80,7 @@ const PITFALLS: {
     fix: /MEMORY_LIMITS/,
   },
   {
-    name: 'migration race (seed pitfall 4)',
+    name: 'migration race (known pitfall 4)',
     scenario: {
       services: RUNNING,
       logs: { plugins: ['error: column posthog_person.last_seen_at does not exist'] },
@@ -91,7 +91,7 @@ const PITFALLS: {
     fix: /exec -T web \.\/bin\/migrate.*safe: doctor --fix applies it/,
   },
   {
-    name: 'worker restarting (seed pitfall 5)',
+    name: 'worker restarting (known pitfall 5)',
     scenario: { services: { ...RUNNING, worker: { restartCount: 4 } } },
     service: 'worker',
     cause: /Celery worker/,
