@@ -20,7 +20,7 @@ import {
   restorePostgres,
   waitForDb,
 } from './backup.mts'
-import type { PostgresMajorState } from './upgrade.mts'
+import type { PostgresMajorState } from './upgrade-journal.mts'
 
 /** Where the postgres image keeps its data directory. */
 const PGDATA = '/var/lib/postgresql/data'
