@@ -84,6 +84,16 @@ export function writeJournal(stackDir: string, journal: UpgradeJournal): void {
   writeFileAtomic(journalPath(stackDir), `${JSON.stringify(journal, null, 2)}\n`, { mode: 0o600 })
 }
 
+/** The journal without its step. */
+export type JournalBase = Omit<UpgradeJournal, 'step' | 'version'>
+
+/** Records that the upgrade reached `step`; returns the journal written. */
+export function journalStep(stackDir: string, base: JournalBase, step: UpgradeStep): UpgradeJournal {
+  const journal: UpgradeJournal = { version: 1, ...base, step }
+  writeJournal(stackDir, journal)
+  return journal
+}
+
 export function clearJournal(stackDir: string): void {
   fs.rmSync(journalPath(stackDir), { force: true })
 }

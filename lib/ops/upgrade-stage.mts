@@ -7,7 +7,7 @@ import { retry } from 'zx'
 import { RuntimeFailure, UsageError } from '../core/cli.mts'
 import { minFreeDiskBytes } from '../core/disk.mts'
 import { compose } from '../core/docker.mts'
-import { assertSecretsUnchanged, type Config, parseEnvText } from '../core/env.mts'
+import { assertSecretsUnchanged, type Config, loadConfig, parseEnvText } from '../core/env.mts'
 import { readIfExists } from '../core/fs.mts'
 import { describeProbe, healthUrl, isHealthy, pollHealth } from '../core/health.mts'
 import { isFrozenBranch } from '../stack/posthog-version.mts'
@@ -37,6 +37,11 @@ export function withTag(cfg: Config, tag: string, stackDir = cfg.stackDir): Conf
     stackDir,
     raw: { ...cfg.raw, POSTHOG_APP_TAG: tag, STACK_DIR: stackDir },
   }
+}
+
+/** The configuration as .env says now (after the upgrade changed its tag). */
+export function reload(cfg: Config): Config {
+  return loadConfig({ root: cfg.root, envFile: cfg.envFile })
 }
 
 export function readStackFile(dir: string, name: string): string | undefined {
