@@ -8,9 +8,10 @@
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+import { sleep } from 'zx'
 import { RuntimeFailure, UsageError } from '../core/cli.mts'
 import { compose, composePrefix, dockerBin } from '../core/docker.mts'
-import { type Config, secretFingerprints } from '../core/env.mts'
+import { type Config, GUARDED_SECRETS, secretFingerprints } from '../core/env.mts'
 import { type CommandResult, type Duration, run } from '../core/exec.mts'
 import { writeFileAtomic } from '../core/fs.mts'
 import { formatElapsed } from '../core/health.mts'
@@ -162,6 +163,17 @@ export function readManifest(dir: string): BackupManifest | undefined {
   } catch {
     return undefined
   }
+}
+
+/** Guarded secrets whose fingerprint differs between the backup and the current .env. */
+export function differentSecrets(
+  manifest: Pick<BackupManifest, 'secretFingerprints'>,
+  cfg: Config,
+): string[] {
+  const now = secretFingerprints(cfg)
+  return GUARDED_SECRETS.filter(
+    (k) => manifest.secretFingerprints[k] !== undefined && manifest.secretFingerprints[k] !== now[k],
+  )
 }
 
 /** Problems found by re-hashing every file the manifest lists; an empty list means the backup is whole. */
@@ -477,7 +489,7 @@ export async function waitForDb(
         `the db service did not accept connections within ${formatElapsed(timeoutMs)}`,
         "look at 'docker compose logs db'",
       )
-    await new Promise((r) => setTimeout(r, 1000))
+    await sleep('1s')
   }
 }
 
