@@ -23,10 +23,9 @@ import {
   PG_DUMP_FILE,
   readManifest,
   resolveBackup,
-  restorePostgres,
   verifyBackup,
-  waitForDb,
 } from '../lib/ops/backup.mts'
+import { restorePostgres, waitForDb } from '../lib/ops/postgres.mts'
 import {
   describeStartFailure,
   describeStuckServices,
