@@ -94,7 +94,7 @@ await runScript('upgrade', spec, async (flags) => {
   const cfg = loadConfig({ envFile: flags['env-file'] })
   const request = requestOf(flags, cfg)
   if (request.dryRun && request.rollback) throw new UsageError('--dry-run and --rollback do not go together')
-  // A dry run changes nothing, so it does not wait for a running step.
+  // A dry run changes nothing: it takes no lock, so it also runs beside another step.
   const release = request.dryRun ? () => {} : acquireLock(stackLockDir(cfg))
   try {
     return await runUpgrade(cfg, request)
