@@ -1,6 +1,7 @@
 // The plan of an upgrade (pure): what the new compose files change (services, images, the major
 // versions of PostgreSQL and ClickHouse), which services must stop while `web` migrates, and the
-// plan as printed. The journal lives in upgrade-journal.mts, the steps in upgrade-run.mts.
+// plan as printed. The journal is upgrade-journal.mts; the steps: upgrade-run.mts (the entry),
+// upgrade-stage.mts (before the switch) and upgrade-switch.mts (from it on, and the rollback).
 import YAML from 'yaml'
 import { interpolate } from '../stack/compose.mts'
 
