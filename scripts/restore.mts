@@ -13,26 +13,19 @@ import {
   warn,
 } from '../lib/core/cli.mts'
 import { compose, stackServices } from '../lib/core/docker.mts'
-import {
-  type Config,
-  ENV_FILE_FLAG,
-  GUARDED_SECRETS,
-  loadConfig,
-  secretFingerprints,
-} from '../lib/core/env.mts'
+import { ENV_FILE_FLAG, loadConfig } from '../lib/core/env.mts'
 import { formatElapsed } from '../lib/core/health.mts'
 import { acquireLock } from '../lib/core/lock.mts'
 import {
-  type BackupManifest,
   backupSettings,
+  differentSecrets,
   displayPath,
   PG_DUMP_FILE,
   readManifest,
   resolveBackup,
-  restorePostgres,
   verifyBackup,
-  waitForDb,
 } from '../lib/ops/backup.mts'
+import { restorePostgres, waitForDb } from '../lib/ops/postgres.mts'
 import {
   describeStartFailure,
   describeStuckServices,
@@ -71,19 +64,11 @@ const spec = defineScript({
     'Everything written to PostHog since the backup is lost. ClickHouse (events) is not restored by this script; see README "Backups and upgrades".',
 })
 
-/** Guarded secrets whose fingerprint differs between the backup and the current .env. */
-function differentSecrets(manifest: BackupManifest, cfg: Config): string[] {
-  const now = secretFingerprints(cfg)
-  return GUARDED_SECRETS.filter(
-    (k) => manifest.secretFingerprints[k] !== undefined && manifest.secretFingerprints[k] !== now[k],
-  )
-}
-
 await runScript('restore', spec, async (flags) => {
   const cfg = loadConfig({ envFile: flags['env-file'] })
   // Parsed now: a bad value found after pg_restore would leave the stack stopped.
   const healthTimeoutMs = flags.timeout ? parseDuration(flags.timeout, '--timeout') : cfg.healthTimeoutMs
-  const settleMs = parseDuration(flags.settle ?? '15s', '--settle')
+  const settleMs = parseDuration(flags.settle, '--settle')
   const { backupDir } = backupSettings(cfg)
   const dir = resolveBackup(backupDir, flags.from)
   const problems = await verifyBackup(dir)

@@ -1,6 +1,6 @@
 // Backups of what cannot be regenerated (.env and PostgreSQL, optionally ClickHouse): folder
 // naming, the manifest that proves a backup is whole (sizes + SHA-256), retention that never
-// touches a folder it did not write, and the thin I/O that streams pg_dump into a file.
+// touches a folder it did not write, and one whole backup (the dump itself: postgres.mts).
 //
 // A backup is written into BACKUP_DIR/<name>.partial/ (its first file a marker naming the run)
 // and renamed to BACKUP_DIR/<name>/ once its manifest is written: a run killed at any point
@@ -9,11 +9,11 @@ import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { RuntimeFailure, UsageError } from '../core/cli.mts'
-import { compose, composePrefix, dockerBin } from '../core/docker.mts'
-import { type Config, secretFingerprints } from '../core/env.mts'
-import { type CommandResult, type Duration, run } from '../core/exec.mts'
+import { composePrefix, dockerBin } from '../core/docker.mts'
+import { type Config, GUARDED_SECRETS, secretFingerprints } from '../core/env.mts'
+import { type Duration, run } from '../core/exec.mts'
 import { writeFileAtomic } from '../core/fs.mts'
-import { formatElapsed } from '../core/health.mts'
+import { dumpPostgres, otherDatabases, stderrLine } from './postgres.mts'
 
 export const MANIFEST = 'manifest.json'
 export const MANIFEST_FORMAT = 'posthog-homelab-backup/1'
@@ -162,6 +162,17 @@ export function readManifest(dir: string): BackupManifest | undefined {
   } catch {
     return undefined
   }
+}
+
+/** Guarded secrets whose fingerprint differs between the backup and the current .env. */
+export function differentSecrets(
+  manifest: Pick<BackupManifest, 'secretFingerprints'>,
+  cfg: Config,
+): string[] {
+  const now = secretFingerprints(cfg)
+  return GUARDED_SECRETS.filter(
+    (k) => manifest.secretFingerprints[k] !== undefined && manifest.secretFingerprints[k] !== now[k],
+  )
 }
 
 /** Problems found by re-hashing every file the manifest lists; an empty list means the backup is whole. */
@@ -349,138 +360,6 @@ export function resolveBackup(backupDir: string, from: string | undefined): stri
   return dir
 }
 
-// ---------------------------------------------------------------------------------------------
-// Thin I/O: the dump and the restore run inside the `db` container; the file is streamed
-// through a file descriptor, so a large database never sits in this process's memory.
-
-/** PostHog's own database; a PostgreSQL major upgrade also carries the others on the server (Temporal's). */
-export const POSTHOG_DB = 'posthog'
-const DB_NAME = /^[A-Za-z_][\w-]*$/
-
-function dbName(database: string): string {
-  if (!DB_NAME.test(database))
-    throw new UsageError(`'${database}' is not a database name this toolkit handles`)
-  return database
-}
-
-export function pgDumpArgs(stackDir: string, database = POSTHOG_DB): string[] {
-  return [
-    ...composePrefix(stackDir),
-    ...['exec', '-T', 'db', 'pg_dump', '-U', 'posthog', '-Fc', dbName(database)],
-  ]
-}
-
-export function pgRestoreArgs(stackDir: string, database = POSTHOG_DB): string[] {
-  return [
-    ...composePrefix(stackDir),
-    ...['exec', '-T', 'db', 'pg_restore', '-U', 'posthog', '-d', dbName(database), '--clean', '--if-exists'],
-    ...['--no-owner', '--exit-on-error'],
-  ]
-}
-
-const OTHER_DATABASES_SQL =
-  "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname NOT IN ('postgres', 'posthog') ORDER BY 1"
-
-/** The databases on the db server besides `posthog` and `postgres` (Temporal keeps two there). */
-export async function otherDatabases(stackDir: string): Promise<string[]> {
-  const args = [
-    ...composePrefix(stackDir),
-    ...['exec', '-T', 'db', 'psql', '-U', 'posthog', '-d', POSTHOG_DB, '-At', '-c', OTHER_DATABASES_SQL],
-  ]
-  const res = await run(dockerBin(), args, { nothrow: true, timeout: '60s' })
-  if (!res.ok)
-    throw new RuntimeFailure(
-      `listing the databases failed (exit ${res.exitCode ?? res.signal}): ${lastLine(res.stderr) || 'no message'}`,
-      "check that the stack's db service is running ('docker compose ps db')",
-    )
-  const names = res.stdout
-    .split('\n')
-    .map((l) => l.trim())
-    .filter(Boolean)
-  const odd = names.find((n) => !DB_NAME.test(n))
-  if (odd)
-    throw new RuntimeFailure(
-      `the db server holds a database named '${odd}', which this toolkit cannot back up`,
-    )
-  return names
-}
-
-function lastLine(text: string): string {
-  return text.trim().split('\n').at(-1) ?? ''
-}
-
-/** Streams `pg_dump -Fc` from the db container into `file` (mode 0600). Empty output is an error. */
-export async function dumpPostgres(
-  stackDir: string,
-  file: string,
-  timeout: Duration = '120m',
-  database = POSTHOG_DB,
-): Promise<number> {
-  const fd = fs.openSync(file, 'w', 0o600)
-  let res: CommandResult
-  try {
-    res = await run(dockerBin(), pgDumpArgs(stackDir, database), { nothrow: true, timeout, stdout: fd })
-  } finally {
-    fs.closeSync(fd)
-  }
-  if (!res.ok)
-    throw new RuntimeFailure(
-      `pg_dump failed (exit ${res.exitCode ?? res.signal}): ${lastLine(res.stderr) || 'no message'}`,
-      "check that the stack's db service is running ('docker compose ps db')",
-    )
-  const size = fs.statSync(file).size
-  if (size === 0)
-    throw new RuntimeFailure('pg_dump wrote nothing (an empty dump)', "check the db service's logs")
-  return size
-}
-
-/** Feeds a custom-format dump to `pg_restore --clean --if-exists` in the db container. */
-export async function restorePostgres(
-  stackDir: string,
-  file: string,
-  timeout: Duration = '120m',
-  database = POSTHOG_DB,
-): Promise<void> {
-  const fd = fs.openSync(file, 'r')
-  try {
-    const res = await run(dockerBin(), pgRestoreArgs(stackDir, database), {
-      nothrow: true,
-      timeout,
-      stdin: fd,
-    })
-    if (!res.ok)
-      throw new RuntimeFailure(
-        `pg_restore failed (exit ${res.exitCode ?? res.signal}): ${lastLine(res.stderr) || 'no message'}`,
-        'the database may be partly restored: fix the cause and run restore again',
-      )
-  } finally {
-    fs.closeSync(fd)
-  }
-}
-
-/**
- * Until the db service accepts connections. `tcp`: on TCP, for a server on a new volume, which
- * listens on its socket alone while its first-start initdb runs and then restarts.
- */
-export async function waitForDb(
-  stackDir: string,
-  opts: { timeoutMs?: number; tcp?: boolean } = {},
-): Promise<void> {
-  const timeoutMs = opts.timeoutMs ?? 120_000
-  const started = Date.now()
-  const args = ['exec', '-T', 'db', 'pg_isready', '-U', 'posthog', ...(opts.tcp ? ['-h', '127.0.0.1'] : [])]
-  for (;;) {
-    const out = await compose(stackDir, args, { timeout: '20s', nothrow: true })
-    if (out.ok) return
-    if (Date.now() - started > timeoutMs)
-      throw new RuntimeFailure(
-        `the db service did not accept connections within ${formatElapsed(timeoutMs)}`,
-        "look at 'docker compose logs db'",
-      )
-    await new Promise((r) => setTimeout(r, 1000))
-  }
-}
-
 /** The commit STACK_DIR/posthog is checked out at, or undefined when there is no checkout. */
 export async function checkoutCommit(stackDir: string): Promise<string | undefined> {
   const repo = path.join(stackDir, 'posthog')
@@ -512,7 +391,7 @@ export async function backupClickhouse(
   const res = await run(dockerBin(), args, { nothrow: true, timeout })
   if (!res.ok)
     throw new RuntimeFailure(
-      `ClickHouse BACKUP failed (exit ${res.exitCode ?? res.signal}): ${lastLine(res.stderr) || 'no message'}`,
+      `ClickHouse BACKUP failed (exit ${res.exitCode ?? res.signal}): ${stderrLine(res)}`,
       "give clickhouse a 'backups' disk mounted at /backups (README: ClickHouse backups), or leave out --clickhouse",
     )
 }

@@ -11,16 +11,9 @@ import { RuntimeFailure, UsageError } from '../core/cli.mts'
 import { compose, docker, PROJECT_NAME } from '../core/docker.mts'
 import { lastLine } from '../core/exec.mts'
 import { timestamp } from '../core/fs.mts'
-import {
-  BACKUP_NAME,
-  EXTRA_DUMP,
-  PG_DUMP_FILE,
-  POSTHOG_DB,
-  readManifest,
-  restorePostgres,
-  waitForDb,
-} from './backup.mts'
-import type { PostgresMajorState } from './upgrade.mts'
+import { BACKUP_NAME, EXTRA_DUMP, PG_DUMP_FILE, readManifest } from './backup.mts'
+import { POSTHOG_DB, restorePostgres, waitForDb } from './postgres.mts'
+import type { PostgresMajorState } from './upgrade-journal.mts'
 
 /** Where the postgres image keeps its data directory. */
 const PGDATA = '/var/lib/postgresql/data'

@@ -259,6 +259,46 @@ export interface VariableUse {
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*/
 
+/**
+ * The reference that starts at the `$` at `at`, in Compose's syntax: `$$` (an escaped dollar,
+ * no name), `$NAME`, or `${NAME<op><inner>}` with op one of `:-` `-` `:?` `?` `:+` `+` (or none).
+ * `end` is the index just after it; `closed` is false for a `${` that never ends.
+ */
+interface Reference {
+  name?: string
+  op: string
+  inner: string
+  end: number
+  closed: boolean
+}
+
+function referenceAt(value: string, at: number): Reference {
+  const next = value[at + 1]
+  if (next === '$') return { op: '', inner: '', end: at + 2, closed: true }
+  if (next !== '{') {
+    const m = NAME.exec(value.slice(at + 1))
+    return { name: m?.[0], op: '', inner: '', end: at + 1 + (m?.[0].length ?? 0), closed: true }
+  }
+  const m = NAME.exec(value.slice(at + 2))
+  if (!m) return { op: '', inner: '', end: at + 2, closed: false }
+  let j = at + 2 + m[0].length
+  const op = /^(:-|-|:\?|\?|:\+|\+)/.exec(value.slice(j))?.[0] ?? ''
+  j += op.length
+  let depth = 1
+  const start = j
+  while (j < value.length && depth > 0) {
+    if (value.startsWith('$$', j)) j += 2
+    else if (value.startsWith('${', j)) {
+      depth++
+      j += 2
+    } else {
+      if (value[j] === '}') depth--
+      j++
+    }
+  }
+  return { name: m[0], op, inner: value.slice(start, j - 1), end: j, closed: depth === 0 }
+}
+
 /** Variables referenced in one string, following Compose's syntax; `$$` is an escaped dollar. */
 export function variablesIn(value: string, out = new Map<string, VariableUse>()): Map<string, VariableUse> {
   const note = (name: string, hasDefault: boolean, required: boolean) => {
@@ -274,43 +314,55 @@ export function variablesIn(value: string, out = new Map<string, VariableUse>())
   while (i < value.length) {
     const at = value.indexOf('$', i)
     if (at < 0) break
-    const next = value[at + 1]
-    if (next === '$') {
-      i = at + 2
-      continue
+    const ref = referenceAt(value, at)
+    if (ref.name) {
+      note(ref.name, ref.op.includes('-') || ref.op.includes('+'), ref.op.includes('?'))
+      if (ref.inner) variablesIn(ref.inner, out)
     }
-    if (next === '{') {
-      const m = NAME.exec(value.slice(at + 2))
-      if (!m) {
-        i = at + 2
-        continue
-      }
-      let j = at + 2 + m[0].length
-      const op = /^(:-|-|:\?|\?|:\+|\+)/.exec(value.slice(j))?.[0] ?? ''
-      j += op.length
-      let depth = 1
-      const start = j
-      while (j < value.length && depth > 0) {
-        if (value.startsWith('$$', j)) j += 2
-        else if (value.startsWith('${', j)) {
-          depth++
-          j += 2
-        } else {
-          if (value[j] === '}') depth--
-          j++
-        }
-      }
-      const inner = value.slice(start, j - 1)
-      note(m[0], op.includes('-') || op.includes('+'), op.includes('?'))
-      if (inner) variablesIn(inner, out)
-      i = j
-      continue
-    }
-    const m = NAME.exec(value.slice(at + 1))
-    if (m) note(m[0], false, false)
-    i = at + 1 + (m?.[0].length ?? 0)
+    i = ref.end
   }
   return out
+}
+
+/**
+ * The string as Compose interpolates it from `env`: `$$` -> `$`; `$VAR`, `${VAR}`; defaults
+ * `${VAR:-x}` (unset or empty) and `${VAR-x}` (unset); alternatives `${VAR:+x}` (set and not
+ * empty) and `${VAR+x}` (set); `${VAR:?msg}` and `${VAR?msg}` refuse (UsageError) without a
+ * value, as Compose refuses to start. Text that is no valid reference stays as it is.
+ */
+export function interpolate(value: string, env: Record<string, string | undefined>): string {
+  let out = ''
+  let i = 0
+  while (i < value.length) {
+    const at = value.indexOf('$', i)
+    if (at < 0) break
+    const ref = referenceAt(value, at)
+    out += value.slice(i, at) + substitute(ref, value.slice(at, ref.end), env)
+    i = ref.end
+  }
+  return out + value.slice(i)
+}
+
+function substitute(ref: Reference, raw: string, env: Record<string, string | undefined>): string {
+  if (raw === '$$') return '$'
+  if (!ref.name || !ref.closed) return raw
+  const value = env[ref.name]
+  const set = ref.op.startsWith(':') ? Boolean(value) : value !== undefined
+  switch (ref.op) {
+    case '':
+      return ref.inner ? raw : (value ?? '')
+    case ':-':
+    case '-':
+      return set ? value! : interpolate(ref.inner, env)
+    case ':+':
+    case '+':
+      return set ? interpolate(ref.inner, env) : ''
+    default:
+      if (set) return value!
+      throw new UsageError(
+        `required variable ${ref.name} is missing a value${ref.inner ? `: ${ref.inner}` : ''}`,
+      )
+  }
 }
 
 function walkStrings(value: unknown, visit: (s: string) => void): void {

@@ -13,7 +13,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../lib/core/env.mts'
 import { EXTRA_DUMP, listBackups } from '../../lib/ops/backup.mts'
-import { readJournal } from '../../lib/ops/upgrade.mts'
+import { readJournal } from '../../lib/ops/upgrade-journal.mts'
 import { readVersion } from '../../lib/stack/posthog-version.mts'
 import { prepareStack } from '../../lib/stack/prepare.mts'
 import {

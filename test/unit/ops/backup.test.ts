@@ -9,6 +9,7 @@ import {
   buildManifest,
   clickhouseBackupQuery,
   describeFiles,
+  differentSecrets,
   findIncomplete,
   MANIFEST,
   newBackupName,
@@ -84,6 +85,23 @@ describe('manifest', () => {
     expect(Object.keys(m.secretFingerprints)).toEqual(['POSTHOG_SECRET', 'ENCRYPTION_SALT_KEYS'])
     expect(JSON.stringify(m)).not.toContain('s'.repeat(56))
     expect(JSON.stringify(m)).not.toContain('k'.repeat(32))
+  })
+
+  it('names the guarded secrets a backup was taken with other values of', () => {
+    const root = scratch()
+    const cfg = config(root)
+    const m = buildManifest({ cfg, files: [], createdAt: new Date(0) })
+    expect(differentSecrets(m, cfg)).toEqual([])
+    const other = toConfig(root, path.join(root, '.env'), {
+      ...cfg.raw,
+      ENCRYPTION_SALT_KEYS: 'o'.repeat(32),
+    })
+    expect(differentSecrets(m, other)).toEqual(['ENCRYPTION_SALT_KEYS'])
+    // A manifest from before a secret was guarded says nothing about it.
+    const older = { secretFingerprints: { ENCRYPTION_SALT_KEYS: m.secretFingerprints.ENCRYPTION_SALT_KEYS! } }
+    expect(differentSecrets(older, { ...cfg, raw: { ...cfg.raw, POSTHOG_SECRET: 'x'.repeat(56) } })).toEqual(
+      [],
+    )
   })
 
   it('verification catches a changed, truncated or missing file', async () => {

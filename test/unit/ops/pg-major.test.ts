@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mergeEnv, toConfig } from '../../../lib/core/env.mts'
 import { buildManifest, describeFiles, EXTRA_DUMP, MANIFEST, PG_DUMP_FILE } from '../../../lib/ops/backup.mts'
 import { moveIntoNewMajor, undoMove } from '../../../lib/ops/pg-major.mts'
-import type { PostgresMajorState } from '../../../lib/ops/upgrade.mts'
+import type { PostgresMajorState } from '../../../lib/ops/upgrade-journal.mts'
 import { dockerCalls, FAKES, fakeDockerStateFile, scratchDir, writeScenario } from '../../helpers/common.ts'
 
 const VOLUME = 'posthog_postgres-data'

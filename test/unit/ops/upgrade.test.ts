@@ -10,20 +10,9 @@ import {
   effectiveImages,
   formatPlan,
   imageVersion,
-  interpolate,
   majorChanges,
-  readJournal,
-  recoveryFor,
-  restoreSnapshot,
-  SNAPSHOT_DIR,
   serviceDiff,
   servicesToStop,
-  snapshotEnvText,
-  snapshotFiles,
-  takeSnapshot,
-  type UpgradeJournal,
-  upgradeLogLine,
-  writeJournal,
 } from '../../../lib/ops/upgrade.mts'
 import { scratchDir } from '../../helpers/common.ts'
 import { needShared, UPSTREAM_POSTHOG } from '../../helpers/shared.ts'
@@ -104,16 +93,26 @@ if (needShared('fixtures/posthog/docker-compose.hobby.yml', "the upstream hobby 
   })
 
 describe('compose analysis', () => {
-  it('interpolates like Compose', () => {
-    const env = { A: 'x', EMPTY: '' }
-    expect(interpolate(`${D}A:${D}{A}-${D}{B:-def}-${D}{EMPTY:-d2}-${D}{EMPTY-d3}-${D}${D}A`, env)).toBe(
-      'x:x-def-d2--$A',
+  it('interpolates images as Compose does, required values (:?) and alternatives (:+) included', () => {
+    const hobby = `services:
+  web: { image: '${D}{REGISTRY_URL:?set REGISTRY_URL}:${D}{POSTHOG_APP_TAG}' }
+  plugins: { image: '${D}{REGISTRY_URL}-node${D}{NODE_SUFFIX:+-${D}NODE_SUFFIX}:${D}{POSTHOG_NODE_TAG:-latest}' }
+`
+    const env = { REGISTRY_URL: 'posthog/posthog', POSTHOG_APP_TAG: 'v2' }
+    expect(composeImages(hobby, undefined, env)).toEqual([
+      'posthog/posthog-node:latest',
+      'posthog/posthog:v2',
+    ])
+    expect(effectiveImages([hobby], undefined, { ...env, NODE_SUFFIX: 'arm' })).toEqual({
+      web: 'posthog/posthog:v2',
+      plugins: 'posthog/posthog-node-arm:latest',
+    })
+    expect(effectiveImages([hobby], undefined, { ...env, NODE_SUFFIX: '' }).plugins).toBe(
+      'posthog/posthog-node:latest',
     )
-    expect(
-      interpolate(`${D}{REGISTRY_URL}-node:${D}{POSTHOG_NODE_TAG:-latest}`, {
-        REGISTRY_URL: 'posthog/posthog',
-      }),
-    ).toBe('posthog/posthog-node:latest')
+    expect(() => composeImages(hobby, undefined, { POSTHOG_APP_TAG: 'v2' })).toThrow(
+      'required variable REGISTRY_URL is missing a value: set REGISTRY_URL',
+    )
   })
 })
 
@@ -304,69 +303,5 @@ describe('plan', () => {
     expect(text).toMatch(/services added: x/)
     expect(text).toMatch(/services removed: none/)
     expect(text).toMatch(/images to pull \(1\): posthog\/posthog:v2/)
-  })
-})
-
-describe('journal and recovery', () => {
-  const j = (step: UpgradeJournal['step']): UpgradeJournal => ({
-    version: 1,
-    from: 'v1',
-    to: 'v2',
-    step,
-    startedAt: '',
-  })
-
-  it('discards before the switch, resumes after it, rolls back when asked or already rolling back', () => {
-    expect(recoveryFor(j('staging'), false)).toBe('discard')
-    expect(recoveryFor(j('pulled'), true)).toBe('discard')
-    expect(recoveryFor(j('switching'), false)).toBe('resume')
-    expect(recoveryFor(j('migrating'), false)).toBe('resume')
-    expect(recoveryFor(j('migrating'), true)).toBe('rollback')
-    expect(recoveryFor(j('rolling-back'), false)).toBe('rollback')
-  })
-
-  it('round-trips through the file and ignores garbage', () => {
-    const dir = scratchDir('journal-')
-    writeJournal(dir, j('starting'))
-    expect(readJournal(dir)?.step).toBe('starting')
-    fs.writeFileSync(path.join(dir, 'upgrade.state.json'), '{"step":"nonsense"}')
-    expect(readJournal(dir)).toBeUndefined()
-  })
-
-  it('writes one tab-separated log line per upgrade', () => {
-    expect(
-      upgradeLogLine({
-        time: new Date('2026-01-01T00:00:00Z'),
-        from: 'v1',
-        to: 'v2',
-        result: 'rolled-back',
-        detail: 'a\nb',
-      }),
-    ).toBe('2026-01-01T00:00:00.000Z\tfrom=v1\tto=v2\tresult=rolled-back\ta b\n')
-  })
-})
-
-describe('snapshot', () => {
-  it('puts the generated files back byte for byte and removes files the new version added', () => {
-    const stack = scratchDir('snap-')
-    const env = path.join(stack, '..', `${path.basename(stack)}.env`)
-    fs.writeFileSync(env, 'POSTHOG_APP_TAG=v1\n', { mode: 0o600 })
-    fs.writeFileSync(path.join(stack, 'docker-compose.yml'), 'old')
-    fs.mkdirSync(path.join(stack, 'compose'))
-    fs.writeFileSync(path.join(stack, 'compose', 'start'), '#!/bin/sh\nold\n', { mode: 0o755 })
-    fs.mkdirSync(path.join(stack, 'posthog'))
-    fs.writeFileSync(path.join(stack, 'posthog', 'big'), 'checkout')
-    expect(snapshotFiles(stack)).toEqual(['compose/start', 'docker-compose.yml'])
-    takeSnapshot(stack, env)
-    fs.writeFileSync(path.join(stack, 'docker-compose.yml'), 'new')
-    fs.writeFileSync(path.join(stack, 'compose', 'start'), 'new')
-    fs.writeFileSync(path.join(stack, 'added-by-new.yml'), 'new')
-    restoreSnapshot(stack)
-    expect(fs.readFileSync(path.join(stack, 'docker-compose.yml'), 'utf8')).toBe('old')
-    expect(fs.readFileSync(path.join(stack, 'compose', 'start'), 'utf8')).toBe('#!/bin/sh\nold\n')
-    expect(fs.statSync(path.join(stack, 'compose', 'start')).mode & 0o777).toBe(0o755)
-    expect(fs.existsSync(path.join(stack, 'added-by-new.yml'))).toBe(false)
-    expect(snapshotEnvText(stack)).toBe('POSTHOG_APP_TAG=v1\n')
-    expect(fs.existsSync(path.join(stack, SNAPSHOT_DIR))).toBe(true)
   })
 })
