@@ -4,8 +4,9 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { defineScript, type Flags, RuntimeFailure, runScript, say, UsageError } from '../lib/core/cli.mts'
 import { compose, PROJECT_NAME, projectVolumes } from '../lib/core/docker.mts'
-import { ENV_FILE_FLAG, fingerprintFile, loadConfig } from '../lib/core/env.mts'
+import { ENV_FILE_FLAG, loadConfig } from '../lib/core/env.mts'
 import { acquireLock } from '../lib/core/lock.mts'
+import { fingerprintFile } from '../lib/core/secrets.mts'
 import { stackLockDir } from '../lib/stack/startup.mts'
 
 const spec = defineScript({

@@ -2,15 +2,10 @@
 // everything STACK_DIR needs (override, env file, compose scripts, share/). Safe to re-run.
 import path from 'node:path'
 import { defineScript, runScript, say } from '../lib/core/cli.mts'
-import {
-  assertSecretsUnchanged,
-  ENV_FILE_FLAG,
-  ensureEnvFile,
-  loadConfig,
-  planEnvFile,
-  refuseNewSecretsOnStartedStack,
-} from '../lib/core/env.mts'
+import { ENV_FILE_FLAG, loadConfig } from '../lib/core/env.mts'
+import { ensureEnvFile, planEnvFile } from '../lib/core/env-file.mts'
 import { acquireLock } from '../lib/core/lock.mts'
+import { assertSecretsUnchanged, refuseNewSecretsOnStartedStack } from '../lib/core/secrets.mts'
 import { prepareStack } from '../lib/stack/prepare.mts'
 import { stackLockDir } from '../lib/stack/startup.mts'
 

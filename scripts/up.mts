@@ -3,46 +3,30 @@
 // secrets -> secret guard -> prepare -> ordered start -> health -> record secret fingerprints.
 import fs from 'node:fs'
 import path from 'node:path'
-import {
-  defineScript,
-  type Flags,
-  parseDuration,
-  runScript,
-  say,
-  UsageError,
-  warn,
-} from '../lib/core/cli.mts'
+import { defineScript, type Flags, parseDuration, runScript, say, warn } from '../lib/core/cli.mts'
 import { MIN_FREE_DISK_FLAG, minFreeDiskBytes } from '../lib/core/disk.mts'
-import { projectVolumes, type StackServices, stackServices } from '../lib/core/docker.mts'
-import {
-  assertSecretsUnchanged,
-  type Config,
-  ENV_FILE_FLAG,
-  type EnvPlan,
-  ensureEnvFile,
-  envFilePath,
-  fingerprintFile,
-  list,
-  loadConfig,
-  planEnvFile,
-  recordSecretFingerprints,
-  refuseNewSecretsOnStartedStack,
-} from '../lib/core/env.mts'
-import { featureServices } from '../lib/core/feature-catalog.mts'
+import { stackServices } from '../lib/core/docker.mts'
+import { ENV_FILE_FLAG, envFilePath, loadConfig } from '../lib/core/env.mts'
+import { ensureEnvFile, planEnvFile } from '../lib/core/env-file.mts'
 import { healthUrl } from '../lib/core/health.mts'
 import { acquireLock } from '../lib/core/lock.mts'
-import { analyse, formatFindings } from '../lib/monitor/doctor.mts'
-import { failedChecks, formatPreflight, type PreflightInput, runPreflight } from '../lib/stack/preflight.mts'
-import { prepareStack } from '../lib/stack/prepare.mts'
 import {
-  describeStartFailure,
-  describeStuckServices,
-  SETTLE_FLAG,
-  type StartResult,
-  stackLockDir,
-  startFailureServices,
-  startStack,
-} from '../lib/stack/startup.mts'
+  assertSecretsUnchanged,
+  fingerprintFile,
+  recordSecretFingerprints,
+  refuseForeignVolumes,
+  refuseNewSecretsOnStartedStack,
+} from '../lib/core/secrets.mts'
+import { startFailureReport } from '../lib/ops/start-report.mts'
+import {
+  failedChecks,
+  formatPreflight,
+  type PreflightInput,
+  preflightInput,
+  runPreflight,
+} from '../lib/stack/preflight.mts'
+import { prepareStack } from '../lib/stack/prepare.mts'
+import { SETTLE_FLAG, stackLockDir, startStack } from '../lib/stack/startup.mts'
 
 const spec = defineScript({
   usage: 'npx tsx scripts/up.mts [options]',
@@ -77,30 +61,6 @@ const spec = defineScript({
     'input (.env, flags, changed secrets).',
 })
 
-/** What pre-flight needs, from the configuration as it will be (secrets may still be placeholders). */
-function preflightInput(plan: EnvPlan): PreflightInput {
-  const raw = plan.raw
-  return {
-    stackDir: plan.stackDir,
-    disabledServices: [...list(raw.DISABLED_SERVICES!), ...featureServices(list(raw.DISABLED_FEATURES!))],
-    memoryLimits: Object.fromEntries(list(raw.MEMORY_LIMITS!).map((i) => i.split('=').map((s) => s.trim()))),
-  }
-}
-
-/**
- * A second checkout (or a new STACK_DIR) would start the existing volumes with new secrets, and
- * the data in them would be unreadable: refused unless this STACK_DIR knows the secrets.
- */
-async function refuseForeignVolumes(plan: EnvPlan, accept: boolean): Promise<void> {
-  if (accept || fs.existsSync(fingerprintFile(plan.stackDir))) return
-  const volumes = await projectVolumes()
-  if (volumes.length === 0) return
-  throw new UsageError(
-    `Docker already has this stack's volumes (${volumes.slice(0, 2).join(', ')}${volumes.length > 2 ? ', ...' : ''}), but ${plan.stackDir} has no record of the secrets they were written with; new secrets would make that data unreadable. ` +
-      "Bring the .env (and STACK_DIR/secrets.sha256.json) of the checkout that created them, or pass --accept-new-secrets if this .env's secrets are the right ones",
-  )
-}
-
 async function preflight(input: PreflightInput, minFreeDisk: string | undefined, firstStart: boolean) {
   const failed = failedChecks(
     await runPreflight(input, { minFreeDiskBytes: minFreeDiskBytes(minFreeDisk, firstStart) }),
@@ -110,34 +70,12 @@ async function preflight(input: PreflightInput, minFreeDisk: string | undefined,
   return false
 }
 
-/** The failure, the services that are not ready with their last log lines, and the doctor's findings. */
-async function reportFailure(
-  cfg: Config,
-  result: Extract<StartResult, { ok: false }>,
-  ctx: { startedAt: Date; services: StackServices },
-): Promise<void> {
-  warn(`up: ${describeStartFailure(result)}`)
-  for (const line of await describeStuckServices(cfg, result.expected, ctx.services.oneShot)) warn(line)
-  // Likely causes and fixes from the doctor's catalog; pre-flight already passed.
-  try {
-    // Services the ordered start has not reached yet are not problems; after /_health, only the failing ones are.
-    const concerned = new Set([...startFailureServices(result), 'docker', 'host'])
-    const findings = (await analyse(cfg, { preflight: false, since: ctx.startedAt.toISOString() })).filter(
-      (f) => concerned.has(f.service),
-    )
-    if (findings.length) for (const line of formatFindings(findings).split('\n')) warn(line)
-  } catch (e) {
-    warn(`(the diagnosis failed too: ${(e as Error).message.split('\n')[0]})`)
-  }
-  warn('Look again later with: npx tsx scripts/doctor.mts')
-}
-
 async function main(flags: Flags<typeof spec.flags>): Promise<number> {
   const root = process.cwd()
   const envFile = envFilePath({ root, envFile: flags['env-file'] })
   const flagTimeoutMs = flags.timeout ? parseDuration(flags.timeout, '--timeout') : undefined
-  const retryBackoffMs = parseDuration(flags['retry-backoff'] ?? '5s', '--retry-backoff')
-  const settleMs = parseDuration(flags.settle ?? '15s', '--settle')
+  const retryBackoffMs = parseDuration(flags['retry-backoff'], '--retry-backoff')
+  const settleMs = parseDuration(flags.settle, '--settle')
   const accept = flags['accept-new-secrets']
 
   // 1. Validate what is there (exit 2 before anything is written).
@@ -177,7 +115,9 @@ async function main(flags: Flags<typeof spec.flags>): Promise<number> {
       settleMs,
     })
     if (!result.ok) {
-      await reportFailure(cfg, result, { startedAt, services })
+      const [why, ...details] = await startFailureReport(cfg, result, { startedAt, services })
+      warn(`up: ${why}`)
+      for (const line of details) warn(line)
       return 1
     }
     say(`PostHog is healthy: http://127.0.0.1:${cfg.proxyPort} (health: ${healthUrl(cfg.proxyPort)})`)

@@ -5,7 +5,9 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { MIN_FREE_DISK_FIRST_START } from '../core/disk.mts'
 import { docker, dockerBin } from '../core/docker.mts'
-import { parseMemory } from '../core/env.mts'
+import { list, parseMemory } from '../core/env.mts'
+import type { EnvPlan } from '../core/env-file.mts'
+import { featureServices } from '../core/feature-catalog.mts'
 
 export interface PreflightResult {
   name: 'docker-cli' | 'docker-daemon' | 'compose-version' | 'memory' | 'disk'
@@ -293,4 +295,14 @@ export function formatPreflight(results: PreflightResult[], onlyFailures = false
       if (!r.ok) return `FAIL ${r.name}: ${r.message}; fix: ${r.fix}`
       return `${r.skipped ? 'skip' : 'ok  '} ${r.name}: ${r.message}`
     })
+}
+
+/** What pre-flight needs, from the configuration as it will be (secrets may still be placeholders). */
+export function preflightInput(plan: EnvPlan): PreflightInput {
+  const raw = plan.raw
+  return {
+    stackDir: plan.stackDir,
+    disabledServices: [...list(raw.DISABLED_SERVICES!), ...featureServices(list(raw.DISABLED_FEATURES!))],
+    memoryLimits: Object.fromEntries(list(raw.MEMORY_LIMITS!).map((i) => i.split('=').map((s) => s.trim()))),
+  }
 }

@@ -10,9 +10,10 @@ import { brotliDecompress } from 'node:zlib'
 import { parseDuration, UsageError } from '../core/cli.mts'
 import { PROJECT_NAME } from '../core/docker.mts'
 import { download, downloadProgress } from '../core/download.mts'
-import { type Config, STACK_MARKER } from '../core/env.mts'
+import type { Config } from '../core/env.mts'
 import { FEATURES } from '../core/feature-catalog.mts'
 import { readIfExists, type WriteResult, writeFileAtomic } from '../core/fs.mts'
+import { STACK_MARKER } from '../core/stack-dir.mts'
 import {
   buildContexts,
   type ComposeFile,

@@ -4,7 +4,8 @@
 // the file of the user who owns it.
 import fs from 'node:fs'
 import path from 'node:path'
-import { type EnsureResult, ensureEnvFile, FRP_MIN_VERSION } from '../core/env.mts'
+import { FRP_MIN_VERSION } from '../core/env.mts'
+import { type EnsureResult, ensureEnvFile } from '../core/env-file.mts'
 import { type WriteResult, writeFileAtomic } from '../core/fs.mts'
 import { applyService, type ServiceManager } from '../core/service.mts'
 import { verifyFrpConfig, writeFrpConfig } from './frp-service.mts'

@@ -21,6 +21,7 @@ import {
   type RunResult,
   runScript,
 } from '../helpers/backup-env.ts'
+import { whileRunning } from '../helpers/common.ts'
 import { startPostgres, type TestPostgres } from '../helpers/postgres.ts'
 
 let pg: TestPostgres
@@ -170,11 +171,7 @@ describe('a backup killed midway', () => {
   async function killWhen(p: Project, ready: () => boolean, args: string[] = []): Promise<RunResult> {
     let pid = 0
     const running = runScript(p, 'scripts/backup.mts', args, { onSpawn: (x) => (pid = x) })
-    const deadline = Date.now() + 30_000
-    while (!ready()) {
-      if (Date.now() > deadline) throw new Error('the backup never reached the point to kill it at')
-      await new Promise((r) => setTimeout(r, 10))
-    }
+    await whileRunning(running, ready, 'the point to kill it at')
     try {
       process.kill(-pid, 'SIGKILL')
     } catch (e) {

@@ -24,7 +24,7 @@ import {
   runScript,
   serviceStates,
 } from '../helpers/backup-env.ts'
-import { FAKES, fakeDockerStateFile, scratchDir } from '../helpers/common.ts'
+import { FAKES, fakeDockerStateFile, scratchDir, whileRunning } from '../helpers/common.ts'
 import { addCommit, git, makePosthogRepo, type RepoServer, serveRepo } from '../helpers/fixture-repo.ts'
 import { startPostgres, type TestPostgres } from '../helpers/postgres.ts'
 
@@ -267,11 +267,11 @@ describe('upgrade', () => {
     })
     let pid = 0
     const running = upgrade(p, ['--to', 'v2'], { onSpawn: (x) => (pid = x) })
-    const deadline = Date.now() + 30_000
-    while (!p.calls().some((c) => c.includes('up -d --no-deps web proxy'))) {
-      if (Date.now() > deadline) throw new Error('the upgrade never reached the web start')
-      await new Promise((r) => setTimeout(r, 50))
-    }
+    await whileRunning(
+      running,
+      () => p.calls().some((c) => c.includes('up -d --no-deps web proxy')),
+      'the web start',
+    )
     process.kill(-pid, 'SIGKILL')
     await running
     expect(readJournal(p.stackDir)?.step).toBe('migrating')
@@ -512,11 +512,7 @@ describe('upgrade across PostgreSQL and ClickHouse majors', () => {
     p.writeScenario({ ...p.scenario, rules: [{ match: '^run --rm', delayMs: 30_000, times: 1 }] })
     let pid = 0
     const running = upgrade(p, ['--to', 'majors', '--postgres-major'], { onSpawn: (x) => (pid = x) })
-    const deadline = Date.now() + 60_000
-    while (!p.calls().some((c) => c.startsWith('run --rm'))) {
-      if (Date.now() > deadline) throw new Error('the upgrade never reached the volume copy')
-      await new Promise((r) => setTimeout(r, 50))
-    }
+    await whileRunning(running, () => p.calls().some((c) => c.startsWith('run --rm')), 'the volume copy')
     process.kill(-pid, 'SIGKILL')
     await running
     const j = readJournal(p.stackDir)

@@ -57,6 +57,26 @@ export async function waitFor<T>(
 }
 
 /** Whether a TCP connection to host:port opens within `timeoutMs`. */
+/**
+ * Waits until `reached()` while `running` is still going: the point a test kills a process at. No
+ * clock: a busy machine may take long to get there, and the test's own timeout bounds the wait.
+ * Throws when the process ended first.
+ */
+export async function whileRunning(
+  running: Promise<unknown>,
+  reached: () => boolean,
+  what: string,
+): Promise<void> {
+  let ended = false
+  void running.finally(() => {
+    ended = true
+  })
+  while (!reached()) {
+    if (ended) throw new Error(`the process ended before ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
 export function canConnect(port: number, host = '127.0.0.1', timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ port, host })

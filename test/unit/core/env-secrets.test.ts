@@ -5,16 +5,10 @@ import os from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { UsageError } from '../../../lib/core/cli.mts'
-import {
-  checkStackDir,
-  ensureEnvFile,
-  fingerprintFile,
-  mergeEnv,
-  planEnvFile,
-  refuseNewSecretsOnStartedStack,
-  resolveStackDir,
-  STACK_MARKER,
-} from '../../../lib/core/env.mts'
+import { mergeEnv } from '../../../lib/core/env.mts'
+import { ensureEnvFile, planEnvFile } from '../../../lib/core/env-file.mts'
+import { fingerprintFile, refuseNewSecretsOnStartedStack } from '../../../lib/core/secrets.mts'
+import { checkStackDir, resolveStackDir, STACK_MARKER } from '../../../lib/core/stack-dir.mts'
 import { scratchDir } from '../../helpers/common.ts'
 
 const SECRET = 'f'.repeat(56)

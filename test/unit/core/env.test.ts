@@ -3,19 +3,16 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { redact, UsageError } from '../../../lib/core/cli.mts'
 import {
-  assertSecretsUnchanged,
-  ensureEnvFile,
   envErrors,
-  formatEnvValue,
   isGitRefName,
   isHostname,
   loadConfig,
   mergeEnv,
   parseEnvText,
-  recordSecretFingerprints,
-  setEnvValue,
   urlCredential,
 } from '../../../lib/core/env.mts'
+import { ensureEnvFile, formatEnvValue, setEnvValue } from '../../../lib/core/env-file.mts'
+import { assertSecretsUnchanged, recordSecretFingerprints } from '../../../lib/core/secrets.mts'
 import { scratchDir } from '../../helpers/common.ts'
 
 const example = fs.readFileSync(path.resolve(process.cwd(), '.env.example'), 'utf8')
