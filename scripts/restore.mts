@@ -16,9 +16,9 @@ import { compose, stackServices } from '../lib/core/docker.mts'
 import { ENV_FILE_FLAG, loadConfig } from '../lib/core/env.mts'
 import { formatElapsed } from '../lib/core/health.mts'
 import { acquireLock } from '../lib/core/lock.mts'
+import { secretsDifferingFrom } from '../lib/core/secrets.mts'
 import {
   backupSettings,
-  differentSecrets,
   displayPath,
   PG_DUMP_FILE,
   readManifest,
@@ -26,13 +26,8 @@ import {
   verifyBackup,
 } from '../lib/ops/backup.mts'
 import { restorePostgres, waitForDb } from '../lib/ops/postgres.mts'
-import {
-  describeStartFailure,
-  describeStuckServices,
-  SETTLE_FLAG,
-  stackLockDir,
-  startStack,
-} from '../lib/stack/startup.mts'
+import { describeStuckServices } from '../lib/stack/readiness.mts'
+import { describeStartFailure, SETTLE_FLAG, stackLockDir, startStack } from '../lib/stack/startup.mts'
 
 const spec = defineScript({
   usage: 'npx tsx scripts/restore.mts [--from <timestamp|dir>] [--yes]',
@@ -78,7 +73,7 @@ await runScript('restore', spec, async (flags) => {
       'pick another one with --from (nothing was changed)',
     )
   const manifest = readManifest(dir)!
-  const different = differentSecrets(manifest, cfg)
+  const different = secretsDifferingFrom(manifest.secretFingerprints, cfg)
   if (different.length && !flags['accept-different-secrets'])
     throw new UsageError(
       `backup ${path.basename(dir)} was taken with a different ${different.join(' and ')}; data restored under the current values would be unreadable. ` +

@@ -39,6 +39,11 @@ export function changedSecrets(cfg: Config): string[] {
       'put it back from a backup of STACK_DIR, or delete it if the secrets in .env are the ones the data was written with',
     )
   }
+  return secretsDifferingFrom(recorded, cfg)
+}
+
+/** Guarded keys whose secret in `cfg` differs from its recorded fingerprint (keys not recorded pass). */
+export function secretsDifferingFrom(recorded: Record<string, string>, cfg: Config): string[] {
   const now = secretFingerprints(cfg)
   return GUARDED_SECRETS.filter((k) => recorded[k] !== undefined && recorded[k] !== now[k])
 }

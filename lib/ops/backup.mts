@@ -13,7 +13,7 @@ import { composePrefix, dockerBin } from '../core/docker.mts'
 import type { Config } from '../core/env.mts'
 import { type Duration, run } from '../core/exec.mts'
 import { writeFileAtomic } from '../core/fs.mts'
-import { GUARDED_SECRETS, secretFingerprints } from '../core/secrets.mts'
+import { secretFingerprints } from '../core/secrets.mts'
 import { dumpPostgres, otherDatabases, stderrLine } from './postgres.mts'
 
 export const MANIFEST = 'manifest.json'
@@ -163,17 +163,6 @@ export function readManifest(dir: string): BackupManifest | undefined {
   } catch {
     return undefined
   }
-}
-
-/** Guarded secrets whose fingerprint differs between the backup and the current .env. */
-export function differentSecrets(
-  manifest: Pick<BackupManifest, 'secretFingerprints'>,
-  cfg: Config,
-): string[] {
-  const now = secretFingerprints(cfg)
-  return GUARDED_SECRETS.filter(
-    (k) => manifest.secretFingerprints[k] !== undefined && manifest.secretFingerprints[k] !== now[k],
-  )
 }
 
 /** Problems found by re-hashing every file the manifest lists; an empty list means the backup is whole. */

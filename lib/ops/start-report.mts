@@ -3,12 +3,8 @@
 import type { StackServices } from '../core/docker.mts'
 import type { Config } from '../core/env.mts'
 import { analyse, formatFindings } from '../monitor/doctor.mts'
-import {
-  describeStartFailure,
-  describeStuckServices,
-  type StartResult,
-  startFailureServices,
-} from '../stack/startup.mts'
+import { describeStuckServices } from '../stack/readiness.mts'
+import { describeStartFailure, type StartResult, startFailureServices } from '../stack/startup.mts'
 
 export async function startFailureReport(
   cfg: Config,

@@ -13,8 +13,8 @@ import { writeFileAtomic } from '../core/fs.mts'
 import { describeProbe, formatElapsed } from '../core/health.mts'
 import { adoptVersion } from '../stack/posthog-version.mts'
 import { prepareStack } from '../stack/prepare.mts'
+import { describeStuckServices, waitForServices } from '../stack/readiness.mts'
 import {
-  describeStuckServices,
   type StartOptions,
   startDataStores,
   startEverything,
@@ -22,7 +22,6 @@ import {
   startWebAlone,
   waitForHealthy,
   waitForMigrations,
-  waitForServices,
 } from '../stack/startup.mts'
 import { displayPath } from './backup.mts'
 import { moveIntoNewMajor, undoMove } from './pg-major.mts'

@@ -2,6 +2,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it, vi } from 'vitest'
 import { mergeEnv, toConfig } from '../../../lib/core/env.mts'
+import { secretsDifferingFrom } from '../../../lib/core/secrets.mts'
 import {
   applyRetention,
   BACKUP_NAME,
@@ -9,7 +10,6 @@ import {
   buildManifest,
   clickhouseBackupQuery,
   describeFiles,
-  differentSecrets,
   findIncomplete,
   MANIFEST,
   newBackupName,
@@ -91,17 +91,20 @@ describe('manifest', () => {
     const root = scratch()
     const cfg = config(root)
     const m = buildManifest({ cfg, files: [], createdAt: new Date(0) })
-    expect(differentSecrets(m, cfg)).toEqual([])
+    expect(secretsDifferingFrom(m.secretFingerprints, cfg)).toEqual([])
     const other = toConfig(root, path.join(root, '.env'), {
       ...cfg.raw,
       ENCRYPTION_SALT_KEYS: 'o'.repeat(32),
     })
-    expect(differentSecrets(m, other)).toEqual(['ENCRYPTION_SALT_KEYS'])
+    expect(secretsDifferingFrom(m.secretFingerprints, other)).toEqual(['ENCRYPTION_SALT_KEYS'])
     // A manifest from before a secret was guarded says nothing about it.
     const older = { secretFingerprints: { ENCRYPTION_SALT_KEYS: m.secretFingerprints.ENCRYPTION_SALT_KEYS! } }
-    expect(differentSecrets(older, { ...cfg, raw: { ...cfg.raw, POSTHOG_SECRET: 'x'.repeat(56) } })).toEqual(
-      [],
-    )
+    expect(
+      secretsDifferingFrom(older.secretFingerprints, {
+        ...cfg,
+        raw: { ...cfg.raw, POSTHOG_SECRET: 'x'.repeat(56) },
+      }),
+    ).toEqual([])
   })
 
   it('verification catches a changed, truncated or missing file', async () => {

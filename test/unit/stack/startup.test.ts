@@ -2,12 +2,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { servicesFromModel } from '../../../lib/core/docker.mts'
 import { startProgress } from '../../../lib/core/health.mts'
 import type { ContainerInfo } from '../../../lib/stack/containers.mts'
-import {
-  dataStoreServices,
-  serviceReadiness,
-  stackLockDir,
-  webAloneServices,
-} from '../../../lib/stack/startup.mts'
+import { serviceReadiness } from '../../../lib/stack/readiness.mts'
+import { dataStoreServices, stackLockDir, webAloneServices } from '../../../lib/stack/startup.mts'
 
 const c = (service: string, state: string, more: Partial<ContainerInfo> = {}): ContainerInfo => ({
   service,
