@@ -15,7 +15,7 @@ const spec = defineScript({
     clickhouse: {
       type: 'boolean',
       env: 'BACKUP_CLICKHOUSE',
-      help: "also run ClickHouse's native BACKUP (large; needs the /backups mount, see README)",
+      help: "also run ClickHouse's native BACKUP (large; needs the /backups mount, see docs/operations.md)",
     },
     'env-file': ENV_FILE_FLAG,
   },

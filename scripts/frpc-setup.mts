@@ -78,7 +78,7 @@ async function main(flags: Flags<typeof spec.flags>): Promise<number> {
   const config = frpcConfigText(raw, endpoint, folders.logDir, ca)
   if (ensured.generated.length) say(`generated ${ensured.generated.join(', ')} in ${envFile} (not shown)`)
   if (ensured.generated.includes('FRP_TOKEN'))
-    say('frps on the VPS needs the same FRP_TOKEN: see the README, "The tunnel (frp)"')
+    say('frps on the VPS needs the same FRP_TOKEN: see docs/public.md, "The tunnel (frp)"')
 
   await installFrpc(
     {

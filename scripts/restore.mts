@@ -56,7 +56,7 @@ const spec = defineScript({
     'env-file': ENV_FILE_FLAG,
   },
   notes:
-    'Everything written to PostHog since the backup is lost. ClickHouse (events) is not restored by this script; see README "Backups and upgrades".',
+    'Everything written to PostHog since the backup is lost. ClickHouse (events) is not restored by this script; see docs/operations.md, "ClickHouse backups".',
 })
 
 await runScript('restore', spec, async (flags) => {

@@ -41,7 +41,7 @@ const spec = defineScript({
     clickhouse: {
       type: 'boolean',
       env: 'BACKUP_CLICKHOUSE',
-      help: 'back ClickHouse up too before upgrading (needs the /backups mount, see README)',
+      help: 'back ClickHouse up too before upgrading (needs the /backups mount, see docs/operations.md)',
     },
     rollback: {
       type: 'boolean',

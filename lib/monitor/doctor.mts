@@ -307,7 +307,7 @@ export function diskFindings(low: LowDisk[], dfJson: string): Finding[] {
     service: 'disk',
     evidence: `${describeSpace(l.space)} on ${l.where}`,
     cause: `the disk is nearly full (${biggest}): once it is, ClickHouse, Kafka and Postgres stop writing and events are lost`,
-    fix: 'docker image prune -a and docker builder prune remove unused images and build cache; a volume that keeps growing needs its retention looked at (README: disk)',
+    fix: 'docker image prune -a and docker builder prune remove unused images and build cache; a volume that keeps growing needs its retention looked at (docs/stack.md: Disk use)',
     safe: false,
     count: 1,
   }))

@@ -360,7 +360,7 @@ export async function checkoutCommit(stackDir: string): Promise<string | undefin
 
 // ---------------------------------------------------------------------------------------------
 // ClickHouse (opt-in): its native BACKUP writes into a folder mounted at /backups in the
-// clickhouse container, which the server must allow (see README "ClickHouse backups").
+// clickhouse container, which the server must allow (see docs/operations.md, "ClickHouse backups").
 
 export const CLICKHOUSE_MOUNT = '/backups'
 
@@ -382,7 +382,7 @@ export async function backupClickhouse(
   if (!res.ok)
     throw new RuntimeFailure(
       `ClickHouse BACKUP failed (exit ${res.exitCode ?? res.signal}): ${stderrLine(res)}`,
-      "give clickhouse a 'backups' disk mounted at /backups (README: ClickHouse backups), or leave out --clickhouse",
+      "give clickhouse a 'backups' disk mounted at /backups (docs/operations.md: ClickHouse backups), or leave out --clickhouse",
     )
 }
 

@@ -176,7 +176,7 @@ export function postgresMajorPlan(
   if (!wanted)
     throw new UsageError(
       `${what} is a major upgrade: the new server cannot read the old data. Run upgrade --to ${plan.to} --postgres-major ` +
-        '(it backs up every database, keeps the old volume aside and restores into the new major; README: Upgrade)',
+        '(it backs up every database, keeps the old volume aside and restores into the new major; docs/operations.md: Upgrade)',
     )
   const volume = dbVolume(readStackFile(stackDir, 'docker-compose.yml') ?? '')
   if (!volume)

@@ -58,22 +58,30 @@ export async function waitFor<T>(
 
 /** Whether a TCP connection to host:port opens within `timeoutMs`. */
 /**
- * Waits until `reached()` while `running` is still going: the point a test kills a process at. No
- * clock: a busy machine may take long to get there, and the test's own timeout bounds the wait.
- * Throws when the process ended first.
+ * Waits until `reached()`, or until `running` ends: the point a test kills a process at. No clock:
+ * a busy machine may take long to get there, and the test's own timeout bounds the wait. True
+ * when the point was reached while the process still ran.
  */
-export async function whileRunning(
-  running: Promise<unknown>,
-  reached: () => boolean,
-  what: string,
-): Promise<void> {
+export async function whileRunning(running: Promise<unknown>, reached: () => boolean): Promise<boolean> {
   let ended = false
   void running.finally(() => {
     ended = true
   })
-  while (!reached()) {
-    if (ended) throw new Error(`the process ended before ${what}`)
+  for (;;) {
+    if (reached()) return true
+    if (ended) return false
     await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+/** Whether the fake docker has taken scenario rule `index` (it records that before a rule's delay). */
+export function ruleTaken(scenarioFile: string, index: number): boolean {
+  const file = fakeDockerStateFile(scenarioFile)
+  if (!fs.existsSync(file)) return false
+  try {
+    return (JSON.parse(fs.readFileSync(file, 'utf8')).ruleUses?.[index] ?? 0) > 0
+  } catch {
+    return false // being written
   }
 }
 
