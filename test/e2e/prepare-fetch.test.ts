@@ -17,6 +17,7 @@ import {
   git,
   makePosthogRepo,
   type PosthogRepo,
+  presentBlobPaths,
   type RepoServer,
   type ServerPolicy,
   serveRepo,
@@ -161,24 +162,11 @@ function worktreeFiles(checkout: string): string[] {
   return out.sort()
 }
 
-/** Paths of `commit` whose blob the checkout holds (read without fetching anything). */
-function presentBlobPaths(checkout: string, commit: string): string[] {
-  const present = new Set(
-    git(['cat-file', '--batch-all-objects', '--batch-check=%(objectname)'], { cwd: checkout }).split('\n'),
-  )
-  return git(['ls-tree', '-r', commit], { cwd: repo.dir })
-    .split('\n')
-    .map((l) => /^\d+ blob ([0-9a-f]{40})\t(.*)$/.exec(l))
-    .filter((m): m is RegExpExecArray => m !== null && present.has(m[1]!))
-    .map((m) => m[2]!)
-    .sort()
-}
-
 /** The checkout is complete, at `commit`, with exactly the needed files and nothing else fetched. */
 function expectGoodCheckout(p: Project, commit: string): void {
   expect(git(['rev-parse', 'HEAD'], { cwd: p.checkout })).toBe(commit)
   expect(worktreeFiles(p.checkout)).toEqual([...repo.neededFiles].sort())
-  expect(presentBlobPaths(p.checkout, commit)).toEqual([...repo.neededFiles].sort())
+  expect(presentBlobPaths(p.checkout, repo.dir, commit)).toEqual([...repo.neededFiles].sort())
   expect(fs.existsSync(path.join(p.checkout, '.git', 'homelab-changing'))).toBe(false)
   expect(fs.readdirSync(p.stack).filter((f) => f.includes('broken'))).toEqual([])
 }

@@ -15,6 +15,7 @@ import {
   git,
   makePosthogRepo,
   type PosthogRepo,
+  presentBlobPaths,
   type RepoServer,
   serveRepo,
   UNNEEDED_SIBLINGS,
@@ -102,19 +103,6 @@ function mtimes(stack: string): Record<string, number> {
   return out
 }
 
-/** Paths of `commit` whose blob is present in the checkout's object store (read without lazy fetching). */
-function presentBlobPaths(checkout: string, commit: string): string[] {
-  const present = new Set(
-    git(['cat-file', '--batch-all-objects', '--batch-check=%(objectname)'], { cwd: checkout }).split('\n'),
-  )
-  return git(['ls-tree', '-r', commit], { cwd: repo.dir })
-    .split('\n')
-    .map((l) => /^\d+ blob ([0-9a-f]{40})\t(.*)$/.exec(l))
-    .filter((m): m is RegExpExecArray => m !== null && present.has(m[1]!))
-    .map((m) => m[2]!)
-    .sort()
-}
-
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'prepare-e2e-'))
   repo = makePosthogRepo(path.join(tmp, 'posthog.git'), { commits: 60, unrelatedFiles: 3000 })
@@ -176,7 +164,7 @@ describe('prepare, fetching with stock git', () => {
     expect(git(['rev-parse', 'HEAD'], { cwd: checkout })).toBe(repo.tags.v1)
     expect(git(['rev-parse', '--is-shallow-repository'], { cwd: checkout })).toBe('true')
     // Exactly the needed blobs were fetched: nothing unrelated, not the siblings of mounted files.
-    expect(presentBlobPaths(checkout, repo.tags.v1!)).toEqual([...repo.neededFiles].sort())
+    expect(presentBlobPaths(checkout, repo.dir, repo.tags.v1!)).toEqual([...repo.neededFiles].sort())
     for (const f of Object.keys(UNNEEDED_SIBLINGS)) expect(fs.existsSync(path.join(checkout, f))).toBe(false)
     expect(fs.existsSync(path.join(checkout, 'posthog/idl/nested/schema.json'))).toBe(true)
     expect(fs.existsSync(path.join(checkout, 'rust'))).toBe(true)

@@ -61,8 +61,13 @@ function loadState() {
   return { ...fresh, ...JSON.parse(fs.readFileSync(stateFile, 'utf8')) }
 }
 const state = loadState()
+// Written whole and renamed into place: calls run side by side (the health checks do), and one
+// must never read another's half-written state.
 function saveState() {
-  if (stateFile) fs.writeFileSync(stateFile, JSON.stringify(state))
+  if (!stateFile) return
+  const tmp = `${stateFile}.${process.pid}.tmp`
+  fs.writeFileSync(tmp, JSON.stringify(state))
+  fs.renameSync(tmp, stateFile)
 }
 
 function out(text) {

@@ -9,6 +9,7 @@ import {
   expectNoSecrets,
   FAKES,
   fakeDockerStateFile,
+  HEALTHY_ROUTES,
   type Listening,
   listenLocal,
   type ProcessResult,
@@ -18,7 +19,6 @@ import {
   writeEnvFile,
   writeScenario,
 } from './common.ts'
-import { HEALTHY_ROUTES } from './stack-env.ts'
 
 export const SECRET = 'f00dfeed'.repeat(7) // 56 hex characters
 export const SALT = 'a1b2c3d4'.repeat(4) // 32 characters

@@ -326,3 +326,19 @@ export function secretsFound(output: Output, secrets: string[]): string[] {
 export function expectNoSecrets(output: Output, secrets: string[]): void {
   expect(secretsFound(output, secrets), 'a secret value appeared in the output').toEqual([])
 }
+
+/** What a stand-in for the proxy answers on a route: a status, or never (`hang`). */
+export type RouteAnswer = number | 'hang'
+
+/**
+ * The proxy's other routes on a healthy stack: capture, flags and replay answer a POST without a
+ * project token 401 (as capture-rs and feature-flags do), the app redirects to its login page.
+ */
+export const HEALTHY_ROUTES: Record<string, RouteAnswer> = {
+  '/e/': 401,
+  '/i/v0/e/': 401,
+  '/batch': 401,
+  '/flags': 401,
+  '/s/': 401,
+  '/': 302,
+}

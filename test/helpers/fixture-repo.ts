@@ -492,3 +492,16 @@ export function repoCacheKey(opts: PosthogRepoOptions): string {
     .digest('hex')
     .slice(0, 16)
 }
+
+/** Paths of `commit` in `repoDir` whose blob `checkout` holds (read without fetching anything). */
+export function presentBlobPaths(checkout: string, repoDir: string, commit: string): string[] {
+  const present = new Set(
+    git(['cat-file', '--batch-all-objects', '--batch-check=%(objectname)'], { cwd: checkout }).split('\n'),
+  )
+  return git(['ls-tree', '-r', commit], { cwd: repoDir })
+    .split('\n')
+    .map((l) => /^\d+ blob ([0-9a-f]{40})\t(.*)$/.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null && present.has(m[1]!))
+    .map((m) => m[2]!)
+    .sort()
+}

@@ -11,9 +11,11 @@ import path from 'node:path'
 import {
   dockerCalls,
   FAKES,
+  HEALTHY_ROUTES,
   listenLocal,
   type ProcessResult,
   ROOT,
+  type RouteAnswer,
   runProcess,
   scratchDir,
   TSX,
@@ -155,20 +157,6 @@ export function makeStackProject(
 export type HealthMode = 'ok' | 'migrating' | 'hang' | 'error'
 
 /** How the proxy answers a path: a status code, or never. */
-export type RouteAnswer = number | 'hang'
-
-/**
- * The proxy's other routes on a healthy stack: capture, flags and replay answer a POST without a
- * project token 401 (as capture-rs and feature-flags do), the app redirects to its login page.
- */
-export const HEALTHY_ROUTES: Record<string, RouteAnswer> = {
-  '/e/': 401,
-  '/i/v0/e/': 401,
-  '/batch': 401,
-  '/flags': 401,
-  '/s/': 401,
-  '/': 302,
-}
 
 export interface HealthServer {
   url: string

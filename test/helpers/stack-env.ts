@@ -9,9 +9,11 @@ import path from 'node:path'
 import {
   dockerCalls,
   FAKES,
+  HEALTHY_ROUTES,
   listenLocal,
   type ProcessResult,
   ROOT,
+  type RouteAnswer,
   SCRIPT_TIMEOUT_MS,
   type StartedProcess,
   scratchDir,
@@ -149,23 +151,10 @@ export interface HealthServer {
    * The proxy's other routes (lib/stack/routes.mts probes them): status per path, query left out;
    * 'hang' never answers; paths not listed answer 404. Tests change entries as they need.
    */
-  routes: Record<string, number | 'hang'>
+  routes: Record<string, RouteAnswer>
   /** `METHOD path` of every request other than /_health. */
   requests: string[]
   close(): Promise<void>
-}
-
-/**
- * A healthy stack's answers to requests without a project token: capture, flags and replay
- * answer 401 (as capture-rs and feature-flags do), the app redirects to its login page.
- */
-export const HEALTHY_ROUTES: Record<string, number | 'hang'> = {
-  '/e/': 401,
-  '/i/v0/e/': 401,
-  '/batch': 401,
-  '/flags': 401,
-  '/s/': 401,
-  '/': 302,
 }
 
 /**
@@ -175,7 +164,7 @@ export const HEALTHY_ROUTES: Record<string, number | 'hang'> = {
 export async function healthServer(
   project: Project,
   mode: HealthMode,
-  routes: Record<string, number | 'hang'> = { ...HEALTHY_ROUTES },
+  routes: Record<string, RouteAnswer> = { ...HEALTHY_ROUTES },
 ): Promise<HealthServer> {
   let sinceWeb = 0
   let readyAt: number | undefined
