@@ -6,7 +6,7 @@ import { ENV_FILE_FLAG, loadConfig } from '../lib/core/env.mts'
 import { ensureEnvFile, planEnvFile } from '../lib/core/env-file.mts'
 import { acquireLock } from '../lib/core/lock.mts'
 import { assertSecretsUnchanged, refuseNewSecretsOnStartedStack } from '../lib/core/secrets.mts'
-import { prepareStack } from '../lib/stack/prepare.mts'
+import { NO_GEOIP_FLAG, prepareStack } from '../lib/stack/prepare.mts'
 import { stackLockDir } from '../lib/stack/startup.mts'
 
 const spec = defineScript({
@@ -28,11 +28,7 @@ const spec = defineScript({
     'unknown ref, refused service.',
   ].join('\n'),
   flags: {
-    'no-geoip': {
-      type: 'boolean',
-      env: 'HOMELAB_NO_GEOIP',
-      help: 'skip the GeoLite2-City download (GEOIP_URL overrides where it comes from)',
-    },
+    'no-geoip': NO_GEOIP_FLAG,
     'env-file': ENV_FILE_FLAG,
     'accept-new-secrets': {
       type: 'boolean',

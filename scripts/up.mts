@@ -25,8 +25,8 @@ import {
   preflightInput,
   runPreflight,
 } from '../lib/stack/preflight.mts'
-import { prepareStack } from '../lib/stack/prepare.mts'
-import { SETTLE_FLAG, stackLockDir, startStack } from '../lib/stack/startup.mts'
+import { NO_GEOIP_FLAG, prepareStack } from '../lib/stack/prepare.mts'
+import { RETRY_BACKOFF_FLAG, SETTLE_FLAG, stackLockDir, startStack } from '../lib/stack/startup.mts'
 
 const spec = defineScript({
   usage: 'npx tsx scripts/up.mts [options]',
@@ -40,19 +40,14 @@ const spec = defineScript({
       env: 'ACCEPT_NEW_SECRETS',
       help: 'start although POSTHOG_SECRET / ENCRYPTION_SALT_KEYS differ from the first healthy start',
     },
-    'no-geoip': { type: 'boolean', env: 'HOMELAB_NO_GEOIP', help: 'skip the GeoLite2 download' },
+    'no-geoip': NO_GEOIP_FLAG,
     timeout: {
       type: 'string',
       help: 'how long to wait for health, e.g. 20m (default: HEALTH_TIMEOUT from .env, else 20m)',
     },
     'env-file': ENV_FILE_FLAG,
     yes: { type: 'boolean', help: 'never ask (up asks nothing today; accepted for symmetry)' },
-    'retry-backoff': {
-      type: 'string',
-      env: 'HOMELAB_RETRY_BACKOFF',
-      help: 'wait before retrying a failed docker compose up (n-th retry waits n times this)',
-      default: '5s',
-    },
+    'retry-backoff': RETRY_BACKOFF_FLAG,
     settle: SETTLE_FLAG,
     'min-free-disk': MIN_FREE_DISK_FLAG,
   },

@@ -17,7 +17,8 @@ import { MIN_FREE_DISK_FLAG } from '../lib/core/disk.mts'
 import { type Config, ENV_FILE_FLAG, loadConfig } from '../lib/core/env.mts'
 import { acquireLock } from '../lib/core/lock.mts'
 import { runUpgrade, type UpgradeRequest } from '../lib/ops/upgrade-run.mts'
-import { SETTLE_FLAG, stackLockDir } from '../lib/stack/startup.mts'
+import { NO_GEOIP_FLAG } from '../lib/stack/prepare.mts'
+import { RETRY_BACKOFF_FLAG, SETTLE_FLAG, stackLockDir } from '../lib/stack/startup.mts'
 
 const spec = defineScript({
   usage: 'npx tsx scripts/upgrade.mts --to TAG [--dry-run] [--force] [--postgres-major] [--clickhouse]',
@@ -52,14 +53,9 @@ const spec = defineScript({
       help: "how long to wait for web's migrations and for health, e.g. 20m (default HEALTH_TIMEOUT)",
     },
     'min-free-disk': MIN_FREE_DISK_FLAG,
-    'retry-backoff': {
-      type: 'string',
-      env: 'HOMELAB_RETRY_BACKOFF',
-      help: 'wait before retrying a failed pull or compose up (n-th retry waits n times this)',
-      default: '5s',
-    },
+    'retry-backoff': RETRY_BACKOFF_FLAG,
     settle: SETTLE_FLAG,
-    'no-geoip': { type: 'boolean', env: 'HOMELAB_NO_GEOIP', help: 'skip the GeoLite2 download' },
+    'no-geoip': NO_GEOIP_FLAG,
     'env-file': ENV_FILE_FLAG,
   },
   notes:

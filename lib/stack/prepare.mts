@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { brotliDecompress } from 'node:zlib'
-import { parseDuration, UsageError } from '../core/cli.mts'
+import { type FlagSpec, parseDuration, UsageError } from '../core/cli.mts'
 import { PROJECT_NAME } from '../core/docker.mts'
 import { download, downloadProgress } from '../core/download.mts'
 import type { Config } from '../core/env.mts'
@@ -38,6 +38,13 @@ import {
   VERSION_FILE,
 } from './posthog-version.mts'
 import { formatBytes, serviceMemoryBytes } from './preflight.mts'
+
+/** `--no-geoip` of the steps that prepare the stack (prepare, up, upgrade). */
+export const NO_GEOIP_FLAG = {
+  type: 'boolean',
+  env: 'HOMELAB_NO_GEOIP',
+  help: 'skip the GeoLite2-City download (GEOIP_URL overrides where it comes from)',
+} as const satisfies FlagSpec
 
 export interface PrepareOptions {
   /** Download GeoLite2-City into share/ (failures are a notice, never fatal). */

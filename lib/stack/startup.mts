@@ -72,6 +72,14 @@ export const SETTLE_FLAG = {
   default: '15s',
 } as const satisfies FlagSpec
 
+/** `--retry-backoff` of the steps that retry docker compose up or a pull (up, upgrade). */
+export const RETRY_BACKOFF_FLAG = {
+  type: 'string',
+  env: 'HOMELAB_RETRY_BACKOFF',
+  help: 'wait before retrying a failed docker compose up or image pull (the n-th retry waits n times this)',
+  default: '5s',
+} as const satisfies FlagSpec
+
 export function dataStoreServices(enabled: string[]): string[] {
   return DATA_STORES.filter((s) => enabled.includes(s))
 }
